@@ -1,0 +1,80 @@
+// Emitting one MLIR mod function as a CUDA C++ function (shared by the scalar and interval emitters).
+//
+// Output is deterministic: values are named v0, v1, ... in op order, parameters by their fj.param names,
+// captures by slot (cap.tensor[k], cap.f[k], cap.i[k]). Functions are FJ_HD (host+device, force-inlined),
+// so the same text compiles into GPU kernels and into CPU tests.
+#pragma once
+
+#include <string>
+
+#include "llvm/ADT/DenseMap.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+namespace flexjit {
+
+class FunctionEmitter {
+ public:
+  virtual ~FunctionEmitter() = default;
+  /// Emits `fn` as a function called `name`; raises flexjit::Error for an op it cannot express.
+  std::string emit(mlir::func::FuncOp fn, const std::string& name);
+
+ protected:
+  /// C++ type of a value of MLIR type `t` in this emitter (float / fj::IvFloat ...).
+  virtual std::string typeName(mlir::Type t) const = 0;
+  /// The C++ expression for a block argument that is a parameter ("q_idx") or capture.
+  virtual std::string argExpr(mlir::func::FuncOp fn, unsigned index) const;
+  /// The parameter list, e.g. "float score, int b, ..., const fj::CaptureArgs& cap".
+  virtual std::string paramList(mlir::func::FuncOp fn) const = 0;
+  /// Emits statements for one op (assigning its result via `define`); returns false if unsupported.
+  virtual bool emitOp(mlir::Operation* op) = 0;
+
+  /// The name of an SSA value.
+  const std::string& use(mlir::Value v) const;
+  /// Defines `op`'s result as `expr`: "  const T vN = expr;".
+  void define(mlir::Operation* op, const std::string& expr);
+  /// Appends a raw statement line.
+  void statement(const std::string& line) { body_ += "  " + line + "\n"; }
+  /// A fresh name for a helper variable.
+  std::string fresh();
+
+  /// Capture slot of a tensor/scalar argument (from fj.tensor / fj.scalar / fj.grad).
+  static int slotOf(mlir::func::FuncOp fn, mlir::Value v, const char* attr);
+  /// fj::kElem* name for a memref element type.
+  static std::string elemName(mlir::Type elementType);
+  static std::string floatLiteral(float v);
+  static std::string intLiteral(int64_t v);
+
+ private:
+  llvm::DenseMap<mlir::Value, std::string> names_;
+  std::string body_;
+  int next_ = 0;
+};
+
+/// Plain values (float/int/bool): the forward and gradient hooks.
+class ScalarEmitter : public FunctionEmitter {
+ protected:
+  std::string typeName(mlir::Type t) const override;
+  std::string paramList(mlir::func::FuncOp fn) const override;
+  bool emitOp(mlir::Operation* op) override;
+
+ private:
+  bool emitArith(mlir::Operation* op);
+  bool emitMath(mlir::Operation* op);
+  bool emitFlexjit(mlir::Operation* op);
+};
+
+/// Interval values (fj::IvBool / IvInt / IvFloat): the block classifier form of a mod.
+class IntervalEmitter : public FunctionEmitter {
+ protected:
+  std::string typeName(mlir::Type t) const override;
+  std::string argExpr(mlir::func::FuncOp fn, unsigned index) const override;
+  std::string paramList(mlir::func::FuncOp fn) const override;
+  bool emitOp(mlir::Operation* op) override;
+
+ private:
+  bool emitComparison(mlir::Operation* op);
+  /// The whole range of a type: the sound answer for anything not modelled.
+  std::string unknown(mlir::Type t) const;
+};
+
+}  // namespace flexjit

@@ -1,0 +1,91 @@
+#include "codegen/Variant.h"
+
+#include <fmt/format.h>
+
+#include <set>
+#include <sstream>
+
+#include "codegen/Embedded.h"
+#include "codegen/FunctionEmitter.h"
+#include "compiler/Pipeline.h"
+#include "dsl/Error.h"
+
+namespace flexjit {
+
+namespace {
+
+const char* boolText(bool b) { return b ? "true" : "false"; }
+
+CaptureLayout layoutOf(const ScoreMod& score, const MaskMod& mask) {
+  CaptureLayout layout;
+  for (const Mod* m : {static_cast<const Mod*>(&score), static_cast<const Mod*>(&mask)}) {
+    layout.tensors.insert(layout.tensors.end(), m->tensors().begin(), m->tensors().end());
+    layout.scalars.insert(layout.scalars.end(), m->scalars().begin(), m->scalars().end());
+  }
+  return layout;
+}
+
+void expandInto(const std::string& text, std::set<std::string>& seen, std::string& out) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string trimmed = line.substr(line.find_first_not_of(" \t") == std::string::npos ? line.size()
+                                                                                         : line.find_first_not_of(" \t"));
+    if (trimmed.rfind("#pragma once", 0) == 0) continue;
+    if (trimmed.rfind("#include \"", 0) == 0) {
+      size_t start = trimmed.find('"') + 1, end = trimmed.find('"', start);
+      std::string path = trimmed.substr(start, end - start);
+      std::string_view body = embeddedFile(path);
+      if (body.empty()) throw Error(fmt::format("flexjit codegen: '{}' is not an embedded file", path));
+      if (seen.insert(path).second) {
+        out += fmt::format("// ---- begin {} ----\n", path);
+        expandInto(std::string(body), seen, out);
+        out += fmt::format("// ---- end {} ----\n", path);
+      }
+      continue;
+    }
+    out += line;
+    out += '\n';
+  }
+}
+
+}  // namespace
+
+std::string expandIncludes(const std::string& text) {
+  std::set<std::string> seen;
+  std::string out;
+  expandInto(text, seen, out);
+  return out;
+}
+
+Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options) {
+  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient});
+  Variant v;
+  v.facts = lowered.facts;
+  v.captures = layoutOf(score, mask);
+  v.importedIR = lowered.importedIR;
+  v.simplifiedIR = lowered.simplifiedIR;
+  v.finalIR = lowered.finalIR;
+  v.scoreName = score.name();
+  v.maskName = mask.name();
+
+  ScalarEmitter scalar;
+  IntervalEmitter interval;
+  std::string& p = v.prelude;
+  p += fmt::format("// flexjit variant: score_mod {} / mask_mod {} (structural keys). Generated; do not edit.\n",
+                   score.key(), mask.key());
+  p += "namespace fjv {\n";
+  p += fmt::format("constexpr bool kScoreModIsNoop = {};\n", boolText(v.facts.scoreIsNoop));
+  p += fmt::format("constexpr bool kMaskModIsNoop = {};\n", boolText(v.facts.maskIsNoop));
+  p += fmt::format("constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
+  p += fmt::format("constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
+  p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
+  p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
+  if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");
+  p += "\n" + interval.emit(lowered.lookup("mask_mod"), "mask_mod_interval");
+  p += "\n" + interval.emit(lowered.lookup("score_mod"), "score_mod_interval");
+  p += "}  // namespace fjv\n";
+  return v;
+}
+
+}  // namespace flexjit

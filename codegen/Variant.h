@@ -1,0 +1,41 @@
+// A variant = one score_mod + one mask_mod, lowered through MLIR and emitted as the CUDA "prelude"
+// every kernel template includes: the hooks fjv::score_mod, fjv::mask_mod, fjv::score_mod_grad and the
+// interval forms fjv::mask_mod_interval, fjv::score_mod_interval, plus compile-time facts.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler/ModFacts.h"
+#include "dsl/Mods.h"
+
+namespace flexjit {
+
+/// Where each capture goes in fj::CaptureArgs (score_mod's first, then mask_mod's).
+struct CaptureLayout {
+  std::vector<std::shared_ptr<TensorCapture>> tensors;  ///< index = slot
+  std::vector<std::shared_ptr<ScalarCapture>> scalars;  ///< index = slot (cap.f or cap.i by type)
+};
+
+struct VariantOptions {
+  bool withGradient = true;
+};
+
+struct Variant {
+  std::string prelude;  ///< CUDA source of namespace fjv (deterministic for equal mods)
+  ModFacts facts;
+  CaptureLayout captures;
+  std::string importedIR, simplifiedIR, finalIR;  ///< the MLIR stages, for dumps and `flexjit show`
+  std::string scoreName, maskName;
+};
+
+/// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.
+Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options = {});
+
+/// Inlines every `#include "path"` of an embedded file (recursively, once each, dropping `#pragma once`),
+/// so a kernel source is one self-contained text: its hash covers everything NVRTC compiles, and a dumped
+/// .cu compiles on its own.
+std::string expandIncludes(const std::string& text);
+
+}  // namespace flexjit

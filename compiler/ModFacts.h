@@ -1,0 +1,14 @@
+// What the compiler proved about a variant; consumed by codegen and the runtime (no MLIR types here).
+#pragma once
+
+namespace flexjit {
+
+/// What the range analysis and simplification proved about a variant (over all parameter values).
+struct ModFacts {
+  bool scoreIsNoop = false;      ///< score_mod returns its score unchanged
+  bool maskIsNoop = false;       ///< mask_mod keeps every position
+  bool scoreCanBeNegInf = true;  ///< score_mod may return -inf (masks through the score)
+  bool hasTensorGrads = false;   ///< some captured tensor requires a gradient
+};
+
+}  // namespace flexjit

@@ -1,0 +1,40 @@
+// The compiler's entry point: a variant's score_mod and mask_mod -> verified, simplified MLIR with the
+// score_mod's gradient, plus the facts the kernel generator needs.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "compiler/ModFacts.h"
+#include "dsl/Mods.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace flexjit {
+
+/// The MLIR of one variant: functions @score_mod, @mask_mod and (if asked) @score_mod_grad.
+struct LoweredMods {
+  std::unique_ptr<mlir::MLIRContext> context;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  std::string importedIR;    ///< straight from the DSL
+  std::string simplifiedIR;  ///< after canonicalize + CSE
+  std::string finalIR;       ///< after autodiff and a second simplification
+  ModFacts facts;
+
+  mlir::func::FuncOp lookup(const std::string& name) const;
+};
+
+struct LowerOptions {
+  bool withGradient = true;
+};
+
+/// Imports, verifies, simplifies and differentiates. Score-mod captures take slots first, then the
+/// mask-mod's (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on any failure.
+LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {});
+
+/// Prints an op (a module or function) as MLIR text.
+std::string toText(mlir::Operation* op);
+
+}  // namespace flexjit

@@ -1,0 +1,187 @@
+// Tracing user lambdas into mods, and the canonical form behind structural keys.
+#include "dsl/Mods.h"
+
+#include <fmt/format.h>
+
+#include <unordered_map>
+
+#include "dsl/Error.h"
+#include "dsl/Sha256.h"
+
+namespace flexjit {
+
+namespace {
+
+/// Writes the canonical form of a graph: one line per distinct node in post-order, operands as %ids.
+/// Structurally equal nodes built separately share one line, so sharing in the user's DAG does not
+/// change the key; captures are numbered by first use, so their identity does not enter either.
+class Canonicalizer {
+ public:
+  void run(const NodeRef& root) {
+    // Iterative post-order: user graphs can be long chains (a sum of many terms).
+    std::vector<std::pair<const Node*, size_t>> stack{{root.get(), 0}};
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      if (ids_.count(node)) {
+        stack.pop_back();
+        continue;
+      }
+      if (next < node->args.size()) {
+        const Node* child = node->args[next++].get();
+        if (!ids_.count(child)) stack.push_back({child, 0});
+        continue;
+      }
+      ids_[node] = intern(describe(*node));
+      stack.pop_back();
+    }
+    text_ += fmt::format("return %{}\n", ids_.at(root.get()));
+  }
+
+  std::string text() const { return header_ + text_; }
+  std::vector<std::shared_ptr<TensorCapture>> tensors;
+  std::vector<std::shared_ptr<ScalarCapture>> scalars;
+
+ private:
+  std::string describe(const Node& n) {
+    std::string line = fmt::format("{} {}", opName(n.op), scalarTypeName(n.type));
+    switch (n.op) {
+      case Op::Param: line += fmt::format(" {}", paramName(n.param)); break;
+      case Op::Const:
+        line += n.type == ScalarType::F32 ? fmt::format(" {:a}", static_cast<float>(n.fconst))
+                                          : fmt::format(" {}", n.iconst);
+        break;
+      case Op::Scalar: line += fmt::format(" s{}", indexOf(scalars, n.scalar)); break;
+      case Op::Load: line += fmt::format(" t{}", tensorIndex(n.tensor)); break;
+      default: break;
+    }
+    for (const NodeRef& a : n.args) line += fmt::format(" %{}", ids_.at(a.get()));
+    return line;
+  }
+
+  template <class T>
+  size_t indexOf(std::vector<std::shared_ptr<T>>& list, const std::shared_ptr<T>& item) {
+    for (size_t i = 0; i < list.size(); ++i)
+      if (list[i] == item) return i;
+    list.push_back(item);
+    return list.size() - 1;
+  }
+
+  size_t tensorIndex(const std::shared_ptr<TensorCapture>& t) {
+    size_t before = tensors.size();
+    size_t i = indexOf(tensors, t);
+    if (i == before) header_ += fmt::format("tensor t{} {} rank {}\n", i, dtypeName(t->dtype), t->rank);
+    return i;
+  }
+
+  size_t intern(const std::string& line) {
+    auto it = lines_.find(line);
+    if (it != lines_.end()) return it->second;
+    size_t id = lines_.size();
+    lines_.emplace(line, id);
+    text_ += fmt::format("%{} = {}\n", id, line);
+    return id;
+  }
+
+  std::unordered_map<const Node*, size_t> ids_;
+  std::unordered_map<std::string, size_t> lines_;
+  std::string header_;
+  std::string text_;
+};
+
+bool usesParam(const NodeRef& root, Param p) {
+  std::vector<const Node*> stack{root.get()};
+  std::unordered_map<const Node*, bool> seen;
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (seen[n]) continue;
+    seen[n] = true;
+    if (n->op == Op::Param && n->param == p) return true;
+    for (const NodeRef& a : n->args) stack.push_back(a.get());
+  }
+  return false;
+}
+
+Expr checkedBody(ModKind kind, const std::string& name, const Expr& body) {
+  TraceScope scope(modKindName(kind), name);
+  if (!body.defined()) traceError("returned an uninitialized Expr");
+  if (kind == ModKind::Mask) {
+    if (body.type() != ScalarType::Bool)
+      traceError(fmt::format("must return bool (true keeps the position), but returned {}; compare explicitly, "
+                             "e.g. `x != 0`", scalarTypeName(body.type())));
+    if (usesParam(body.node(), Param::Score)) traceError("a mask_mod cannot read the score; use a score_mod");
+  } else if (body.type() != ScalarType::F32) {
+    traceError(fmt::format("must return float32, but returned {}; {}", scalarTypeName(body.type()),
+                           body.type() == ScalarType::Bool
+                               ? "to mask positions use a mask_mod, or where(cond, score, -INFINITY)"
+                               : "convert with toFloat()"));
+  }
+  return body;
+}
+
+}  // namespace
+
+const char* modKindName(ModKind kind) { return kind == ModKind::Score ? "score_mod" : "mask_mod"; }
+
+Mod::Mod(ModKind kind, std::string name, Expr body)
+    : kind_(kind), name_(std::move(name)), body_(checkedBody(kind, name_, body)) {
+  Canonicalizer c;
+  c.run(body_.node());
+  canonical_ = fmt::format("{}\n{}", modKindName(kind_), c.text());
+  tensors_ = std::move(c.tensors);
+  scalars_ = std::move(c.scalars);
+  key_ = Sha256::hex(canonical_).substr(0, 16);
+}
+
+std::string Mod::describe() const { return fmt::format("{} '{}'", modKindName(kind_), name_); }
+
+static Expr traceScore(const std::string& name, const ScoreMod::Fn& fn) {
+  if (!fn) throw Error(fmt::format("score_mod '{}' is an empty function", name));
+  TraceScope scope("score_mod", name);
+  return fn(Expr::param(Param::Score), Expr::param(Param::B), Expr::param(Param::H), Expr::param(Param::Q),
+            Expr::param(Param::KV));
+}
+
+static Expr traceMask(const std::string& name, const MaskMod::Fn& fn) {
+  if (!fn) throw Error(fmt::format("mask_mod '{}' is an empty function", name));
+  TraceScope scope("mask_mod", name);
+  return fn(Expr::param(Param::B), Expr::param(Param::H), Expr::param(Param::Q), Expr::param(Param::KV));
+}
+
+ScoreMod::ScoreMod(std::string name, const Fn& fn) : ScoreMod(name, traceScore(name, fn)) {}
+ScoreMod::ScoreMod(std::string name, Expr body) : Mod(ModKind::Score, std::move(name), std::move(body)) {}
+ScoreMod ScoreMod::fromBody(std::string name, Expr body) { return ScoreMod(std::move(name), std::move(body)); }
+ScoreMod ScoreMod::noop() { return ScoreMod("noop", Expr::param(Param::Score)); }
+bool ScoreMod::isNoop() const {
+  const Node& n = *body().node();
+  return n.op == Op::Param && n.param == Param::Score;
+}
+
+MaskMod::MaskMod(std::string name, const Fn& fn) : MaskMod(name, traceMask(name, fn)) {}
+MaskMod::MaskMod(std::string name, Expr body) : Mod(ModKind::Mask, std::move(name), std::move(body)) {}
+MaskMod MaskMod::fromBody(std::string name, Expr body) { return MaskMod(std::move(name), std::move(body)); }
+MaskMod MaskMod::noop() { return MaskMod("noop", Expr(true)); }
+bool MaskMod::isNoop() const {
+  const Node& n = *body().node();
+  return n.op == Op::Const && n.iconst != 0;
+}
+
+static MaskMod combineMasks(const std::vector<MaskMod>& masks, bool conjunction) {
+  const char* what = conjunction ? "and_masks" : "or_masks";
+  if (masks.empty()) throw Error(fmt::format("{}() needs at least one mask_mod", what));
+  std::string name = masks.front().name();
+  Expr body = masks.front().body();
+  for (size_t i = 1; i < masks.size(); ++i) {
+    name += conjunction ? "&" : "|";
+    name += masks[i].name();
+    body = conjunction ? (body & masks[i].body()) : (body | masks[i].body());
+  }
+  return MaskMod::fromBody(name, body);
+}
+
+MaskMod and_masks(const std::vector<MaskMod>& masks) { return combineMasks(masks, true); }
+MaskMod or_masks(const std::vector<MaskMod>& masks) { return combineMasks(masks, false); }
+MaskMod noop_mask() { return MaskMod::noop(); }
+ScoreMod noop_score_mod() { return ScoreMod::noop(); }
+
+}  // namespace flexjit

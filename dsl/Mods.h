@@ -1,0 +1,90 @@
+// ScoreMod and MaskMod: traced user functions, with their captures and a structural key.
+//
+//   auto causal = MaskMod("causal", [](Expr b, Expr h, Expr q, Expr kv) { return q >= kv; });
+//   auto alibi  = ScoreMod("alibi", [&](Expr s, Expr b, Expr h, Expr q, Expr kv) {
+//     return s + slopes[h] * toFloat(kv - q); });
+//
+// The key is a hash of the graph's canonical form: equal expressions give equal keys however they were
+// built, a different constant gives a different key, and captures enter only through dtype and rank.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dsl/Capture.h"
+#include "dsl/Expr.h"
+
+namespace flexjit {
+
+enum class ModKind : uint8_t { Score, Mask };
+const char* modKindName(ModKind kind);  ///< "score_mod" / "mask_mod"
+
+/// Common part of ScoreMod and MaskMod.
+class Mod {
+ public:
+  ModKind kind() const { return kind_; }
+  const std::string& name() const { return name_; }
+  const Expr& body() const { return body_; }
+  /// Captures in canonical order (first use in a deterministic walk of the graph).
+  const std::vector<std::shared_ptr<TensorCapture>>& tensors() const { return tensors_; }
+  const std::vector<std::shared_ptr<ScalarCapture>>& scalars() const { return scalars_; }
+  /// A deterministic, identity-free text form of the graph (one line per distinct node).
+  const std::string& canonicalForm() const { return canonical_; }
+  /// 16 hex digits of SHA-256 of canonicalForm().
+  const std::string& key() const { return key_; }
+  /// "mask_mod 'causal'"
+  std::string describe() const;
+
+ protected:
+  Mod(ModKind kind, std::string name, Expr body);
+
+ private:
+  ModKind kind_;
+  std::string name_;
+  Expr body_;
+  std::vector<std::shared_ptr<TensorCapture>> tensors_;
+  std::vector<std::shared_ptr<ScalarCapture>> scalars_;
+  std::string canonical_;
+  std::string key_;
+};
+
+/// score_mod(score, b, h, q_idx, kv_idx) -> float
+class ScoreMod : public Mod {
+ public:
+  using Fn = std::function<Expr(Expr score, Expr b, Expr h, Expr q_idx, Expr kv_idx)>;
+  ScoreMod(std::string name, const Fn& fn);
+  /// A mod from an expression over Expr::param(...) (used by composition and the Python tracer).
+  static ScoreMod fromBody(std::string name, Expr body);
+  /// Returns the score unchanged.
+  static ScoreMod noop();
+  bool isNoop() const;
+
+ private:
+  ScoreMod(std::string name, Expr body);
+};
+
+/// mask_mod(b, h, q_idx, kv_idx) -> bool; true keeps the position.
+class MaskMod : public Mod {
+ public:
+  using Fn = std::function<Expr(Expr b, Expr h, Expr q_idx, Expr kv_idx)>;
+  MaskMod(std::string name, const Fn& fn);
+  static MaskMod fromBody(std::string name, Expr body);
+  /// Keeps every position.
+  static MaskMod noop();
+  bool isNoop() const;
+
+ private:
+  MaskMod(std::string name, Expr body);
+};
+
+/// A position is kept when every mask keeps it (torch.nn.attention.flex_attention.and_masks).
+MaskMod and_masks(const std::vector<MaskMod>& masks);
+/// A position is kept when any mask keeps it.
+MaskMod or_masks(const std::vector<MaskMod>& masks);
+/// The noop mask and score mod under torch's names.
+MaskMod noop_mask();
+ScoreMod noop_score_mod();
+
+}  // namespace flexjit

@@ -1,0 +1,146 @@
+// DSL: tracing, type rules, structural keys and error messages.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "dsl/Error.h"
+#include "dsl/Interpreter.h"
+#include "dsl/Mods.h"
+
+using namespace flexjit;
+
+namespace {
+
+/// Runs `fn` and returns the flexjit::Error message it raised ("" if none).
+template <class F>
+std::string errorOf(F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+MaskMod causal() {
+  return MaskMod("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+}
+
+}  // namespace
+
+TEST(DslTrace, CausalMaskEvaluates) {
+  Program p(causal());
+  EXPECT_TRUE(p.mask({0, 0, 5, 3}));
+  EXPECT_TRUE(p.mask({0, 0, 5, 5}));
+  EXPECT_FALSE(p.mask({0, 0, 5, 6}));
+}
+
+TEST(DslTypes, PromotionFollowsTorch) {
+  Expr q = Expr::param(Param::Q), s = Expr::param(Param::Score);
+  EXPECT_EQ((q + 1).type(), ScalarType::I32);
+  EXPECT_EQ((q + 1.5f).type(), ScalarType::F32);
+  EXPECT_EQ((q / 2).type(), ScalarType::F32);  // true division
+  EXPECT_EQ(floordiv(q, 2).type(), ScalarType::I32);
+  EXPECT_EQ((q > 2).type(), ScalarType::Bool);
+  EXPECT_EQ(((q > 2) + (q < 9)).type(), ScalarType::I32);  // bools count as ints
+  EXPECT_EQ(exp(q).type(), ScalarType::F32);
+  EXPECT_EQ(floor(q).type(), ScalarType::I32);
+  EXPECT_EQ(where(q > 0, s, 0).type(), ScalarType::F32);
+}
+
+TEST(DslSemantics, FloorDivAndModFollowPython) {
+  // Python: -7 // 2 == -4, -7 % 2 == 1, 7 % -2 == -1, -7 % -2 == -1.
+  ScoreMod m("pymod", [](Expr s, Expr, Expr, Expr q, Expr kv) {
+    return toFloat(floordiv(q - kv, 2) * 100 + (q - kv) % 4);
+  });
+  Program p(m);
+  EXPECT_EQ(p.scoreF32(0, {0, 0, 0, 7}), -4 * 100 + 1);   // -7 // 2, -7 % 4 == 1
+  EXPECT_EQ(p.scoreF32(0, {0, 0, 7, 0}), 3 * 100 + 3);
+  ScoreMod neg("negdiv", [](Expr, Expr, Expr, Expr q, Expr kv) { return toFloat(q % (0 - kv)); });
+  Program pn(neg);
+  EXPECT_EQ(pn.scoreF32(0, {0, 0, 7, 2}), -1);   // 7 % -2
+  EXPECT_EQ(pn.scoreF32(0, {0, 0, 7, 0}), 7);    // x % 0 == x (defined)
+}
+
+TEST(DslKeys, StructuralHashingRules) {
+  auto a = MaskMod("a", [](Expr, Expr, Expr q, Expr kv) { return q - kv <= 1024; });
+  auto b = MaskMod("b", [](Expr, Expr, Expr q, Expr kv) {
+    Expr d = q - kv;
+    return d <= 1024;
+  });
+  auto c = MaskMod("c", [](Expr, Expr, Expr q, Expr kv) { return q - kv <= 1000; });
+  EXPECT_EQ(a.key(), b.key()) << "equal expressions give equal keys whatever their names";
+  EXPECT_NE(a.key(), c.key()) << "a different constant gives a different key";
+
+  CapturedTensor doc1("doc", DType::I32, 1), doc2("other", DType::I32, 1), doc64("doc64", DType::I64, 1);
+  auto m1 = MaskMod("d1", [&](Expr, Expr, Expr q, Expr kv) { return doc1[q] == doc1[kv]; });
+  auto m2 = MaskMod("d2", [&](Expr, Expr, Expr q, Expr kv) { return doc2[q] == doc2[kv]; });
+  auto m3 = MaskMod("d3", [&](Expr, Expr, Expr q, Expr kv) { return doc1[q] == doc2[kv]; });
+  auto m4 = MaskMod("d4", [&](Expr, Expr, Expr q, Expr kv) { return doc64[q] == doc64[kv]; });
+  EXPECT_EQ(m1.key(), m2.key()) << "tensor identity does not enter the key";
+  EXPECT_NE(m1.key(), m3.key()) << "one tensor read twice differs from two tensors";
+  EXPECT_NE(m1.key(), m4.key()) << "dtype enters the key";
+  EXPECT_EQ(m3.tensors().size(), 2u);
+}
+
+TEST(DslCaptures, ScalarsChangeWithoutChangingTheKey) {
+  CapturedScalar cap("cap", 30.0f);
+  ScoreMod m("softcap", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); });
+  std::string key = m.key();
+  Program p(m);
+  float before = p.scoreF32(10.0f, {});
+  cap.set(5.0f);
+  p.bindCaptures();
+  float after = p.scoreF32(10.0f, {});
+  EXPECT_NEAR(before, 30.0f * std::tanh(10.0f / 30.0f), 1e-5);
+  EXPECT_NEAR(after, 5.0f * std::tanh(2.0f), 1e-5);
+  EXPECT_EQ(ScoreMod("softcap2", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); }).key(), key);
+}
+
+TEST(DslCompose, AndOrMasks) {
+  auto window = MaskMod("window", [](Expr, Expr, Expr q, Expr kv) { return q - kv <= 4; });
+  Program both(and_masks({causal(), window}));
+  Program either(or_masks({causal(), window}));
+  EXPECT_TRUE(both.mask({0, 0, 10, 8}));
+  EXPECT_FALSE(both.mask({0, 0, 10, 2}));
+  EXPECT_FALSE(both.mask({0, 0, 2, 10}));
+  EXPECT_TRUE(either.mask({0, 0, 2, 10}));
+  EXPECT_TRUE(noop_mask().isNoop());
+  EXPECT_TRUE(noop_score_mod().isNoop());
+}
+
+TEST(DslErrors, MessagesNameTheModAndTheOp) {
+  std::string e = errorOf([] { MaskMod("bad", [](Expr, Expr, Expr q, Expr) { return toFloat(q); }); });
+  EXPECT_NE(e.find("mask_mod 'bad'"), std::string::npos) << e;
+  EXPECT_NE(e.find("must return bool"), std::string::npos) << e;
+
+  e = errorOf([] { ScoreMod("boolish", [](Expr, Expr, Expr, Expr q, Expr kv) { return q > kv; }); });
+  EXPECT_NE(e.find("score_mod 'boolish'"), std::string::npos) << e;
+  EXPECT_NE(e.find("must return float32"), std::string::npos) << e;
+
+  CapturedTensor bias("bias", DType::F32, 2);
+  e = errorOf([&] { ScoreMod("f", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + bias[h][s]; }); });
+  EXPECT_NE(e.find("score_mod 'f'"), std::string::npos) << e;
+  EXPECT_NE(e.find("indexed with a float32"), std::string::npos) << e;
+
+  e = errorOf([&] { ScoreMod("rank", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + bias[h]; }); });
+  EXPECT_NE(e.find("has rank 2 but was indexed with 1 index"), std::string::npos) << e;
+
+  e = errorOf([] { MaskMod("neg", [](Expr, Expr, Expr q, Expr kv) { return -(q > kv); }); });
+  EXPECT_NE(e.find("negation of a bool"), std::string::npos) << e;
+
+  e = errorOf([] { MaskMod("w", [](Expr, Expr, Expr q, Expr kv) { return where(q - kv, true, false); }); });
+  EXPECT_NE(e.find("condition of where() must be bool"), std::string::npos) << e;
+
+  e = errorOf([] { ScoreMod("bits", [](Expr s, Expr, Expr, Expr, Expr) { return toFloat(s & 1); }); });
+  EXPECT_NE(e.find("operator '&'"), std::string::npos) << e;
+
+  e = errorOf([] { CapturedTensor("g", DType::I32, 1, /*requiresGrad=*/true); });
+  EXPECT_NE(e.find("only float tensors can require a gradient"), std::string::npos) << e;
+
+  e = errorOf([] { CapturedTensor t("t", DType::F32, 1); t.bind(TensorView(nullptr, DType::F16, Device::cpu(), {4})); });
+  EXPECT_NE(e.find("declared float32 of rank 1"), std::string::npos) << e;
+
+  e = errorOf([] { ScoreMod("big", [](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(q + 3000000000LL); }); });
+  EXPECT_NE(e.find("does not fit int32"), std::string::npos) << e;
+}
