@@ -1,0 +1,40 @@
+// flexjit variant: score_mod b92259dc0e0917a0 / mask_mod 03935b59e1b6f8b9 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = false;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = true;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], h));
+  const int v1 = fj::subI(q_idx, kv_idx);
+  const float v2 = (float)v1;
+  const float v3 = (v0 * v2);
+  const float v4 = (score + v3);
+  return v4;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const bool v0 = (q_idx >= kv_idx);
+  return v0;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvBool v0 = fj::ivGe(q_idx, kv_idx);
+  return v0;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0[] = {h};
+  const fj::IvFloat v1 = fj::ivLoadFloat(cap.tensor[0], fj::kElemF32, 1, v0);
+  const fj::IvInt v2 = fj::ivSub(q_idx, kv_idx);
+  const fj::IvFloat v3 = fj::ivIntToFloat(v2);
+  const fj::IvFloat v4 = fj::ivMul(v1, v3);
+  const fj::IvFloat v5 = fj::ivAdd(score, v4);
+  return v5;
+}
+}  // namespace fjv

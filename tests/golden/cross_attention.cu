@@ -1,0 +1,46 @@
+// flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod 87c3b3e3bdba1a8e (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = true;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = false;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 1;
+  const int v1 = 0;
+  const int v2 = fj::loadInt(cap.tensor[0], fj::kElemI64, fj::offsetOf(cap.tensor[0], kv_idx));
+  const int v3 = fj::loadInt(cap.tensor[1], fj::kElemI64, fj::offsetOf(cap.tensor[1], v2, v1));
+  const bool v4 = (q_idx >= v3);
+  const int v5 = fj::loadInt(cap.tensor[1], fj::kElemI64, fj::offsetOf(cap.tensor[1], v2, v0));
+  const bool v6 = (q_idx < v5);
+  const bool v7 = (v4 && v6);
+  return v7;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0 = fj::ivInt(1, 1);
+  const fj::IvInt v1 = fj::ivInt(0, 0);
+  const fj::IvInt v2[] = {kv_idx};
+  const fj::IvInt v3 = fj::ivLoadInt(cap.tensor[0], fj::kElemI64, 1, v2);
+  const fj::IvInt v4[] = {v3, v1};
+  const fj::IvInt v5 = fj::ivLoadInt(cap.tensor[1], fj::kElemI64, 2, v4);
+  const fj::IvBool v6 = fj::ivGe(q_idx, v5);
+  const fj::IvInt v7[] = {v3, v0};
+  const fj::IvInt v8 = fj::ivLoadInt(cap.tensor[1], fj::kElemI64, 2, v7);
+  const fj::IvBool v9 = fj::ivLt(q_idx, v8);
+  const fj::IvBool v10 = fj::ivAnd(v6, v9);
+  return v10;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+}  // namespace fjv

@@ -1,0 +1,39 @@
+// flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod 280256a4a5be13b2 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = true;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = false;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const bool v0 = (q_idx >= kv_idx);
+  const int v1 = fj::loadInt(cap.tensor[0], fj::kElemI32, fj::offsetOf(cap.tensor[0], q_idx));
+  const int v2 = fj::loadInt(cap.tensor[0], fj::kElemI32, fj::offsetOf(cap.tensor[0], kv_idx));
+  const bool v3 = (v1 == v2);
+  const bool v4 = (v0 && v3);
+  return v4;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvBool v0 = fj::ivGe(q_idx, kv_idx);
+  const fj::IvInt v1[] = {q_idx};
+  const fj::IvInt v2 = fj::ivLoadInt(cap.tensor[0], fj::kElemI32, 1, v1);
+  const fj::IvInt v3[] = {kv_idx};
+  const fj::IvInt v4 = fj::ivLoadInt(cap.tensor[0], fj::kElemI32, 1, v3);
+  const fj::IvBool v5 = fj::ivEq(v2, v4);
+  const fj::IvBool v6 = fj::ivAnd(v0, v5);
+  return v6;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+}  // namespace fjv

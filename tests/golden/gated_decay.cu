@@ -1,0 +1,50 @@
+// flexjit variant: score_mod ad83941b8058447d / mask_mod 702c063994328fe4 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = false;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = true;
+constexpr bool kHasTensorGrads = true;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, q_idx));
+  const float v1 = (score + v0);
+  const float v2 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, kv_idx));
+  const float v3 = (v1 - v2);
+  return v3;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 1024;
+  const bool v1 = (q_idx >= kv_idx);
+  const int v2 = fj::subI(q_idx, kv_idx);
+  const bool v3 = (v2 <= v0);
+  const bool v4 = (v1 && v3);
+  return v4;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  const float v0 = (-grad_out);
+  fj::accumulateGrad(grads.grad[0], grads.stride[0], cap.tensor[0], v0, b, h, kv_idx);
+  fj::accumulateGrad(grads.grad[0], grads.stride[0], cap.tensor[0], grad_out, b, h, q_idx);
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0 = fj::ivInt(1024, 1024);
+  const fj::IvBool v1 = fj::ivGe(q_idx, kv_idx);
+  const fj::IvInt v2 = fj::ivSub(q_idx, kv_idx);
+  const fj::IvBool v3 = fj::ivLe(v2, v0);
+  const fj::IvBool v4 = fj::ivAnd(v1, v3);
+  return v4;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0[] = {b, h, q_idx};
+  const fj::IvFloat v1 = fj::ivLoadFloat(cap.tensor[0], fj::kElemF32, 3, v0);
+  const fj::IvFloat v2 = fj::ivAdd(score, v1);
+  const fj::IvInt v3[] = {b, h, kv_idx};
+  const fj::IvFloat v4 = fj::ivLoadFloat(cap.tensor[0], fj::kElemF32, 3, v3);
+  const fj::IvFloat v5 = fj::ivSub(v2, v4);
+  return v5;
+}
+}  // namespace fjv

@@ -1,0 +1,63 @@
+// flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod fd4853dedc1e37c4 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = true;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = false;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 124;
+  const int v1 = 3;
+  const int v2 = 128;
+  const int v3 = fj::floorDivI(q_idx, v2);
+  const int v4 = fj::maxI(v3, v1);
+  const int v5 = fj::minI(v4, v0);
+  const int v6 = fj::floorDivI(kv_idx, v2);
+  const int v7 = fj::subI(v5, v6);
+  const int v8 = fj::absI(v7);
+  const bool v9 = (v8 <= v1);
+  const int v10 = fj::modI(q_idx, v2);
+  const int v11 = fj::maxI(v10, v1);
+  const int v12 = fj::minI(v11, v0);
+  const int v13 = fj::modI(kv_idx, v2);
+  const int v14 = fj::subI(v12, v13);
+  const int v15 = fj::absI(v14);
+  const bool v16 = (v15 <= v1);
+  const bool v17 = (v9 && v16);
+  return v17;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0 = fj::ivInt(124, 124);
+  const fj::IvInt v1 = fj::ivInt(3, 3);
+  const fj::IvInt v2 = fj::ivInt(128, 128);
+  const fj::IvInt v3 = fj::ivFloorDiv(q_idx, v2);
+  const fj::IvInt v4 = fj::ivMax(v3, v1);
+  const fj::IvInt v5 = fj::ivMin(v4, v0);
+  const fj::IvInt v6 = fj::ivFloorDiv(kv_idx, v2);
+  const fj::IvInt v7 = fj::ivSub(v5, v6);
+  const fj::IvInt v8 = fj::ivAbs(v7);
+  const fj::IvBool v9 = fj::ivLe(v8, v1);
+  const fj::IvInt v10 = fj::ivMod(q_idx, v2);
+  const fj::IvInt v11 = fj::ivMax(v10, v1);
+  const fj::IvInt v12 = fj::ivMin(v11, v0);
+  const fj::IvInt v13 = fj::ivMod(kv_idx, v2);
+  const fj::IvInt v14 = fj::ivSub(v12, v13);
+  const fj::IvInt v15 = fj::ivAbs(v14);
+  const fj::IvBool v16 = fj::ivLe(v15, v1);
+  const fj::IvBool v17 = fj::ivAnd(v9, v16);
+  return v17;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+}  // namespace fjv

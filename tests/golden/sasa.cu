@@ -1,0 +1,53 @@
+// flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod 3f538c3ded5e3950 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = true;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = false;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 8;
+  const int v1 = 128;
+  const int v2 = fj::floorDivI(q_idx, v1);
+  const int v3 = fj::floorDivI(kv_idx, v1);
+  const int v4 = fj::subI(v2, v3);
+  const int v5 = fj::absI(v4);
+  const bool v6 = (v5 <= v0);
+  const int v7 = fj::modI(q_idx, v1);
+  const int v8 = fj::modI(kv_idx, v1);
+  const int v9 = fj::subI(v7, v8);
+  const int v10 = fj::absI(v9);
+  const bool v11 = (v10 <= v0);
+  const bool v12 = (v6 && v11);
+  return v12;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0 = fj::ivInt(8, 8);
+  const fj::IvInt v1 = fj::ivInt(128, 128);
+  const fj::IvInt v2 = fj::ivFloorDiv(q_idx, v1);
+  const fj::IvInt v3 = fj::ivFloorDiv(kv_idx, v1);
+  const fj::IvInt v4 = fj::ivSub(v2, v3);
+  const fj::IvInt v5 = fj::ivAbs(v4);
+  const fj::IvBool v6 = fj::ivLe(v5, v0);
+  const fj::IvInt v7 = fj::ivMod(q_idx, v1);
+  const fj::IvInt v8 = fj::ivMod(kv_idx, v1);
+  const fj::IvInt v9 = fj::ivSub(v7, v8);
+  const fj::IvInt v10 = fj::ivAbs(v9);
+  const fj::IvBool v11 = fj::ivLe(v10, v0);
+  const fj::IvBool v12 = fj::ivAnd(v6, v11);
+  return v12;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+}  // namespace fjv

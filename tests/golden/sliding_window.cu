@@ -1,0 +1,37 @@
+// flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod 702c063994328fe4 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = true;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = false;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 1024;
+  const bool v1 = (q_idx >= kv_idx);
+  const int v2 = fj::subI(q_idx, kv_idx);
+  const bool v3 = (v2 <= v0);
+  const bool v4 = (v1 && v3);
+  return v4;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  return grad_out;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvInt v0 = fj::ivInt(1024, 1024);
+  const fj::IvBool v1 = fj::ivGe(q_idx, kv_idx);
+  const fj::IvInt v2 = fj::ivSub(q_idx, kv_idx);
+  const fj::IvBool v3 = fj::ivLe(v2, v0);
+  const fj::IvBool v4 = fj::ivAnd(v1, v3);
+  return v4;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  return score;
+}
+}  // namespace fjv

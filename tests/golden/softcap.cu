@@ -1,0 +1,43 @@
+// flexjit variant: score_mod 38fb8b1ac6fa440d / mask_mod 03935b59e1b6f8b9 (structural keys). Generated; do not edit.
+namespace fjv {
+constexpr bool kScoreModIsNoop = false;
+constexpr bool kMaskModIsNoop = false;
+constexpr bool kScoreCanBeNegInf = true;
+constexpr bool kHasTensorGrads = false;
+
+FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const float v0 = (score / cap.f[0]);
+  const float v1 = fj::fastTanh(v0);
+  const float v2 = (cap.f[0] * v1);
+  return v2;
+}
+
+FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+  const bool v0 = (q_idx >= kv_idx);
+  return v0;
+}
+
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+  const float v0 = 1.0f;
+  const float v1 = (score / cap.f[0]);
+  const float v2 = fj::fastTanh(v1);
+  const float v3 = (grad_out * cap.f[0]);
+  const float v4 = (v2 * v2);
+  const float v5 = (v0 - v4);
+  const float v6 = (v3 * v5);
+  const float v7 = (v6 / cap.f[0]);
+  return v7;
+}
+
+FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvBool v0 = fj::ivGe(q_idx, kv_idx);
+  return v0;
+}
+
+FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
+  const fj::IvFloat v0 = fj::ivDiv(score, fj::ivFloat(cap.f[0], cap.f[0]));
+  const fj::IvFloat v1 = fj::ivTanh(v0);
+  const fj::IvFloat v2 = fj::ivMul(fj::ivFloat(cap.f[0], cap.f[0]), v1);
+  return v2;
+}
+}  // namespace fjv

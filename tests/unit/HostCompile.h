@@ -1,0 +1,106 @@
+// Compiles generated variant preludes with the host C++ compiler into a shared library and loads it, so
+// CPU tests can run exactly the code flexjit emits for the GPU (with the precise host fallbacks of the
+// fast-math functions) and compare it with the interpreter.
+#pragma once
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "codegen/Variant.h"
+#include "dsl/Interval.h"
+
+namespace flexjit::testing {
+
+using ScoreFn = float (*)(float, int, int, int, int, const fj::CaptureArgs*);
+using MaskFn = bool (*)(int, int, int, int, const fj::CaptureArgs*);
+using GradFn = float (*)(float, int, int, int, int, float, const fj::CaptureArgs*, const fj::GradArgs*);
+using MaskIntervalFn = void (*)(const long long*, const fj::CaptureArgs*, int*);
+
+/// A shared library built from several variants; variant k's hooks are `score_k`, `mask_k`, ...
+class HostLibrary {
+ public:
+  /// Builds the library; on failure the test fails with the compiler output.
+  explicit HostLibrary(const std::vector<Variant>& variants, const std::string& tag) {
+    std::string dir = fmt::format("/tmp/flexjit-hosttest-{}-{}", getpid(), tag);
+    std::string cmd = fmt::format("mkdir -p {}", dir);
+    if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << dir;
+    std::string src = dir + "/variants.cpp", lib = dir + "/variants.so";
+    std::ofstream(src) << source(variants);
+    cmd = fmt::format("{} -std=c++17 -O1 -ffp-contract=off -fPIC -shared -w -I{} -o {} {} > {}/log.txt 2>&1",
+                      FLEXJIT_HOST_CXX, FLEXJIT_SOURCE_DIR, lib, src, dir);
+    if (std::system(cmd.c_str()) != 0) {
+      std::ifstream log(dir + "/log.txt");
+      std::string text((std::istreambuf_iterator<char>(log)), {});
+      ADD_FAILURE() << "host compile of generated code failed (" << src << "):\n" << text.substr(0, 4000);
+      return;
+    }
+    handle_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle_) ADD_FAILURE() << "dlopen: " << dlerror();
+  }
+  ~HostLibrary() {
+    if (handle_) dlclose(handle_);
+  }
+  bool ok() const { return handle_ != nullptr; }
+
+  template <class Fn>
+  Fn get(const char* prefix, size_t k) const {
+    return reinterpret_cast<Fn>(dlsym(handle_, fmt::format("{}_{}", prefix, k).c_str()));
+  }
+
+ private:
+  static std::string source(const std::vector<Variant>& variants) {
+    std::string s =
+        "#include <cmath>\n#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n";
+    for (size_t k = 0; k < variants.size(); ++k) {
+      std::string prelude = variants[k].prelude;
+      prelude.replace(prelude.find("namespace fjv {"), 15, fmt::format("namespace fjv{} {{", k));
+      s += prelude;
+      s += fmt::format(
+          "extern \"C\" float score_{0}(float s, int b, int h, int q, int kv, const fj::CaptureArgs* c) {{ return "
+          "fjv{0}::score_mod(s, b, h, q, kv, *c); }}\n"
+          "extern \"C\" bool mask_{0}(int b, int h, int q, int kv, const fj::CaptureArgs* c) {{ return "
+          "fjv{0}::mask_mod(b, h, q, kv, *c); }}\n"
+          "extern \"C\" void mask_interval_{0}(const long long* x, const fj::CaptureArgs* c, int* out) {{\n"
+          "  fj::IvBool r = fjv{0}::mask_mod_interval(fj::ivInt(x[0], x[1]), fj::ivInt(x[2], x[3]), "
+          "fj::ivInt(x[4], x[5]), fj::ivInt(x[6], x[7]), *c);\n  out[0] = r.canFalse; out[1] = r.canTrue; }}\n",
+          k);
+      if (variants[k].prelude.find("score_mod_grad(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float grad_{0}(float s, int b, int h, int q, int kv, float g, const fj::CaptureArgs* c, "
+            "const fj::GradArgs* gr) {{ return fjv{0}::score_mod_grad(s, b, h, q, kv, g, *c, *gr); }}\n",
+            k);
+    }
+    return s;
+  }
+
+  void* handle_ = nullptr;
+};
+
+/// Fills CaptureArgs from a variant's capture layout (host data must be bound).
+inline fj::CaptureArgs hostCaptures(const Variant& v) {
+  fj::CaptureArgs cap{};
+  for (size_t k = 0; k < v.captures.tensors.size(); ++k) {
+    const auto& t = v.captures.tensors[k];
+    cap.tensor[k].data = t->view->data;
+    for (int d = 0; d < t->rank; ++d) {
+      cap.tensor[k].stride[d] = t->view->strides[d];
+      cap.tensor[k].size[d] = static_cast<int>(t->view->shape[d]);
+    }
+  }
+  for (size_t k = 0; k < v.captures.scalars.size(); ++k) {
+    cap.f[k] = static_cast<float>(v.captures.scalars[k]->value);
+    cap.i[k] = static_cast<int>(v.captures.scalars[k]->value);
+  }
+  return cap;
+}
+
+}  // namespace flexjit::testing
