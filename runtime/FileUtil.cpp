@@ -22,6 +22,9 @@ namespace {
 /// How often a waiting FileLock retries its non-blocking flock.
 constexpr auto kLockPollInterval = std::chrono::milliseconds(5);
 
+/// Lock files are empty markers; readable by all like any file the user creates.
+constexpr mode_t kLockFileMode = 0644;
+
 std::string errnoText(const char* what, const std::string& path) {
   return fmt::format("{} '{}' failed: {}", what, path, std::strerror(errno));
 }
@@ -115,7 +118,7 @@ std::string safeFileName(const std::string& name) {
 }
 
 FileLock::FileLock(const std::string& path, double timeoutSeconds) {
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kLockFileMode);
   if (fd_ < 0) {
     error_ = errnoText("opening lock file", path);
     return;

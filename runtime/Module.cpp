@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "dsl/Error.h"
+#include "runtime/Arch.h"
 #include "runtime/CudaDriver.h"
 
 namespace flexjit {
@@ -28,15 +29,16 @@ CUmodule loadImage(const CudaDriver& driver, const CompiledKernel& kernel) {
     CUdevice device = driver.currentDevice();
     int major = driver.deviceAttribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
     int minor = driver.deviceAttribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
+    std::string wanted = major >= kMinComputeMajor ? archForDevice(major, minor) : std::string("(unsupported)");
     try {
       driver.check(result, "cuModuleLoadData");
     } catch (const Error& e) {
       throw Error(fmt::format(
           "{}\nwhile loading kernel '{}' (compiled for {} by NVRTC {}) on {} (compute capability {}.{}, driver "
-          "for CUDA {}). Compile for archForDevice({}, {}); if the arch already matches, the driver is older "
-          "than NVRTC: update the NVIDIA driver.",
+          "for CUDA {}). This GPU needs {}; if the kernel already targets it, the driver is older than NVRTC: "
+          "update the NVIDIA driver.",
           e.what(), kernel.name, kernel.arch, kernel.toolkitVersion, driver.deviceName(device), major, minor,
-          cudaVersionText(driver.driverVersion()), major, minor));
+          cudaVersionText(driver.driverVersion()), wanted));
     }
   }
   driver.check(result, "cuModuleLoadData");

@@ -132,6 +132,13 @@ void load(LoadState& s) {
     s.api = std::move(api);  // the handle stays open for the life of the process
     return;
   }
+  if (std::string explicitLibrary = envOr(kLibraryEnv); !explicitLibrary.empty()) {
+    s.error = fmt::format(
+        "NVRTC could not be loaded from {}={} (when it is set, nothing else is tried):{}\nPoint it at {}, or "
+        "unset it to search CUDA_HOME, the toolkit and the pip wheels.",
+        kLibraryEnv, explicitLibrary, tried, kSoname);
+    return;
+  }
   s.error = fmt::format(
       "NVRTC could not be loaded, so flexjit cannot compile GPU kernels. Tried:{}\nInstall the CUDA "
       "toolkit (or `pip install nvidia-cuda-nvrtc`), then set CUDA_HOME to the toolkit or {} to the path "

@@ -2,6 +2,9 @@
 // arch naming (runtime/Arch.h). Runs on machines without a GPU: NVRTC needs none.
 #include <gtest/gtest.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -136,6 +139,38 @@ TEST(RuntimeNvrtc, FailedSourceGoesToTempDirWithoutDumpDir) {
     EXPECT_NE(message.find("/failed/not_cpp-"), std::string::npos) << message;
     EXPECT_NE(message.find("flexjit-"), std::string::npos) << message;
   }
+}
+
+/// Set in the child process that ExplicitLibraryIsTheOnlyCandidate starts (NVRTC loads once per process, so
+/// a different FLEXJIT_NVRTC_LIBRARY needs a fresh process).
+constexpr const char* kChildEnv = "FLEXJIT_TEST_NVRTC_CHILD";
+constexpr const char* kBogusLibrary = "/nonexistent/flexjit-test/libnvrtc.so.13";
+
+TEST(RuntimeNvrtc, ExplicitLibraryIsTheOnlyCandidate) {
+  if (std::getenv(kChildEnv) != nullptr) {
+    // The child: the bogus explicit library must not fall back to the toolkit one.
+    EXPECT_FALSE(nvrtcAvailable());
+    try {
+      nvrtcVersion();
+      FAIL() << "expected flexjit::Error";
+    } catch (const Error& e) {
+      std::string message = e.what();
+      EXPECT_NE(message.find(kBogusLibrary), std::string::npos) << message;
+      EXPECT_NE(message.find("FLEXJIT_NVRTC_LIBRARY"), std::string::npos) << message;
+      EXPECT_EQ(message.find("/usr/local/cuda/lib64"), std::string::npos) << message;
+    }
+    return;
+  }
+  std::string filter = "--gtest_filter=RuntimeNvrtc.ExplicitLibraryIsTheOnlyCandidate";
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  testing::ScopedEnv child(kChildEnv, "1");
+  testing::ScopedEnv library("FLEXJIT_NVRTC_LIBRARY", kBogusLibrary);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, environ), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child process's checks failed";
 }
 
 TEST(RuntimeNvrtc, RejectsMalformedArch) {
