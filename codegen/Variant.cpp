@@ -16,7 +16,9 @@ namespace {
 
 const char* boolText(bool b) { return b ? "true" : "false"; }
 
-CaptureLayout layoutOf(const ScoreMod& score, const MaskMod& mask) {
+}  // namespace
+
+CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask) {
   CaptureLayout layout;
   for (const Mod* m : {static_cast<const Mod*>(&score), static_cast<const Mod*>(&mask)}) {
     layout.tensors.insert(layout.tensors.end(), m->tensors().begin(), m->tensors().end());
@@ -24,6 +26,8 @@ CaptureLayout layoutOf(const ScoreMod& score, const MaskMod& mask) {
   }
   return layout;
 }
+
+namespace {
 
 void expandInto(const std::string& text, std::set<std::string>& seen, std::string& out) {
   std::istringstream in(text);
@@ -58,11 +62,21 @@ std::string expandIncludes(const std::string& text) {
   return out;
 }
 
+std::string blockMaskSource(const Variant& variant) {
+  return expandIncludes("#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n" + variant.prelude +
+                        "#include \"codegen/templates/block_mask.cuh\"\n");
+}
+
+std::string hookTestSource(const Variant& variant) {
+  return expandIncludes("#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n" + variant.prelude +
+                        "#include \"codegen/templates/hook_test.cuh\"\n");
+}
+
 Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options) {
   LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient});
   Variant v;
   v.facts = lowered.facts;
-  v.captures = layoutOf(score, mask);
+  v.captures = captureLayout(score, mask);
   v.importedIR = lowered.importedIR;
   v.simplifiedIR = lowered.simplifiedIR;
   v.finalIR = lowered.finalIR;

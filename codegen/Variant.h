@@ -18,6 +18,9 @@ struct CaptureLayout {
   std::vector<std::shared_ptr<ScalarCapture>> scalars;  ///< index = slot (cap.f or cap.i by type)
 };
 
+/// The capture layout of a variant: score_mod's captures first, then mask_mod's.
+CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask);
+
 struct VariantOptions {
   bool withGradient = true;
 };
@@ -32,6 +35,13 @@ struct Variant {
 
 /// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.
 Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options = {});
+
+/// The assembled source of the block-mask kernels (codegen/templates/block_mask.cuh) for a variant.
+std::string blockMaskSource(const Variant& variant);
+
+/// The assembled source of the hook-test kernel (codegen/templates/hook_test.cuh) for a variant made
+/// with its gradient.
+std::string hookTestSource(const Variant& variant);
 
 /// Inlines every `#include "path"` of an embedded file (recursively, once each, dropping `#pragma once`),
 /// so a kernel source is one self-contained text: its hash covers everything NVRTC compiles, and a dumped

@@ -184,6 +184,17 @@ const std::map<std::string, Entry>& registry() {
 
 }  // namespace
 
+void SeedVariant::placeCaptures(Device device) {
+  for (const Mod* m : {static_cast<const Mod*>(&score), static_cast<const Mod*>(&mask)})
+    for (const auto& t : m->tensors()) {
+      if (!t->view || t->view->device == device) continue;
+      Tensor copy = Tensor::empty(t->view->dtype, t->view->shape, device);
+      copyBytes(copy.data(), device, t->view->data, t->view->device, copy.bytes());
+      t->view = copy.view();
+      deviceData.push_back(copy);
+    }
+}
+
 const std::vector<std::string>& seedVariantNames() {
   static const std::vector<std::string> names = {"noop", "causal", "sliding_window", "prefix_lm", "document",
                                                  "natten", "sasa", "alibi", "softcap", "relative_bias",

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dsl/Mods.h"
+#include "runtime/Tensor.h"
 
 namespace flexjit::examples {
 
@@ -32,6 +33,10 @@ struct SeedVariant {
   std::vector<std::shared_ptr<HostTensor>> data;  ///< keeps the bound host tensors alive
   /// Non-empty when the variant needs a particular shape relation (e.g. "Lq != Lkv").
   std::string shapeNote;
+  std::vector<Tensor> deviceData;  ///< copies made by placeCaptures
+
+  /// Copies every captured tensor to `device` and rebinds the mods' captures to the copies.
+  void placeCaptures(Device device);
 };
 
 /// Names of all seed variants, in a stable order.

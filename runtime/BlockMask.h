@@ -1,0 +1,74 @@
+// BlockMask: which (q block, kv block) tiles attention visits, in torch FlexAttention's layout.
+//
+// For each (b, h, q block) the kv blocks are split into *partial* blocks (kv_num_blocks / kv_indices: the
+// kernel evaluates mask_mod element-wise) and *full* blocks (full_kv_num_blocks / full_kv_indices: every
+// position kept, mask_mod skipped); blocks in neither list are skipped. The transposed lists (q_num_blocks,
+// q_indices, full_q_*) serve the backward pass, which walks q blocks per kv block. Indices are ascending.
+//
+// A mask that does not read b (or h) is stored once and broadcast: its tensors have size 1 in that
+// dimension while `batch` / `heads` keep the sizes it was made for (kernels read it with stride 0).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "dsl/Mods.h"
+#include "runtime/Tensor.h"
+
+namespace flexjit {
+
+/// torch's default BLOCK_SIZE.
+constexpr int kDefaultMaskBlock = 128;
+
+struct BlockMask {
+  int64_t batch = 1, heads = 1;  ///< sizes the mask describes (stored dims may be 1: broadcast)
+  int64_t lenQ = 0, lenKV = 0;
+  int blockQ = kDefaultMaskBlock, blockKV = kDefaultMaskBlock;
+  int64_t numQBlocks = 0, numKVBlocks = 0;
+  Tensor kvNumBlocks, kvIndices, fullKvNumBlocks, fullKvIndices;  ///< int32 [Bs, Hs, nQ] / [Bs, Hs, nQ, nKV]
+  Tensor qNumBlocks, qIndices, fullQNumBlocks, fullQIndices;      ///< int32 [Bs, Hs, nKV] / [Bs, Hs, nKV, nQ]
+  std::optional<MaskMod> mask;  ///< the mask_mod it was made from (absent for fromKvBlocks without one)
+
+  Device device() const { return kvNumBlocks.device(); }
+  int64_t storedBatch() const { return kvNumBlocks.shape().at(0); }
+  int64_t storedHeads() const { return kvNumBlocks.shape().at(1); }
+  /// Percentage of blocks skipped over all (b, h), like torch's BlockMask.sparsity().
+  double sparsity() const;
+  /// A picture of each (b, h) mask ('█' full, '░' partial, ' ' empty), blocks grouped to fit `maxWidth`.
+  std::string toString(int maxWidth = 64, int maxHeads = 4) const;
+  /// A copy on another device.
+  BlockMask to(Device device) const;
+  /// The dense boolean mask [Bs, Hs, Lq, Lkv] this block mask stands for (small sizes only: it evaluates
+  /// mask_mod in partial blocks on the CPU; without a mask_mod partial blocks count as kept).
+  Tensor toDense() const;
+
+  /// A mask from user-chosen kv blocks (e.g. a top-k block selection), torch's BlockMask.from_kv_blocks.
+  /// `kvNum` [B, H, nQ] and `kvIdx` [B, H, nQ, nKV] (int32, on any device) list the partial blocks, the
+  /// optional `fullNum` / `fullIdx` the full ones. Lengths default to whole blocks.
+  static BlockMask fromKvBlocks(const TensorView& kvNum, const TensorView& kvIdx, const TensorView* fullNum,
+                                const TensorView* fullIdx, int blockQ = kDefaultMaskBlock,
+                                int blockKV = kDefaultMaskBlock, int64_t lenQ = -1, int64_t lenKV = -1,
+                                std::optional<MaskMod> mask = std::nullopt);
+};
+
+/// Builds a block mask for `mask` over [B, H, Lq, Lkv]. On a CUDA device a generated kernel decides each
+/// block pair from the mod's interval form (O(1) per block) and evaluates only undecided blocks
+/// element-wise; the dense mask is never materialised. On the CPU the same algorithm runs in the
+/// interpreter. Captured tensors of the mask must be on `device`.
+BlockMask createBlockMask(const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv,
+                          Device device = Device::cpu(), int blockQ = kDefaultMaskBlock,
+                          int blockKV = kDefaultMaskBlock);
+
+/// The oracle: classifies every block by evaluating mask_mod at every position (CPU; small sizes).
+BlockMask createBlockMaskReference(const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv,
+                                   int blockQ = kDefaultMaskBlock, int blockKV = kDefaultMaskBlock);
+
+/// A mask that keeps everything (no mask_mod): all blocks full, broadcast over B and H.
+BlockMask fullBlockMask(int64_t Lq, int64_t Lkv, Device device, int blockQ = kDefaultMaskBlock,
+                        int blockKV = kDefaultMaskBlock);
+
+/// Whether a mask reads b / h (if not, its block mask is stored once and broadcast).
+bool maskReadsParam(const MaskMod& mask, Param p);
+
+}  // namespace flexjit

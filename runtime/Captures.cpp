@@ -1,0 +1,53 @@
+#include "runtime/Captures.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <mutex>
+
+#include "dsl/Error.h"
+
+namespace flexjit {
+
+fj::CaptureArgs packCaptures(const CaptureLayout& layout, Device device, const std::string& what) {
+  fj::CaptureArgs cap{};
+  for (size_t k = 0; k < layout.tensors.size(); ++k) {
+    const TensorCapture& t = *layout.tensors[k];
+    if (!t.view)
+      throw Error(fmt::format("{}: captured tensor '{}' is not bound to data; call bind() (C++) before the call",
+                              what, t.name));
+    const TensorView& v = *t.view;
+    if (v.device != device)
+      throw Error(fmt::format("{}: captured tensor '{}' is {}, but the attention runs on {}; move it to {}", what,
+                              t.name, v.describe(), device.str(), device.str()));
+    cap.tensor[k].data = v.data;
+    for (int d = 0; d < t.rank; ++d) {
+      cap.tensor[k].stride[d] = v.strides[d];
+      cap.tensor[k].size[d] = static_cast<int>(v.shape[d]);
+    }
+  }
+  for (size_t k = 0; k < layout.scalars.size(); ++k) {
+    cap.f[k] = static_cast<float>(layout.scalars[k]->value);
+    cap.i[k] = static_cast<int>(layout.scalars[k]->value);
+  }
+  return cap;
+}
+
+std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMod& mask, bool withGradient) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const Variant>> cache;
+  std::string gradFlags;
+  for (const auto& t : score.tensors()) gradFlags += t->requiresGrad ? '1' : '0';
+  std::string key = fmt::format("{}/{}/{}/{}", score.key(), mask.key(), gradFlags, withGradient);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  // Generate outside the lock: two threads may both generate a new variant; both results are identical.
+  auto v = std::make_shared<const Variant>(generateVariant(score, mask, VariantOptions{withGradient}));
+  std::lock_guard<std::mutex> lock(mutex);
+  return cache.emplace(key, v).first->second;
+}
+
+}  // namespace flexjit

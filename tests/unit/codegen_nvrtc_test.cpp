@@ -1,0 +1,32 @@
+// Every seed variant's emitted hooks, wrapped in the hook-test kernel, compile with NVRTC to CUBIN for
+// sm_80 and sm_90a on a machine without a GPU.
+#include <gtest/gtest.h>
+
+#include "codegen/Variant.h"
+#include "examples/SeedVariants.h"
+#include "runtime/Nvrtc.h"
+
+using namespace flexjit;
+
+namespace {
+
+class HookNvrtcTest : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(HookNvrtcTest, CompilesForSm80AndSm90a) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant(GetParam());
+  std::string source = hookTestSource(generateVariant(v.score, v.mask));
+  EXPECT_EQ(source.find("#include \""), std::string::npos) << "the assembled source must be self-contained";
+  for (const char* arch : {"sm_80", "sm_90a"}) {
+    CompileResult r = compileCuda(source, "hook_test_" + GetParam(), CompileOptions{arch, {}, false});
+    EXPECT_FALSE(r.cubin.empty()) << arch;
+    EXPECT_NE(r.ptx.find("flexjit_hook_test"), std::string::npos) << arch;
+    const ResourceUsage& use = resourceUsage(r, "flexjit_hook_test");
+    EXPECT_EQ(use.spillStoreBytes, 0) << arch << ": hooks should not spill";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, HookNvrtcTest, ::testing::ValuesIn(examples::seedVariantNames()),
+                         [](const auto& info) { return info.param; });
