@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine needs into dist/ (ignored by git): libflexjit.so (MLIR linked in statically),
+# the flexjit CLI and the C++ test binary, stripped. The device tool carries dist/ (64 MiB limit).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${FLEXJIT_BUILD_DIR:-$root/build}
+dist=$root/dist
+rm -rf "$dist" && mkdir -p "$dist/lib" "$dist/bin"
+cp "$build/libflexjit.so" "$dist/lib/"
+cp "$build/bin/flexjit" "$build/tests/flexjit_tests" "$dist/bin/"
+strip --strip-unneeded "$dist/lib/libflexjit.so" "$dist/bin/"*
+du -sh "$dist"
