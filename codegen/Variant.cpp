@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -17,6 +18,13 @@ namespace {
 const char* boolText(bool b) { return b ? "true" : "false"; }
 
 }  // namespace
+
+std::string variantTag(const ScoreMod& score, const MaskMod& mask) {
+  std::string tag = score.name() + "__" + mask.name();
+  for (char& c : tag)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  return tag;
+}
 
 CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask) {
   CaptureLayout layout;

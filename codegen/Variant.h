@@ -18,6 +18,9 @@ struct CaptureLayout {
   std::vector<std::shared_ptr<ScalarCapture>> scalars;  ///< index = slot (cap.f or cap.i by type)
 };
 
+/// A readable, file-name-safe tag for dumps and kernel names: "<score name>__<mask name>".
+std::string variantTag(const ScoreMod& score, const MaskMod& mask);
+
 /// The capture layout of a variant: score_mod's captures first, then mask_mod's.
 CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask);
 

@@ -419,8 +419,15 @@ ScoreGrad Program::scoreGrad(double score, const Position& p, double gradOut) co
         const fj::TensorArg& t = tensors_[in.capture];
         int idx[fj::kMaxRank];
         for (size_t j = 0; j < in.args.size(); ++j) idx[j] = s[in.args[j]].i;
-        long long off = fj::elementOffset(t, static_cast<int>(in.args.size()), idx);
-        if (off >= 0) out.tensorGrads[in.capture].emplace_back(off, g);  // out-of-bounds reads get no gradient
+        // Gradients are reported by row-major linear index (the gradient buffer is contiguous whatever the
+        // captured view's strides); out-of-bounds reads get no gradient.
+        long long linear = 0;
+        bool inside = true;
+        for (size_t j = 0; j < in.args.size(); ++j) {
+          inside &= static_cast<unsigned>(idx[j]) < static_cast<unsigned>(t.size[j]);
+          linear = linear * t.size[j] + idx[j];
+        }
+        if (inside) out.tensorGrads[in.capture].emplace_back(linear, g);
         break;
       }
       default: break;  // Const, Scalar, Floor, Ceil, FloorDiv, ToF32: no gradient

@@ -42,7 +42,7 @@ const char* blockClassName(BlockClass c);
 /// Gradients of a score_mod at one position.
 struct ScoreGrad {
   double dscore = 0.0;
-  /// For each captured tensor (mod order): (element offset, contribution) pairs.
+  /// For each captured tensor (mod order): (row-major linear index, contribution) pairs.
   std::vector<std::vector<std::pair<int64_t, double>>> tensorGrads;
 };
 

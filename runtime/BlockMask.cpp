@@ -82,6 +82,19 @@ BlockMaskShape blockMaskShape(const MaskMod* mask, int64_t B, int64_t H, int64_t
   return s;
 }
 
+BlockMask blockMaskWithShape(const BlockMaskShape& s) {
+  BlockMask m;
+  m.batch = s.batch;
+  m.heads = s.heads;
+  m.lenQ = s.lenQ;
+  m.lenKV = s.lenKV;
+  m.blockQ = s.blockQ;
+  m.blockKV = s.blockKV;
+  m.numQBlocks = s.numQ;
+  m.numKVBlocks = s.numKV;
+  return m;
+}
+
 BlockMask blockMaskFromClasses(const std::vector<uint8_t>& classes, const BlockMaskShape& s, Device device) {
   const int64_t rows = s.storedB * s.storedH;
   std::vector<int32_t> kvNum(rows * s.numQ), kvIdx(rows * s.numQ * s.numKV), fullKvNum(kvNum.size()),
@@ -102,15 +115,7 @@ BlockMask blockMaskFromClasses(const std::vector<uint8_t>& classes, const BlockM
         qi[col * s.numQ + qn[col]++] = static_cast<int32_t>(qb);
       }
   }
-  BlockMask m;
-  m.batch = s.batch;
-  m.heads = s.heads;
-  m.lenQ = s.lenQ;
-  m.lenKV = s.lenKV;
-  m.blockQ = s.blockQ;
-  m.blockKV = s.blockKV;
-  m.numQBlocks = s.numQ;
-  m.numKVBlocks = s.numKV;
+  BlockMask m = blockMaskWithShape(s);
   auto make = [&](const std::vector<int32_t>& v, std::vector<int64_t> shape) {
     return Tensor::fromVector(v, DType::I32, std::move(shape), device);
   };

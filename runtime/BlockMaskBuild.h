@@ -25,6 +25,8 @@ struct BlockMaskShape {
 /// Validates sizes and works out the block counts (mask may be null: then nothing is broadcast-detected).
 BlockMaskShape blockMaskShape(const MaskMod* mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv, int blockQ,
                               int blockKV);
+/// A BlockMask with the sizes of `shape` and no tensors yet.
+BlockMask blockMaskWithShape(const BlockMaskShape& shape);
 /// Builds all eight index tensors from per-block classes [storedB, storedH, nQ, nKV] (host).
 BlockMask blockMaskFromClasses(const std::vector<uint8_t>& classes, const BlockMaskShape& shape, Device device);
 /// The per-block classes of a block mask (host copy).

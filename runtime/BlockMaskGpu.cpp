@@ -46,26 +46,32 @@ BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Devi
   const CompiledKernel& kernel = KernelCache::global().getOrCompile(
       KernelRequest{blockMaskSource(*variant), "flexjit_block_mask", CompileOptions{info.arch, {}, false}});
 
-  BlockMask m;
-  m.batch = s.batch;
-  m.heads = s.heads;
-  m.lenQ = s.lenQ;
-  m.lenKV = s.lenKV;
-  m.blockQ = s.blockQ;
-  m.blockKV = s.blockKV;
-  m.numQBlocks = s.numQ;
-  m.numKVBlocks = s.numKV;
+  BlockMask m = blockMaskWithShape(s);
+  // One allocation and one memset for all eight index tensors and the scratch classes: the builder's
+  // cost at long sequences is dominated by allocation and memory traffic, not by the kernels.
+  const int64_t rows = s.storedB * s.storedH;
   std::vector<int64_t> rowShape{s.storedB, s.storedH, s.numQ}, rowIdx{s.storedB, s.storedH, s.numQ, s.numKV};
   std::vector<int64_t> colShape{s.storedB, s.storedH, s.numKV}, colIdx{s.storedB, s.storedH, s.numKV, s.numQ};
-  m.kvNumBlocks = Tensor::empty(DType::I32, rowShape, device);
-  m.fullKvNumBlocks = Tensor::empty(DType::I32, rowShape, device);
-  m.qNumBlocks = Tensor::empty(DType::I32, colShape, device);
-  m.fullQNumBlocks = Tensor::empty(DType::I32, colShape, device);
-  m.kvIndices = Tensor::zeros(DType::I32, rowIdx, device);
-  m.fullKvIndices = Tensor::zeros(DType::I32, rowIdx, device);
-  m.qIndices = Tensor::zeros(DType::I32, colIdx, device);
-  m.fullQIndices = Tensor::zeros(DType::I32, colIdx, device);
-  Tensor classes = Tensor::empty(DType::Bool, rowIdx, device);
+  const size_t countBytes = static_cast<size_t>(rows * (s.numQ + s.numKV) * 2) * sizeof(int32_t);
+  const size_t indexBytes = static_cast<size_t>(rows * s.numQ * s.numKV * 4) * sizeof(int32_t);
+  const size_t classBytes = static_cast<size_t>(rows * s.numQ * s.numKV);
+  Tensor arena = Tensor::empty(DType::Bool, {static_cast<int64_t>(countBytes + indexBytes + classBytes)}, device);
+  CudaDriver::get().memsetD8Async(reinterpret_cast<CUdeviceptr>(arena.data()), 0, countBytes + indexBytes, nullptr);
+  size_t at = 0;
+  auto take = [&](std::vector<int64_t> shape) {
+    Tensor t = Tensor::viewInto(arena, at, DType::I32, std::move(shape));
+    at += t.bytes();
+    return t;
+  };
+  m.kvNumBlocks = take(rowShape);
+  m.fullKvNumBlocks = take(rowShape);
+  m.qNumBlocks = take(colShape);
+  m.fullQNumBlocks = take(colShape);
+  m.kvIndices = take(rowIdx);
+  m.fullKvIndices = take(rowIdx);
+  m.qIndices = take(colIdx);
+  m.fullQIndices = take(colIdx);
+  Tensor classes = Tensor::viewInto(arena, at, DType::Bool, rowIdx);
 
   BlockMaskParams p{};
   p.batch = static_cast<int>(s.storedB);
@@ -93,7 +99,7 @@ BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Devi
   auto linesGrid = [](int64_t lines) { return Dim3{static_cast<unsigned>((lines + kLinesPerBlock - 1) / kLinesPerBlock), 1, 1}; };
   launch(kernel, "flexjit_block_mask_rows", linesGrid(s.storedB * s.storedH * s.numQ), Dim3{kCompactThreads, 1, 1}, p);
   launch(kernel, "flexjit_block_mask_cols", linesGrid(s.storedB * s.storedH * s.numKV), Dim3{kCompactThreads, 1, 1}, p);
-  CudaDriver::get().streamSynchronize(nullptr);  // before `classes` is freed
+  CudaDriver::get().streamSynchronize(nullptr);  // the mask is ready when the call returns, like torch's
   return m;
 }
 

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "dsl/Error.h"
+#include "runtime/Dump.h"
 
 namespace flexjit {
 
@@ -46,6 +47,13 @@ std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMo
   }
   // Generate outside the lock: two threads may both generate a new variant; both results are identical.
   auto v = std::make_shared<const Variant>(generateVariant(score, mask, VariantOptions{withGradient}));
+  if (dumpDir()) {
+    std::string tag = variantTag(score, mask);
+    dumpStage(tag, "imported.mlir", v->importedIR);
+    dumpStage(tag, "simplified.mlir", v->simplifiedIR);
+    dumpStage(tag, "final.mlir", v->finalIR);
+    dumpStage(tag, "hooks.cu", v->prelude);
+  }
   std::lock_guard<std::mutex> lock(mutex);
   return cache.emplace(key, v).first->second;
 }

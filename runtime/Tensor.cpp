@@ -47,6 +47,15 @@ Tensor Tensor::empty(DType dtype, std::vector<int64_t> shape, Device device) {
   return t;
 }
 
+Tensor Tensor::viewInto(const Tensor& base, size_t byteOffset, DType dtype, std::vector<int64_t> shape) {
+  Tensor t;
+  t.storage_ = base.storage_;
+  t.view_ = TensorView(static_cast<char*>(base.data()) + byteOffset, dtype, base.device(), std::move(shape));
+  if (byteOffset % dtypeSize(dtype) != 0 || byteOffset + t.bytes() > base.bytes())
+    throw Error("Tensor::viewInto: the view does not fit inside its base tensor");
+  return t;
+}
+
 Tensor Tensor::zeros(DType dtype, std::vector<int64_t> shape, Device device) {
   Tensor t = empty(dtype, std::move(shape), device);
   t.fillBytes(0);

@@ -26,6 +26,10 @@ class Tensor {
     return fromHost(values.data(), dtype, std::move(shape), device);
   }
 
+  /// A contiguous tensor inside `base`'s memory at `byteOffset` (sharing its storage; base must be large
+  /// enough and the offset aligned for `dtype`).
+  static Tensor viewInto(const Tensor& base, size_t byteOffset, DType dtype, std::vector<int64_t> shape);
+
   bool defined() const { return storage_ != nullptr; }
   const TensorView& view() const { return view_; }
   void* data() const { return view_.data; }
