@@ -1,0 +1,108 @@
+// Host-side configuration of the attention forward kernel: which tiles to use for a head dim / dtype /
+// GPU, whether a BlockMask's block sizes fit those tiles, the launch geometry, and the short generated
+// "instantiation" source that follows the kernel templates in the NVRTC program.
+//
+// The NVRTC source of one forward kernel is the include-expansion (codegen/Variant.cpp's
+// expandIncludes) of: #include "dsl/Interval.h" (which brings dsl/Semantics.h),
+// #include "codegen/templates/fastmath.cuh", the generated variant prelude (namespace fjv),
+// #include kFwdKernelTemplate (which includes the other attention templates), and
+// fwdInstantiationSource(config). Everything here is pure and deterministic: the same config gives
+// byte-identical text.
+#pragma once
+
+#include <string>
+
+#include "dsl/Types.h"
+
+namespace flexjit {
+
+/// The inputs of one forward-kernel build: what the kernel template is specialised on.
+struct FwdKernelConfig {
+  DType dtype = DType::BF16;  ///< of Q, K, V and O: F16 or BF16
+  int headDim = 128;          ///< D of Q and K; a multiple of 16, at most 256
+  int headDimV = 128;         ///< Dv of V and O; a multiple of 16, at most 256
+  int archMajor = 9;          ///< compute capability of the target GPU (8.0 or newer)
+  int archMinor = 0;
+  int blockM = 128;       ///< query rows per CTA (kBlockM)
+  int blockN = 64;        ///< kv rows per pipeline tile (kBlockN)
+  int subN = 32;          ///< columns of S computed at once (kSubN); divides blockN
+  int numWarps = 4;       ///< warps per CTA; each owns blockM / numWarps rows
+  bool qInRegs = false;   ///< keep Q fragments in registers instead of re-reading shared memory
+
+  bool operator==(const FwdKernelConfig& o) const;
+};
+
+/// Why a configuration or a BlockMask cannot run; Ok otherwise.
+enum class FwdConfigStatus {
+  Ok,
+  UnsupportedDType,    ///< Q/K/V must be fp16 or bf16
+  UnsupportedHeadDim,  ///< D and Dv must be multiples of 16 in [16, 256]
+  UnsupportedArch,     ///< sm_80 or newer is required (bf16 mma.sync, cp.async)
+  BadTile,             ///< blockM / blockN / subN / numWarps do not form a valid tiling
+  SharedMemoryTooLarge,///< the tiles need more shared memory than one block may have on this GPU
+  BadMaskBlock,        ///< BlockMask block sizes are not multiples of the kernel tiles
+};
+
+/// A status and, when not Ok, a message that says what to change (for flexjit::Error).
+struct FwdConfigCheck {
+  FwdConfigStatus status = FwdConfigStatus::Ok;
+  std::string message;
+  bool ok() const { return status == FwdConfigStatus::Ok; }
+};
+
+/// Largest dynamic shared memory one block may opt into on compute capability major.minor.
+int maxSharedMemoryPerBlock(int archMajor, int archMinor);
+
+/// The default tiles for a dtype / head dims / GPU, shrunk where needed so that they divide the
+/// BlockMask's block sizes (maskBlockQ % blockM == 0, maskBlockKV % blockN == 0) and fit in shared
+/// memory. Run checkFwdConfig / checkFwdMaskBlocks on the result: impossible inputs stay impossible.
+FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
+                                 int maskBlockQ = 128, int maskBlockKV = 128);
+
+/// Validates a configuration (dtype, head dims, arch, tiling, shared memory).
+FwdConfigCheck checkFwdConfig(const FwdKernelConfig& config);
+
+/// Validates BlockMask block sizes against the tiles: a CTA's rows must lie in one mask row block, and
+/// every mask kv block must split into whole kernel tiles.
+FwdConfigCheck checkFwdMaskBlocks(const FwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
+
+/// Throws flexjit::Error with the check's message unless both checks pass.
+void requireFwdSupported(const FwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
+
+/// Bound on the kernel's static shared memory (fjk::CtaWork), which counts against the same per-block
+/// limit as the dynamic part.
+inline constexpr int kFwdStaticSmemBytes = 128;
+
+/// Dynamic shared memory of one CTA, in bytes (equals fjk::FwdTraits<...>::kSmemBytes).
+int fwdSharedMemoryBytes(const FwdKernelConfig& config);
+/// Threads per CTA.
+int fwdThreads(const FwdKernelConfig& config);
+
+/// Launch geometry of the forward kernel.
+struct FwdLaunch {
+  unsigned grid[3];   ///< (ceil(Lq / blockM) * Hq * B, 1, 1); a zero entry means "nothing to launch"
+  unsigned block[3];  ///< (numWarps * 32, 1, 1)
+  int sharedMemoryBytes;  ///< dynamic; above 48 KiB the launcher must raise the function's limit
+                          ///< (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) first
+  int scheduleHeads;      ///< the launcher copies it into FwdParams::sched_heads
+};
+/// Geometry for B x Hq heads of Lq queries. The grid is 1-D: CTAs take (batch, head) pairs in groups of
+/// scheduleHeads and, within a group, row blocks longest first (see schedule_cta in the kernel).
+/// Throws flexjit::Error when the grid would exceed 2^31 - 1 CTAs.
+FwdLaunch fwdLaunch(const FwdKernelConfig& config, int batch, int headsQ, int lenQ);
+
+/// (batch, head) pairs per scheduling group: 8 heads of K/V (32 MiB at S = 8192, D = 128) stay in L2.
+inline constexpr int kFwdScheduleHeads = 8;
+
+/// Name of the extern "C" kernel that fwdInstantiationSource defines.
+inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";
+
+/// The kernel template to #include after the variant prelude (repository-root path, as embedded); it
+/// includes attention_params.h, tile_mma.cuh, online_softmax.cuh and attention_fwd_{traits,phases}.cuh.
+inline constexpr const char* kFwdKernelTemplate = "codegen/templates/attention_fwd.cuh";
+
+/// The generated tail of the NVRTC source: adapts fjv:: to the kernel's Variant interface and defines
+/// extern "C" __global__ flexjit_attention_fwd(const __grid_constant__ fjk::FwdParams).
+std::string fwdInstantiationSource(const FwdKernelConfig& config);
+
+}  // namespace flexjit
