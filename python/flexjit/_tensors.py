@@ -1,0 +1,95 @@
+"""torch tensors <-> flexjit views, without copies.
+
+A torch tensor crosses into C++ as a ``TensorView``: its data pointer, dtype, device and shape and strides
+in elements. Tensors flexjit owns (block-mask tensors, dense masks) come back as torch tensors over the same
+memory: through the buffer protocol on the CPU, through ``__cuda_array_interface__`` on a GPU. Either way
+the torch tensor keeps the flexjit tensor alive.
+"""
+import torch
+
+from . import _flexjit
+from ._errors import FlexjitError
+
+_DType = _flexjit.DType
+
+TORCH_TO_DTYPE = {
+    torch.bool: _DType.Bool,
+    torch.int32: _DType.I32,
+    torch.int64: _DType.I64,
+    torch.float32: _DType.F32,
+    torch.float16: _DType.F16,
+    torch.bfloat16: _DType.BF16,
+}
+DTYPE_TO_TORCH = {v: k for k, v in TORCH_TO_DTYPE.items()}
+_TYPESTR = {_DType.Bool: "|b1", _DType.I32: "<i4", _DType.I64: "<i8", _DType.F32: "<f4", _DType.F16: "<f2"}
+
+
+def flexjit_dtype(dtype: torch.dtype, what: str) -> "_flexjit.DType":
+    """The flexjit dtype of a torch dtype; FlexjitError naming `what` for one flexjit cannot read."""
+    try:
+        return TORCH_TO_DTYPE[dtype]
+    except KeyError:
+        names = ", ".join(str(d).replace("torch.", "") for d in TORCH_TO_DTYPE)
+        raise FlexjitError(f"{what} has dtype {dtype}; flexjit supports {names}") from None
+
+
+def flexjit_device(device) -> "_flexjit.Device":
+    """A flexjit Device from a torch device (or anything torch.device accepts)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return _flexjit.Device(_flexjit.DeviceKind.CPU, 0)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return _flexjit.Device(_flexjit.DeviceKind.CUDA, index)
+    raise FlexjitError(f"flexjit runs on cpu and cuda devices, got {device}")
+
+
+def torch_device(device: "_flexjit.Device") -> torch.device:
+    if device.kind == _flexjit.DeviceKind.CPU:
+        return torch.device("cpu")
+    return torch.device("cuda", device.index)
+
+
+def view(t: torch.Tensor, what: str) -> "_flexjit.TensorView":
+    """A view of `t` (no copy). 0-d tensors are seen as shape [1]."""
+    dtype = flexjit_dtype(t.dtype, what)
+    shape, strides = (list(t.shape), list(t.stride())) if t.dim() > 0 else ([1], [1])
+    return _flexjit.TensorView(t.data_ptr(), dtype, flexjit_device(t.device), shape, strides)
+
+
+def optional_view(t, what: str):
+    return None if t is None else view(t, what)
+
+
+def stream_handle(device: torch.device) -> int:
+    """The CUstream of torch's current stream on `device` (0 on the CPU)."""
+    if device.type != "cuda":
+        return 0
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+class _CudaArray:
+    """A flexjit-owned GPU tensor described by __cuda_array_interface__ (torch.as_tensor keeps it alive)."""
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    @property
+    def __cuda_array_interface__(self):
+        t = self._tensor
+        return {"shape": tuple(t.shape), "typestr": _TYPESTR[t.dtype], "data": (t.data_ptr, False),
+                "version": 2, "strides": None}
+
+
+def from_owned(tensor) -> torch.Tensor:
+    """A torch tensor over a flexjit-owned tensor's memory (no copy)."""
+    if tensor is None:
+        return None
+    dtype = DTYPE_TO_TORCH[tensor.dtype]
+    shape = tuple(tensor.shape)
+    device = torch_device(tensor.device)
+    if tensor.nbytes == 0:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if device.type == "cpu":
+        return torch.frombuffer(tensor, dtype=dtype).view(shape)
+    return torch.as_tensor(_CudaArray(tensor), device=device)
