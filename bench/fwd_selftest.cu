@@ -19,16 +19,7 @@
 #include <dlfcn.h>
 #include <nvrtc.h>
 
-// dsl/Semantics.h marks its helpers __host__ __device__ under nvcc, whose host pass rejects the device
-// intrinsics inside; the host pass therefore sees the header's plain C++ (CPU interpreter) build.
-#ifndef __CUDA_ARCH__
-#pragma push_macro("__CUDACC__")
-#undef __CUDACC__
 #include "dsl/Semantics.h"
-#pragma pop_macro("__CUDACC__")
-#else
-#include "dsl/Semantics.h"
-#endif
 #include "codegen/templates/fastmath.cuh"
 #include "codegen/templates/attention_fwd.cuh"
 #include "codegen/AttentionConfig.cpp"

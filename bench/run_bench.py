@@ -62,6 +62,21 @@ def time_sdpa(backend, causal, B, H, S, D, dtype):
         return {"fwd_ms": median_ms(fn)}
 
 
+def time_torch_masks(seqs):
+    """torch's create_block_mask(causal) at the same lengths (compiled, like ANCHORS.md); OOM is recorded."""
+    from torch.nn.attention.flex_attention import create_block_mask
+    out = []
+    for S in (int(x) for x in seqs.split(",")):
+        try:
+            fn = lambda: create_block_mask(torch_variants.causal, 1, 1, S, S, device="cuda", _compile=True)  # noqa
+            fn()
+            out.append({"S": S, "ms": median_ms(fn)})
+        except Exception as e:  # out of memory at long S
+            out.append({"S": S, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+        torch.cuda.empty_cache()
+    return out
+
+
 def run_peers(names, shapes):
     rows = []
     for (B, H, S, D, dtype) in shapes:
@@ -147,6 +162,7 @@ def main():
     ap.add_argument("--shapes", default="8,16,8192,128,bf16;16,16,8192,64,fp16")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--mask-seqs", default="8192,131072,1048576", help="causal create_block_mask timings")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = args.variants.split(",")
@@ -155,8 +171,8 @@ def main():
         B, H, S, D, dt = s.split(",")
         shapes.append((int(B), int(H), int(S), int(D), torch.bfloat16 if dt == "bf16" else torch.float16))
     fj_json = os.path.join(args.out, "flexjit.json")
-    subprocess.run([args.flexjit, "bench", "--shapes", args.shapes, "--variants", args.variants, "--json", fj_json],
-                   check=True)
+    subprocess.run([args.flexjit, "bench", "--shapes", args.shapes, "--variants", args.variants, "--json", fj_json,
+                    "--mask-seqs", args.mask_seqs], check=True)
     with open(fj_json) as f:
         fj = json.load(f)
     peers = [] if args.skip_peers else run_peers(names, shapes)
@@ -164,11 +180,15 @@ def main():
         peers = [{"variant": r["variant"], "B": r["B"], "H": r["H"], "S": r["S"], "D": r["D"], "dtype": r["dtype"]}
                  for r in fj["results"]]
     table = merge(peers, fj["results"])
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": table}
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": table,
+              "flexjit_causal_mask": fj.get("causal_mask", []), "torch_causal_mask": time_torch_masks(args.mask_seqs)}
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(result, f, indent=1)
     write_chart(table, os.path.join(args.out, "bench.png"))
     print_table(table)
+    for fj_row, t_row in zip(result["flexjit_causal_mask"], result["torch_causal_mask"]):
+        print(f"create_block_mask(causal) S={fj_row['S']}: flexjit {fj_row['ms']:.3f} ms, "
+              f"torch {t_row.get('ms', float('nan')):.3f} ms {t_row.get('error', '')}")
 
 
 if __name__ == "__main__":

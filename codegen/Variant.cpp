@@ -97,10 +97,10 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   p += fmt::format("// flexjit variant: score_mod {} / mask_mod {} (structural keys). Generated; do not edit.\n",
                    score.key(), mask.key());
   p += "namespace fjv {\n";
-  p += fmt::format("constexpr bool kScoreModIsNoop = {};\n", boolText(v.facts.scoreIsNoop));
-  p += fmt::format("constexpr bool kMaskModIsNoop = {};\n", boolText(v.facts.maskIsNoop));
-  p += fmt::format("constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
-  p += fmt::format("constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
+  p += fmt::format("inline constexpr bool kScoreModIsNoop = {};\n", boolText(v.facts.scoreIsNoop));
+  p += fmt::format("inline constexpr bool kMaskModIsNoop = {};\n", boolText(v.facts.maskIsNoop));
+  p += fmt::format("inline constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
+  p += fmt::format("inline constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
   if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");

@@ -14,11 +14,14 @@
 //     so a wrong index never reads or writes out of bounds.
 #pragma once
 
+// FJ_HD: host+device under nvcc and NVRTC, plain inline for host compilers. Device intrinsics are chosen
+// with __CUDA_ARCH__ (defined only in device passes), so nvcc's host pass sees the portable code.
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FJ_HD __host__ __device__ __forceinline__
-#define FJ_DEVICE_CODE 1
 #else
 #define FJ_HD inline
+#endif
+#if !defined(__CUDACC_RTC__)
 #include <cmath>
 #include <cstring>
 #endif
@@ -58,7 +61,7 @@ struct GradArgs {
 };
 
 FJ_HD float bitsToFloat(unsigned bits) {
-#ifdef FJ_DEVICE_CODE
+#ifdef __CUDA_ARCH__
   return __uint_as_float(bits);
 #else
   float f;
@@ -185,7 +188,7 @@ FJ_HD void accumulateGrad(float* grad, const long long* gradStride, const Tensor
     if ((unsigned)idx[d] >= (unsigned)t.size[d]) return;
     off += (long long)idx[d] * gradStride[d];
   }
-#ifdef FJ_DEVICE_CODE
+#ifdef __CUDA_ARCH__
   atomicAdd(grad + off, value);
 #else
   grad[off] += value;

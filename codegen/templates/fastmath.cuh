@@ -3,6 +3,8 @@
 // under these approximations.
 #pragma once
 
+#include "dsl/Semantics.h"
+
 namespace fj {
 
 /// log2(e), folded into exp so the hardware's exp2 unit does the work.
@@ -10,44 +12,76 @@ constexpr float kLog2e = 1.4426950408889634f;
 /// ln(2), for log via the hardware's log2.
 constexpr float kLn2 = 0.6931471805599453f;
 
-#ifdef FJ_DEVICE_CODE
+// Each function is FJ_HD: the approximate instruction in device code, the precise function it stands for
+// on the host (CPU tests of generated code, nvcc's host pass).
 
 /// 2^x with ex2.approx.ftz (max relative error 2^-22 on normal results; flushes subnormals).
-__device__ __forceinline__ float fastExp2(float x) {
+FJ_HD float fastExp2(float x) {
+#ifdef __CUDA_ARCH__
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#else
+  return std::exp2(x);
+#endif
 }
 /// e^x as 2^(x * log2 e).
-__device__ __forceinline__ float fastExp(float x) { return fastExp2(x * kLog2e); }
+FJ_HD float fastExp(float x) {
+#ifdef __CUDA_ARCH__
+  return fastExp2(x * kLog2e);
+#else
+  return std::exp(x);
+#endif
+}
 /// log2(x) with lg2.approx.ftz (absolute error ~2^-22 near 1).
-__device__ __forceinline__ float fastLog2(float x) {
+FJ_HD float fastLog2(float x) {
+#ifdef __CUDA_ARCH__
   float y;
   asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#else
+  return std::log2(x);
+#endif
 }
-__device__ __forceinline__ float fastLog(float x) { return fastLog2(x) * kLn2; }
+FJ_HD float fastLog(float x) {
+#ifdef __CUDA_ARCH__
+  return fastLog2(x) * kLn2;
+#else
+  return std::log(x);
+#endif
+}
 /// tanh with the sm_75+ instruction (max relative error about 2^-11): soft-capping at bf16 cost.
-__device__ __forceinline__ float fastTanh(float x) {
+FJ_HD float fastTanh(float x) {
+#ifdef __CUDA_ARCH__
   float y;
   asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#else
+  return std::tanh(x);
+#endif
 }
 /// 1 / (1 + e^-x) with ex2.approx and a fast reciprocal: relative error ~2^-21, also in the tails
 /// (the tanh form 0.5 * tanh(x / 2) + 0.5 would lose all relative accuracy for x << 0).
-__device__ __forceinline__ float fastSigmoid(float x) { return __fdividef(1.0f, 1.0f + fastExp(-x)); }
-__device__ __forceinline__ float fastRsqrt(float x) { return rsqrtf(x); }
-__device__ __forceinline__ float fastSqrt(float x) { return sqrtf(x); }
+FJ_HD float fastSigmoid(float x) {
+#ifdef __CUDA_ARCH__
+  return __fdividef(1.0f, 1.0f + fastExp(-x));
 #else
-// Host builds of generated code (CPU tests) use the precise functions the approximations stand for.
-inline float fastExp2(float x) { return std::exp2(x); }
-inline float fastExp(float x) { return std::exp(x); }
-inline float fastLog2(float x) { return std::log2(x); }
-inline float fastLog(float x) { return std::log(x); }
-inline float fastTanh(float x) { return std::tanh(x); }
-inline float fastSigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float fastRsqrt(float x) { return 1.0f / std::sqrt(x); }
-inline float fastSqrt(float x) { return std::sqrt(x); }
+  return 1.0f / (1.0f + std::exp(-x));
 #endif
+}
+FJ_HD float fastRsqrt(float x) {
+#ifdef __CUDA_ARCH__
+  return rsqrtf(x);
+#else
+  return 1.0f / std::sqrt(x);
+#endif
+}
+FJ_HD float fastSqrt(float x) {
+#ifdef __CUDA_ARCH__
+  return sqrtf(x);
+#else
+  return std::sqrt(x);
+#endif
+}
 
 }  // namespace fj

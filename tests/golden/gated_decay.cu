@@ -1,9 +1,9 @@
 // flexjit variant: score_mod ad83941b8058447d / mask_mod 702c063994328fe4 (structural keys). Generated; do not edit.
 namespace fjv {
-constexpr bool kScoreModIsNoop = false;
-constexpr bool kMaskModIsNoop = false;
-constexpr bool kScoreCanBeNegInf = true;
-constexpr bool kHasTensorGrads = true;
+inline constexpr bool kScoreModIsNoop = false;
+inline constexpr bool kMaskModIsNoop = false;
+inline constexpr bool kScoreCanBeNegInf = true;
+inline constexpr bool kHasTensorGrads = true;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, q_idx));

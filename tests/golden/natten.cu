@@ -1,9 +1,9 @@
 // flexjit variant: score_mod 1b79e1dbd370ac04 / mask_mod fd4853dedc1e37c4 (structural keys). Generated; do not edit.
 namespace fjv {
-constexpr bool kScoreModIsNoop = true;
-constexpr bool kMaskModIsNoop = false;
-constexpr bool kScoreCanBeNegInf = false;
-constexpr bool kHasTensorGrads = false;
+inline constexpr bool kScoreModIsNoop = true;
+inline constexpr bool kMaskModIsNoop = false;
+inline constexpr bool kScoreCanBeNegInf = false;
+inline constexpr bool kHasTensorGrads = false;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   return score;

@@ -1,9 +1,9 @@
 // flexjit variant: score_mod d36332e53007ff37 / mask_mod 03935b59e1b6f8b9 (structural keys). Generated; do not edit.
 namespace fjv {
-constexpr bool kScoreModIsNoop = false;
-constexpr bool kMaskModIsNoop = false;
-constexpr bool kScoreCanBeNegInf = true;
-constexpr bool kHasTensorGrads = true;
+inline constexpr bool kScoreModIsNoop = false;
+inline constexpr bool kMaskModIsNoop = false;
+inline constexpr bool kScoreCanBeNegInf = true;
+inline constexpr bool kHasTensorGrads = true;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   const int v0 = 1023;

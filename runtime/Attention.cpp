@@ -1,0 +1,32 @@
+// flex_attention: validation, then the CPU reference or the GPU kernel.
+#include "runtime/Attention.h"
+
+#include "runtime/AttentionGpu.h"
+#include "runtime/Reference.h"
+
+namespace flexjit {
+
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
+                         const AttentionOptions& options) {
+  AttentionShape s = checkAttentionInputs(q, k, v, blockMask, options);
+  checkOutputView(out, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "out");
+  checkOutputView(lse, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "lse");
+  if (q.device.kind == DeviceKind::CPU) {
+    referenceForward(q, k, v, scoreMod, blockMask, s, out, lse);
+    return;
+  }
+  gpuForward(q, k, v, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, out, lse, options);
+}
+
+AttentionResult flex_attention(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                               const BlockMask* blockMask, const AttentionOptions& options) {
+  AttentionShape s = checkAttentionInputs(q, k, v, blockMask, options);
+  AttentionResult r;
+  r.out = Tensor::empty(q.dtype, {s.B, s.Hq, s.Lq, s.Dv}, q.device);
+  r.lse = Tensor::empty(DType::F32, {s.B, s.Hq, s.Lq}, q.device);
+  flex_attention_into(q, k, v, scoreMod, blockMask, r.out.view(), r.lse.view(), options);
+  return r;
+}
+
+}  // namespace flexjit

@@ -1,0 +1,55 @@
+// flexjit::flex_attention: the C++ API of the fused block-sparse attention (forward; backward in
+// AttentionBackward.h). Tensors are views: Q [B, Hq, Lq, D], K [B, Hkv, Lkv, D], V [B, Hkv, Lkv, Dv] with
+// any strides in B, H and L and a contiguous last dim; fp16 or bf16 on a CUDA device (the generated
+// kernels), or fp16 / bf16 / fp32 on the CPU (the float64 reference: correct, not fast).
+#pragma once
+
+#include <optional>
+
+#include "dsl/Mods.h"
+#include "runtime/BlockMask.h"
+#include "runtime/Tensor.h"
+
+namespace flexjit {
+
+struct AttentionOptions {
+  /// Multiplies q . k before score_mod; default 1 / sqrt(D) like torch. Must be positive and finite.
+  std::optional<float> scale;
+  /// CUstream to run on (nullptr: the legacy default stream). Ignored on the CPU.
+  void* stream = nullptr;
+};
+
+/// O [B, Hq, Lq, Dv] in Q's dtype and LSE [B, Hq, Lq] float32 (natural log; -inf for fully masked rows,
+/// whose O is 0).
+struct AttentionResult {
+  Tensor out;
+  Tensor lse;
+};
+
+/// Attention with a score_mod and a block mask (nullptr: every position kept). The block mask's
+/// mask_mod is applied in partial blocks. Raises flexjit::Error for wrong shapes, dtypes, strides,
+/// devices, or a block mask made for other lengths.
+AttentionResult flex_attention(const TensorView& q, const TensorView& k, const TensorView& v,
+                               const ScoreMod& scoreMod = ScoreMod::noop(), const BlockMask* blockMask = nullptr,
+                               const AttentionOptions& options = {});
+
+/// The same, writing into caller-provided `out` [B, Hq, Lq, Dv] (Q's dtype, contiguous last dim) and
+/// `lse` [B, Hq, Lq] float32 (any strides). Used by the Python frontend to fill torch tensors.
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
+                         const AttentionOptions& options = {});
+
+/// Problem sizes after validation.
+struct AttentionShape {
+  int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lkv = 0, D = 0, Dv = 0;
+  float scale = 1.0f;
+};
+
+/// Validates Q/K/V (and the block mask) and returns the sizes; raises flexjit::Error naming the problem.
+AttentionShape checkAttentionInputs(const TensorView& q, const TensorView& k, const TensorView& v,
+                                    const BlockMask* blockMask, const AttentionOptions& options);
+/// Validates an output view against the expected shape and dtype.
+void checkOutputView(const TensorView& t, const std::vector<int64_t>& shape, DType dtype, Device device,
+                     const char* what);
+
+}  // namespace flexjit

@@ -1,0 +1,46 @@
+// The backward pass of flex_attention: dQ, dK, dV and the gradients of captured tensors that require
+// one, derived from the score_mod by the compiler's autodiff (no user gradient code).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "runtime/Attention.h"
+
+namespace flexjit {
+
+struct BackwardOptions : AttentionOptions {
+  /// No float atomics where the summation order would vary between runs (dK/dV are reduced in a fixed
+  /// order; see docs/kernels.md for the cost). Captured-tensor gradients are always float32 atomics on the
+  /// GPU unless deterministic.
+  bool deterministic = false;
+};
+
+/// Gradients of one backward call. Captured-tensor gradients are float32, shaped like the capture, for
+/// the score_mod's tensors that require a gradient, in the score_mod's capture order.
+struct AttentionGradients {
+  Tensor dq, dk, dv;
+  std::vector<std::pair<std::shared_ptr<TensorCapture>, Tensor>> captureGrads;
+  /// The gradient of a captured tensor, or nullptr if it had none.
+  const Tensor* gradFor(const CapturedTensor& t) const;
+};
+
+/// The captured tensors of `score` that receive gradients (float, requiresGrad), in capture order.
+std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score);
+
+/// Backward from the forward's `out` and `lse` and the upstream gradient `dout` (shape and dtype of out).
+AttentionGradients flex_attention_backward(const TensorView& q, const TensorView& k, const TensorView& v,
+                                           const TensorView& out, const TensorView& lse, const TensorView& dout,
+                                           const ScoreMod& scoreMod = ScoreMod::noop(),
+                                           const BlockMask* blockMask = nullptr, const BackwardOptions& options = {});
+
+/// The same into caller-provided tensors: dq/dk/dv shaped like q/k/v (their dtype), and one float32
+/// buffer per gradientCaptures(score) entry (shaped like the capture, zero-filled by the caller:
+/// contributions are added).
+void flex_attention_backward_into(const TensorView& q, const TensorView& k, const TensorView& v,
+                                  const TensorView& out, const TensorView& lse, const TensorView& dout,
+                                  const ScoreMod& scoreMod, const BlockMask* blockMask, const TensorView& dq,
+                                  const TensorView& dk, const TensorView& dv,
+                                  const std::vector<TensorView>& captureGrads, const BackwardOptions& options = {});
+
+}  // namespace flexjit

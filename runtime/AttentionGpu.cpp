@@ -1,0 +1,112 @@
+// The GPU forward: validates what the kernel needs beyond the API checks (alignment), fills
+// fjk::FwdParams and launches the generated kernel.
+#include <fmt/format.h>
+
+#include <map>
+#include <mutex>
+
+#include "codegen/AttentionConfig.h"
+#include "codegen/templates/attention_params.h"
+#include "runtime/AttentionGpu.h"
+#include "runtime/Captures.h"
+#include "runtime/CudaDriver.h"
+#include "runtime/KernelBuild.h"
+#include "runtime/Module.h"
+
+namespace flexjit {
+
+namespace {
+
+constexpr int kVectorElems = 8;      // the kernel moves rows in 16-byte pieces of 8 fp16/bf16
+constexpr uintptr_t kAlignment = 16;
+
+void checkKernelLayout(const TensorView& t, const char* name) {
+  if (reinterpret_cast<uintptr_t>(t.data) % kAlignment != 0)
+    throw Error(fmt::format("flex_attention: {} must be 16-byte aligned for the GPU kernel; call .contiguous()", name));
+  for (int d = 0; d < 3; ++d)
+    if (t.shape[d] > 1 && t.strides[d] % kVectorElems != 0)
+      throw Error(fmt::format("flex_attention: {} strides must be multiples of 8 elements on the GPU (got stride {} "
+                              "in dim {}); call .contiguous()", name, t.strides[d], d));
+}
+
+fjk::BhlStrides bhl(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
+
+fjk::BlockList blockList(const Tensor& num, const Tensor& idx) {
+  // A stored dim of size 1 is broadcast with stride 0.
+  const auto& ns = num.shape();
+  const auto& is = idx.shape();
+  fjk::BlockList l{};
+  l.num_blocks = static_cast<const int*>(num.data());
+  l.indices = static_cast<const int*>(idx.data());
+  l.num_stride_b = ns[0] == 1 ? 0 : ns[1] * ns[2];
+  l.num_stride_h = ns[1] == 1 ? 0 : ns[2];
+  l.num_stride_q = 1;
+  l.idx_stride_b = is[0] == 1 ? 0 : is[1] * is[2] * is[3];
+  l.idx_stride_h = is[1] == 1 ? 0 : is[2] * is[3];
+  l.idx_stride_q = is[3];
+  l.idx_stride_kv = 1;
+  return l;
+}
+
+}  // namespace
+
+const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, int>, BlockMask> masks;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto key = std::make_tuple(Lq, Lkv, device.index);
+  auto it = masks.find(key);
+  if (it == masks.end()) it = masks.emplace(key, fullBlockMask(Lq, Lkv, device)).first;
+  return it->second;
+}
+
+void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                const BlockMask& blockMask, const AttentionShape& s, const TensorView& out, const TensorView& lse,
+                const AttentionOptions& options) {
+  for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, name);
+  ScopedContext context(q.device.index);
+  const DeviceInfo& info = cachedDeviceInfo(q.device.index);
+  MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false);
+  FwdKernelConfig config = defaultFwdConfig(q.dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
+                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV);
+  requireFwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  ForwardBuild build = forwardKernel(*variant, config, variantTag(scoreMod, mask));
+  config = build.config;
+
+  fjk::FwdParams p{};
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.o = out.data;
+  p.lse = static_cast<float*>(lse.data);
+  p.q_stride = bhl(q);
+  p.k_stride = bhl(k);
+  p.v_stride = bhl(v);
+  p.o_stride = bhl(out);
+  p.lse_stride = fjk::BhlStrides{lse.strides[0], lse.strides[1], lse.strides[2]};
+  p.batch = static_cast<int>(s.B);
+  p.heads_q = static_cast<int>(s.Hq);
+  p.heads_kv = static_cast<int>(s.Hkv);
+  p.q_per_kv = static_cast<int>(s.Hq / s.Hkv);
+  p.len_q = static_cast<int>(s.Lq);
+  p.len_kv = static_cast<int>(s.Lkv);
+  p.scale = s.scale;
+  p.mask_block_q = blockMask.blockQ;
+  p.mask_block_kv = blockMask.blockKV;
+  p.partial = blockList(blockMask.kvNumBlocks, blockMask.kvIndices);
+  p.full = blockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
+  p.cap = packCaptures(captureLayout(scoreMod, mask), q.device, "flex_attention");
+
+  FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
+  if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;
+  p.sched_heads = launch.scheduleHeads;
+  LoadedKernel fn = ModuleCache::global().load(*build.kernel, launch.sharedMemoryBytes, kFwdKernelName);
+  void* args[] = {&p};
+  CudaDriver::get().launchKernel(fn.function, Dim3{launch.grid[0], launch.grid[1], launch.grid[2]},
+                                 Dim3{launch.block[0], launch.block[1], launch.block[2]},
+                                 static_cast<unsigned>(launch.sharedMemoryBytes), static_cast<CUstream>(options.stream),
+                                 args);
+}
+
+}  // namespace flexjit

@@ -1,0 +1,85 @@
+#include "runtime/KernelBuild.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <mutex>
+
+#include "runtime/KernelCache.h"
+
+namespace flexjit {
+
+const DeviceInfo& cachedDeviceInfo(int ordinal) {
+  static std::mutex mutex;
+  static std::map<int, DeviceInfo> infos;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = infos.find(ordinal);
+  if (it == infos.end()) it = infos.emplace(ordinal, deviceInfo(ordinal)).first;
+  return it->second;
+}
+
+std::string forwardSource(const Variant& variant, const FwdKernelConfig& config) {
+  std::string src = "#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n" + variant.prelude;
+  src += fmt::format("#include \"{}\"\n", kFwdKernelTemplate);
+  src += fwdInstantiationSource(config);
+  return expandIncludes(src);
+}
+
+std::string archOf(const FwdKernelConfig& config) {
+  return config.archMajor >= 9 ? fmt::format("sm_{}{}a", config.archMajor, config.archMinor)
+                               : fmt::format("sm_{}{}", config.archMajor, config.archMinor);
+}
+
+namespace {
+
+/// Configurations to try, in order, when the previous one spills: Q in shared memory, then S computed in
+/// narrower slices (each halving saves subN / 4 registers per thread).
+std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
+  std::vector<FwdKernelConfig> out{base};
+  FwdKernelConfig c = base;
+  if (c.qInRegs) {
+    c.qInRegs = false;
+    out.push_back(c);
+  }
+  constexpr int kMinSubN = 16;
+  while (c.subN / 2 >= kMinSubN) {
+    c.subN /= 2;
+    if (checkFwdConfig(c).ok()) out.push_back(c);
+  }
+  return out;
+}
+
+ForwardBuild compileFirstWithoutSpills(const Variant& variant, const FwdKernelConfig& base, const std::string& tag) {
+  ForwardBuild best;
+  for (const FwdKernelConfig& c : spillFallbacks(base)) {
+    const CompiledKernel& k = KernelCache::global().getOrCompile(
+        KernelRequest{forwardSource(variant, c), "fwd_" + tag, CompileOptions{archOf(c), {}, false}});
+    int spills = static_cast<int>(k.usage(kFwdKernelName).spillStoreBytes);
+    if (!best.kernel || spills < best.spillBytes) best = ForwardBuild{&k, c, spills};
+    if (spills == 0) break;
+  }
+  return best;
+}
+
+}  // namespace
+
+ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& config, const std::string& tag) {
+  // Index by the variant object (cachedVariant keeps one per structure) and the config, so a repeated
+  // call skips source assembly, hashing and the spill search entirely.
+  static std::mutex mutex;
+  static std::map<std::string, ForwardBuild> index;
+  std::string key = fmt::format("{}/{}/{}/{}/{}/{}.{}/{}x{}x{}x{}/{}", static_cast<const void*>(&variant),
+                                static_cast<int>(config.dtype), config.headDim, config.headDimV, config.archMajor,
+                                config.archMinor, config.blockM, config.blockN, config.subN, config.numWarps,
+                                config.qInRegs, tag);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = index.find(key);
+    if (it != index.end()) return it->second;
+  }
+  ForwardBuild build = compileFirstWithoutSpills(variant, config, tag);
+  std::lock_guard<std::mutex> lock(mutex);
+  return index.emplace(key, build).first->second;
+}
+
+}  // namespace flexjit

@@ -1,0 +1,196 @@
+// CPU reference attention, forward and backward: scores in float64, score_mod and mask_mod through the
+// interpreter (float64 semantics), the block mask applied exactly as the kernels apply it, softmax and
+// gradients in float64.
+#include "runtime/Reference.h"
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+#include "dsl/Interpreter.h"
+#include "runtime/AttentionBackward.h"
+#include "runtime/BlockMaskBuild.h"
+#include "runtime/HostFloat.h"
+
+namespace flexjit {
+
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+int64_t offset(const TensorView& t, int64_t a, int64_t b, int64_t c) {
+  return a * t.strides[0] + b * t.strides[1] + c * t.strides[2];
+}
+
+/// Runs fn(item) for items [0, n) on all hardware threads.
+template <class F>
+void parallelFor(int64_t n, F&& fn) {
+  unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), 64));
+  std::vector<std::thread> pool;
+  std::atomic<int64_t> next{0};
+  for (unsigned t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      for (int64_t r; (r = next.fetch_add(1)) < n;) fn(r);
+    });
+  for (auto& th : pool) th.join();
+}
+
+/// What forward and backward share: the mods, the block classes and one row's scores.
+class RowScorer {
+ public:
+  RowScorer(const TensorView& q, const TensorView& k, const ScoreMod& scoreMod, const BlockMask* bm, const AttentionShape& s)
+      : q_(q), k_(k), s_(s), score_(scoreMod), bm_(bm) {
+    score_.bindCaptures();
+    if (bm) {
+      classes_ = blockClasses(*bm);
+      if (bm->mask) {
+        mask_.emplace(*bm->mask);
+        mask_->bindCaptures();
+      }
+    }
+  }
+
+  const Program& score() const { return score_; }
+
+  /// raw[j] = scale * q.k_j and t[j] = score_mod(raw[j]) (or -inf where masked); returns max t.
+  double row(int64_t b, int64_t h, int64_t i, std::vector<double>& raw, std::vector<double>& t) const {
+    const int64_t hk = h / (s_.Hq / s_.Hkv);
+    raw.assign(static_cast<size_t>(s_.Lkv), 0.0);
+    t.assign(static_cast<size_t>(s_.Lkv), kNegInf);
+    double m = kNegInf;
+    for (int64_t j = 0; j < s_.Lkv; ++j) {
+      if (!keep(b, h, i, j)) continue;
+      double dot = 0;
+      for (int64_t d = 0; d < s_.D; ++d)
+        dot += readFloat(q_.data, q_.dtype, offset(q_, b, h, i) + d) * readFloat(k_.data, k_.dtype, offset(k_, b, hk, j) + d);
+      raw[j] = s_.scale * dot;
+      t[j] = score_.scoreF64(raw[j], {int32_t(b), int32_t(h), int32_t(i), int32_t(j)});
+      m = std::max(m, t[j]);
+    }
+    return m;
+  }
+
+ private:
+  bool keep(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (!bm_) return true;
+    int64_t bb = bm_->storedBatch() == 1 ? 0 : b, hh = bm_->storedHeads() == 1 ? 0 : h;
+    uint8_t c = classes_[((bb * bm_->storedHeads() + hh) * bm_->numQBlocks + i / bm_->blockQ) * bm_->numKVBlocks +
+                         j / bm_->blockKV];
+    return c == kBlockFull || (c == kBlockPartial && (!mask_ || mask_->mask({int32_t(b), int32_t(h), int32_t(i), int32_t(j)})));
+  }
+
+  const TensorView &q_, &k_;
+  const AttentionShape& s_;
+  Program score_;
+  std::optional<Program> mask_;
+  std::vector<uint8_t> classes_;
+  const BlockMask* bm_;
+};
+
+/// exp(t - m) for every kept position; returns the sum (0 for a fully masked row, whose softmax does
+/// not exist: O = 0, LSE = -inf, zero gradients, never NaN).
+double expRow(std::vector<double>& t, double m) {
+  double sum = 0;
+  if (m == kNegInf) {
+    for (double& x : t) x = 0;
+    return 0;
+  }
+  for (double& x : t) sum += (x = std::exp(x - m));
+  return sum;
+}
+
+}  // namespace
+
+void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                      const BlockMask* blockMask, const AttentionShape& s, const TensorView& out,
+                      const TensorView& lse, std::optional<DType> roundProbs) {
+  RowScorer scorer(q, k, scoreMod, blockMask, s);
+  const int64_t group = s.Hq / s.Hkv;
+  parallelFor(s.B * s.Hq * s.Lq, [&](int64_t row) {
+    const int64_t b = row / (s.Hq * s.Lq), h = (row / s.Lq) % s.Hq, i = row % s.Lq, hk = h / group;
+    std::vector<double> raw, p;
+    double m = scorer.row(b, h, i, raw, p);
+    double sum = expRow(p, m);
+    if (roundProbs)
+      for (double& x : p) {
+        uint16_t bits = *roundProbs == DType::BF16 ? floatToBf16(float(x)) : floatToHalf(float(x));
+        x = *roundProbs == DType::BF16 ? fj::bf16ToFloat(bits) : fj::halfToFloat(bits);
+      }
+    for (int64_t d = 0; d < s.Dv; ++d) {
+      double acc = 0;
+      for (int64_t j = 0; j < s.Lkv && sum > 0; ++j)
+        if (p[j] > 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+      writeFloat(out.data, out.dtype, offset(out, b, h, i) + d, sum > 0 ? acc / sum : 0.0);
+    }
+    double l = sum > 0 ? m + std::log(sum) : kNegInf;
+    static_cast<float*>(lse.data)[b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2]] = static_cast<float>(l);
+  });
+}
+
+void referenceBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
+                       const ScoreMod& scoreMod, const BlockMask* blockMask, const AttentionShape& s,
+                       const TensorView& dq, const TensorView& dk, const TensorView& dv,
+                       const std::vector<TensorView>& captureGrads) {
+  RowScorer scorer(q, k, scoreMod, blockMask, s);
+  const int64_t group = s.Hq / s.Hkv;
+  // Which of the mod's tensors feed which gradient buffer.
+  std::vector<int> gradSlot(scoreMod.tensors().size(), -1);
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(scoreMod);
+  for (size_t t = 0; t < scoreMod.tensors().size(); ++t)
+    for (size_t w = 0; w < wanted.size(); ++w)
+      if (scoreMod.tensors()[t] == wanted[w]) gradSlot[t] = static_cast<int>(w);
+  std::mutex mergeMutex;
+  // One task per (b, kv head): it owns dK/dV of that head and dQ of the query heads that share it.
+  parallelFor(s.B * s.Hkv, [&](int64_t task) {
+    const int64_t b = task / s.Hkv, hk = task % s.Hkv;
+    std::vector<double> dkAcc(s.Lkv * s.D, 0.0), dvAcc(s.Lkv * s.Dv, 0.0);
+    std::vector<std::vector<double>> capAcc(captureGrads.size());
+    for (size_t w = 0; w < captureGrads.size(); ++w) capAcc[w].assign(static_cast<size_t>(captureGrads[w].numel()), 0.0);
+    std::vector<double> raw, p, dP;
+    for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+      for (int64_t i = 0; i < s.Lq; ++i) {
+        double m = scorer.row(b, h, i, raw, p);
+        double sum = expRow(p, m);
+        std::vector<double> dqRow(s.D, 0.0);
+        if (sum > 0) {
+          for (double& x : p) x /= sum;
+          dP.assign(static_cast<size_t>(s.Lkv), 0.0);
+          double rowDot = 0;  // D_i = sum_j P_ij dP_ij = rowsum(dO * O)
+          for (int64_t j = 0; j < s.Lkv; ++j) {
+            if (p[j] == 0) continue;
+            for (int64_t d = 0; d < s.Dv; ++d)
+              dP[j] += readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d) * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+            rowDot += p[j] * dP[j];
+          }
+          for (int64_t j = 0; j < s.Lkv; ++j) {
+            if (p[j] == 0) continue;
+            for (int64_t d = 0; d < s.Dv; ++d)
+              dvAcc[j * s.Dv + d] += p[j] * readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d);
+            double dT = p[j] * (dP[j] - rowDot);  // gradient of the modified score
+            ScoreGrad g = scorer.score().scoreGrad(raw[j], {int32_t(b), int32_t(h), int32_t(i), int32_t(j)}, dT);
+            for (size_t t = 0; t < g.tensorGrads.size(); ++t)
+              if (gradSlot[t] >= 0)
+                for (auto [idx, val] : g.tensorGrads[t]) capAcc[gradSlot[t]][idx] += val;
+            for (int64_t d = 0; d < s.D; ++d) {
+              dqRow[d] += s.scale * g.dscore * readFloat(k.data, k.dtype, offset(k, b, hk, j) + d);
+              dkAcc[j * s.D + d] += s.scale * g.dscore * readFloat(q.data, q.dtype, offset(q, b, h, i) + d);
+            }
+          }
+        }
+        for (int64_t d = 0; d < s.D; ++d) writeFloat(dq.data, dq.dtype, offset(dq, b, h, i) + d, dqRow[d]);
+      }
+    for (int64_t j = 0; j < s.Lkv; ++j) {
+      for (int64_t d = 0; d < s.D; ++d) writeFloat(dk.data, dk.dtype, offset(dk, b, hk, j) + d, dkAcc[j * s.D + d]);
+      for (int64_t d = 0; d < s.Dv; ++d) writeFloat(dv.data, dv.dtype, offset(dv, b, hk, j) + d, dvAcc[j * s.Dv + d]);
+    }
+    std::lock_guard<std::mutex> lock(mergeMutex);
+    for (size_t w = 0; w < captureGrads.size(); ++w) {
+      float* g = static_cast<float*>(captureGrads[w].data);
+      for (size_t e = 0; e < capAcc[w].size(); ++e) g[e] += static_cast<float>(capAcc[w][e]);
+    }
+  });
+}
+
+}  // namespace flexjit

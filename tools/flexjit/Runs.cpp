@@ -1,0 +1,79 @@
+#include "Runs.h"
+
+#include <cmath>
+#include <random>
+
+#include "Cli.h"
+#include "examples/SeedVariants.h"
+#include "runtime/Attention.h"
+#include "runtime/CudaDriver.h"
+#include "runtime/HostFloat.h"
+#include "runtime/Reference.h"
+
+namespace flexjit::cli {
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Tensor randomDevice(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
+  Tensor host = Tensor::empty(dtype, shape, Device::cpu());
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int64_t i = 0; i < host.numel(); ++i) writeFloat(host.data(), dtype, i, dist(gen));
+  return host.to(kGpu);
+}
+
+double maxAbsDiff(const Tensor& a, const Tensor& b) {
+  Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+  double worst = 0;
+  for (int64_t i = 0; i < ha.numel(); ++i) {
+    double x = readFloat(ha.data(), ha.dtype(), i), y = readFloat(hb.data(), hb.dtype(), i);
+    if (std::isinf(x) && x == y) continue;
+    double d = std::fabs(x - y);
+    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+  }
+  return worst;
+}
+
+}  // namespace
+
+RunResult timeVariant(const std::string& name, const RunShape& s, int reps) {
+  examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{s.B, s.H, s.Lq, s.Lkv});
+  v.placeCaptures(kGpu);
+  Tensor q = randomDevice(s.dtype, {s.B, s.H, s.Lq, s.D}, 1), k = randomDevice(s.dtype, {s.B, s.H, s.Lkv, s.D}, 2),
+         vv = randomDevice(s.dtype, {s.B, s.H, s.Lkv, s.D}, 3);
+  Tensor out = Tensor::empty(s.dtype, {s.B, s.H, s.Lq, s.D}, kGpu), lse = Tensor::empty(DType::F32, {s.B, s.H, s.Lq}, kGpu);
+  RunResult r;
+  BlockMask mask;
+  r.maskMs = medianMs([&] { mask = createBlockMask(v.mask, s.B, s.H, s.Lq, s.Lkv, kGpu); }, 1, 5);
+  r.density = 1.0 - mask.sparsity() / 100.0;
+  auto run = [&] { flex_attention_into(q.view(), k.view(), vv.view(), v.score, &mask, out.view(), lse.view()); };
+  r.firstCallMs = wallMs([&] {
+    run();
+    CudaDriver::get().contextSynchronize();
+  });
+  r.fwdMs = medianMs(run, 3, reps);
+  r.tflops = attentionFlops(s.B, s.H, s.Lq, s.Lkv, s.D, r.density) / (r.fwdMs * 1e-3) / 1e12;
+  return r;
+}
+
+Accuracy checkVariant(const std::string& name, int64_t seq, int64_t headDim) {
+  const int64_t B = 1, H = 2;
+  examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{B, H, seq, seq});
+  BlockMask cpuMask = createBlockMask(v.mask, B, H, seq, seq, Device::cpu());
+  v.placeCaptures(kGpu);
+  BlockMask gpuMask = createBlockMask(v.mask, B, H, seq, seq, kGpu);
+  Tensor q = randomDevice(DType::BF16, {B, H, seq, headDim}, 4), k = randomDevice(DType::BF16, {B, H, seq, headDim}, 5),
+         vv = randomDevice(DType::BF16, {B, H, seq, headDim}, 6);
+  AttentionResult gpu = flex_attention(q.view(), k.view(), vv.view(), v.score, &gpuMask);
+  Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = vv.to(Device::cpu());
+  AttentionShape shape = checkAttentionInputs(qc.view(), kc.view(), vc.view(), &cpuMask, {});
+  Tensor ro = Tensor::empty(DType::F32, {B, H, seq, headDim}, Device::cpu()), rl = Tensor::empty(DType::F32, {B, H, seq}, Device::cpu());
+  Tensor lo = Tensor::empty(DType::F32, {B, H, seq, headDim}, Device::cpu()), ll = Tensor::empty(DType::F32, {B, H, seq}, Device::cpu());
+  referenceForward(qc.view(), kc.view(), vc.view(), v.score, &cpuMask, shape, ro.view(), rl.view());
+  referenceForward(qc.view(), kc.view(), vc.view(), v.score, &cpuMask, shape, lo.view(), ll.view(), DType::BF16);
+  return Accuracy{maxAbsDiff(gpu.out, ro), maxAbsDiff(lo, ro), maxAbsDiff(gpu.lse, rl)};
+}
+
+}  // namespace flexjit::cli

@@ -1,0 +1,93 @@
+// `flexjit show VARIANT`: every stage of one variant, from MLIR to PTX statistics and its block mask.
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "Cli.h"
+#include "codegen/AttentionConfig.h"
+#include "codegen/Variant.h"
+#include "dsl/Error.h"
+#include "runtime/BlockMask.h"
+#include "runtime/KernelBuild.h"
+#include "runtime/KernelCache.h"
+#include "runtime/Nvrtc.h"
+
+namespace flexjit::cli {
+
+namespace {
+
+/// Counts of the instructions that tell whether a kernel is on the fast path.
+std::string ptxStatistics(const std::string& ptx) {
+  const std::pair<const char*, const char*> kinds[] = {
+      {"mma.sync (tensor cores)", "mma.sync"}, {"wgmma (Hopper tensor cores)", "wgmma."},
+      {"ldmatrix", "ldmatrix"},                {"cp.async (async copies)", "cp.async"},
+      {"ex2.approx (exp2)", "ex2.approx"},     {"tanh.approx", "tanh.approx"},
+      {"ld.global", "ld.global"},              {"st.global", "st.global"},
+      {"bar.sync", "bar.sync"},                {"shfl.sync", "shfl.sync"}};
+  std::string out;
+  for (auto [label, needle] : kinds) {
+    size_t n = 0;
+    for (size_t pos = ptx.find(needle); pos != std::string::npos; pos = ptx.find(needle, pos + 1)) ++n;
+    out += fmt::format("  {:<30} {}\n", label, n);
+  }
+  return out;
+}
+
+std::pair<int, int> parseArchNumber(const std::string& arch) {
+  std::smatch m;
+  if (!std::regex_match(arch, m, std::regex("sm_(\\d+)(\\d)a?")))
+    throw Error(fmt::format("--arch expects sm_XY or sm_XYa (e.g. sm_90a), got '{}'", arch));
+  return {std::stoi(m[1]), std::stoi(m[2])};
+}
+
+}  // namespace
+
+int runShow(const Args& a) {
+  if (a.positional.empty()) throw Error("show needs a variant name; `flexjit list` shows them");
+  const std::string name = a.positional[0], stage = a.get("stage", "summary");
+  const int64_t seq = a.getInt("seq", 2048), headDim = a.getInt("head-dim", 128);
+  const DType dtype = parseDType(a.get("dtype", "bf16"));
+  const std::string arch = a.get("arch", gpuAvailable() ? cachedDeviceInfo(0).arch : "sm_90a");
+  examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{1, 1, seq, seq});
+  auto all = [&](const char* s) { return stage == "summary" || stage == s; };
+
+  Variant variant;
+  double lowerMs = wallMs([&] { variant = generateVariant(v.score, v.mask); });
+  fmt::print("== {}: {}\n", name, v.description);
+  fmt::print("score_mod '{}' (key {}), mask_mod '{}' (key {}); MLIR lowering + autodiff + emission: {:.1f} ms\n",
+             v.score.name(), v.score.key(), v.mask.name(), v.mask.key(), lowerMs);
+  fmt::print("facts: score_mod {}, mask_mod {}, score can be -inf: {}, captured-tensor gradients: {}\n\n",
+             variant.facts.scoreIsNoop ? "is the identity" : "transforms scores",
+             variant.facts.maskIsNoop ? "keeps everything" : "masks", variant.facts.scoreCanBeNegInf,
+             variant.facts.hasTensorGrads);
+  if (stage == "mlir") fmt::print("-- MLIR as imported --\n{}\n-- after simplification --\n{}\n", variant.importedIR, variant.simplifiedIR);
+  if (all("mlir")) fmt::print("-- MLIR after simplification and autodiff --\n{}\n", variant.finalIR);
+  if (all("hooks")) fmt::print("-- generated CUDA hooks --\n{}\n", variant.prelude);
+
+  auto [major, minor] = parseArchNumber(arch);
+  FwdKernelConfig config = defaultFwdConfig(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor);
+  requireFwdSupported(config, kDefaultMaskBlock, kDefaultMaskBlock);
+  std::string source = forwardSource(variant, config);
+  if (stage == "cuda") fmt::print("{}\n", source);
+  if (all("ptx") || stage == "cuda") {
+    ForwardBuild build;
+    double ms = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });
+    const FwdKernelConfig& c = build.config;
+    const ResourceUsage& use = build.kernel->usage(kFwdKernelName);
+    fmt::print("-- forward kernel ({} D={} tile {}x{}, S slices of {}, {} warps, Q in {}) for {}: {:.0f} ms "
+               "(NVRTC, or the kernel cache) --\n", dtypeName(dtype), headDim, c.blockM, c.blockN, c.subN, c.numWarps,
+               c.qInRegs ? "registers" : "shared memory", arch, ms);
+    fmt::print("  registers {}, static smem {} B, dynamic smem {} B, stack {} B, spills {} B stored / {} B loaded\n",
+               use.registers, use.staticSharedBytes, fwdSharedMemoryBytes(c), use.stackFrameBytes, use.spillStoreBytes,
+               use.spillLoadBytes);
+    fmt::print("{}\n", ptxStatistics(build.kernel->ptx));
+    if (stage == "ptx") fmt::print("{}\n", build.kernel->ptx);
+  }
+  if (all("mask")) {
+    BlockMask m = createBlockMask(v.mask, 1, 1, seq, seq);
+    fmt::print("-- block mask at Q_LEN = KV_LEN = {} --\n{}\n", seq, m.toString(64, 1));
+  }
+  return 0;
+}
+
+}  // namespace flexjit::cli
