@@ -67,6 +67,10 @@ class _Walk:
             self.key.append((type(v), v if not isinstance(v, complex) else repr(v)))
         elif isinstance(v, _BUILTINS):
             self.key.append(("builtin", v))
+        elif isinstance(v, (set, frozenset)):
+            if len(v) > _MAX_CONTAINER or not all(isinstance(x, _ATOMS + (float,)) for x in v):
+                raise _Uncacheable
+            self.key.append((type(v), frozenset(v)))
         elif self._first_visit(v):
             self._compound(v, path, name, depth)
 

@@ -13,7 +13,11 @@ class TraceError(FlexjitError, TypeError):
     """A construct in a traced score_mod / mask_mod that flexjit cannot trace."""
 
 
-def trace_error(message: str) -> TraceError:
+class TraceAttributeError(TraceError, AttributeError):
+    """An attribute a traced value does not have (an AttributeError too, so hasattr() works)."""
+
+
+def trace_error(message: str, kind=TraceError) -> TraceError:
     """A TraceError naming the mod being traced ("score_mod 'alibi': ...")."""
     where = current_trace()
-    return TraceError(f"{where}: {message}" if where else message)
+    return kind(f"{where}: {message}" if where else message)

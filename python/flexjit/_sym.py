@@ -15,7 +15,7 @@ import threading
 import torch
 
 from . import _flexjit
-from ._errors import trace_error
+from ._errors import TraceAttributeError, trace_error
 from ._tensors import flexjit_dtype
 
 Op = _flexjit.Op
@@ -262,8 +262,8 @@ class SymValue:
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise AttributeError(f"{_flexjit.current_trace() or 'flexjit'}: '{name}' is not supported on a traced "
-                             f"value; see docs/python.md for the torch functions and methods flexjit traces")
+        raise trace_error(f"'{name}' is not supported on a traced value; see docs/python.md for the torch "
+                          f"functions and methods flexjit traces", TraceAttributeError)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
