@@ -4,7 +4,7 @@
 #   tools/setup.sh            install missing packages, configure and build into build/
 #   FLEXJIT_BUILD_DIR=dir     build somewhere else
 #   FLEXJIT_SKIP_APT=1        do not touch system packages (you installed them yourself)
-#   FLEXJIT_SKIP_PYTHON=1     skip the Python package (pip install -e python deps)
+#   FLEXJIT_SKIP_PYTHON=1     skip the Python module and its pip packages (pybind11, pytest, numpy, torch)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,19 +38,33 @@ check_cuda() {
   fi
 }
 
+# pybind11 to build the module; pytest, numpy and torch to test it (torch is large: installed only if absent).
+install_python() {
+  [[ ${FLEXJIT_SKIP_PYTHON:-0} == 1 ]] && return
+  local missing=()
+  for m in pybind11 pytest numpy; do python3 -c "import $m" 2>/dev/null || missing+=("$m"); done
+  python3 -c "import torch" 2>/dev/null || missing+=("torch==2.11.0")
+  [[ ${#missing[@]} -eq 0 ]] && { say "python packages: all present"; return; }
+  say "pip installing: ${missing[*]}"
+  python3 -m pip install -q "${missing[@]}"
+}
+
 build_cpp() {
-  local py
+  local py python_module=ON
   py=$(command -v python3)
-  if [[ ! -f $build/build.ninja ]]; then
+  [[ ${FLEXJIT_SKIP_PYTHON:-0} == 1 ]] && python_module=OFF
+  if [[ ! -f $build/build.ninja ]] || ! grep -qx "FLEXJIT_BUILD_PYTHON:BOOL=$python_module" "$build/CMakeCache.txt"; then
     say "configuring $build"
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/usr/lib/llvm-19 \
-      -DCUDAToolkit_ROOT="${CUDA_HOME:-/usr/local/cuda}" -DPython_EXECUTABLE="$py" >/dev/null
+      -DCUDAToolkit_ROOT="${CUDA_HOME:-/usr/local/cuda}" -DPython_EXECUTABLE="$py" \
+      -DFLEXJIT_BUILD_PYTHON=$python_module >/dev/null
   fi
   say "building (ninja -j$jobs)"
   cmake --build "$build" -j "$jobs"
 }
 
 install_apt
+install_python
 check_cuda
 build_cpp
 say "done: $build/bin/flexjit demo   (or tools/test.sh to run all tests)"

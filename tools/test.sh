@@ -8,3 +8,7 @@ build=${FLEXJIT_BUILD_DIR:-$root/build}
 export FLEXJIT_CACHE_DIR=${FLEXJIT_CACHE_DIR:-$build/test-kernel-cache}
 cd "$build"
 ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)"
+if [[ ${FLEXJIT_SKIP_PYTHON:-0} != 1 ]]; then
+  cd "$root"
+  PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}" python3 -m pytest -q tests/python
+fi
