@@ -3,6 +3,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include <fmt/format.h>
@@ -34,18 +36,30 @@ class SymbolResolver {
   bool resolve(const char* name, Fn& fn) const {
     void* p = nullptr;
     CUresult r = CUDA_ERROR_NOT_FOUND;
+    const int version = abiVersion(name);
     if (v2_ != nullptr) {
       CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-      r = v2_(name, &p, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status);
+      r = v2_(name, &p, version, CU_GET_PROC_ADDRESS_DEFAULT, &status);
       if (status != CU_GET_PROC_ADDRESS_SUCCESS) p = nullptr;
     } else {
-      r = v1_(name, &p, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT);
+      r = v1_(name, &p, version, CU_GET_PROC_ADDRESS_DEFAULT);
     }
     fn = r == CUDA_SUCCESS ? reinterpret_cast<Fn>(p) : nullptr;
     return fn != nullptr;
   }
 
  private:
+  /// The CUDA version whose ABI of `name` matches the declaration we call it through. cuGetProcAddress
+  /// returns the newest ABI at the requested version; CUDA 13.0 gave cuCtxGetDevice and cuCtxSynchronize
+  /// new _v2 signatures (an extra context argument) while cuda.h keeps declaring the old ones under the
+  /// plain names, so those two are asked for as of CUDA 12.x.
+  static int abiVersion(const char* name) {
+    constexpr int kBeforeCuda13 = 12080;
+    for (const char* legacy : {"cuCtxGetDevice", "cuCtxSynchronize"})
+      if (std::strcmp(name, legacy) == 0) return std::min(CUDA_VERSION, kBeforeCuda13);
+    return CUDA_VERSION;
+  }
+
   GetProcAddressV2 v2_;
   GetProcAddressV1 v1_;
 };

@@ -8,5 +8,5 @@ dist=$root/dist
 rm -rf "$dist" && mkdir -p "$dist/lib" "$dist/bin"
 cp "$build/libflexjit.so" "$dist/lib/"
 cp "$build/bin/flexjit" "$build/tests/flexjit_tests" "$dist/bin/"
-strip --strip-unneeded "$dist/lib/libflexjit.so" "$dist/bin/"*
+[[ ${FLEXJIT_DIST_STRIP:-1} == 1 ]] && strip --strip-unneeded "$dist/lib/libflexjit.so" "$dist/bin/"*
 du -sh "$dist"

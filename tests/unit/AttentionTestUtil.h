@@ -58,9 +58,11 @@ struct ForwardCheck {
   }
 };
 
-/// Runs flex_attention on `device` and compares with the float64 reference on the CPU copies.
+/// Runs flex_attention on `device` and compares with the float64 reference on the CPU copies. The
+/// reference runs `cpuScore` (the same mod with its captures on the CPU; `score` when omitted).
 inline ForwardCheck checkForward(const Tensor& q, const Tensor& k, const Tensor& v, const ScoreMod& score,
-                                 const BlockMask* gpuMask, const BlockMask* cpuMask, AttentionOptions options = {}) {
+                                 const BlockMask* gpuMask, const BlockMask* cpuMask, AttentionOptions options = {},
+                                 const ScoreMod* cpuScore = nullptr) {
   const auto& qs = q.shape();
   const auto& vs = v.shape();
   Tensor out = poisoned(q.dtype(), {qs[0], qs[1], qs[2], vs[3]}, q.device());
@@ -70,10 +72,13 @@ inline ForwardCheck checkForward(const Tensor& q, const Tensor& k, const Tensor&
   AttentionShape s = checkAttentionInputs(qc.view(), kc.view(), vc.view(), cpuMask, options);
   Tensor ro = Tensor::empty(DType::F32, {qs[0], qs[1], qs[2], vs[3]}, Device::cpu());
   Tensor rl = Tensor::empty(DType::F32, {qs[0], qs[1], qs[2]}, Device::cpu());
-  referenceForward(qc.view(), kc.view(), vc.view(), score, cpuMask, s, ro.view(), rl.view());
-  Tensor lo = Tensor::empty(DType::F32, {qs[0], qs[1], qs[2], vs[3]}, Device::cpu());
+  const ScoreMod& ref = cpuScore ? *cpuScore : score;
+  referenceForward(qc.view(), kc.view(), vc.view(), ref, cpuMask, s, ro.view(), rl.view());
+  // The low-precision reference: probabilities and the output rounded to the inputs' dtype, as the kernel
+  // rounds them (FlashAttention-3's rule compares the kernel's error with this one's).
+  Tensor lo = Tensor::empty(q.dtype(), {qs[0], qs[1], qs[2], vs[3]}, Device::cpu());
   Tensor ll = Tensor::empty(DType::F32, {qs[0], qs[1], qs[2]}, Device::cpu());
-  referenceForward(qc.view(), kc.view(), vc.view(), score, cpuMask, s, lo.view(), ll.view(), q.dtype());
+  referenceForward(qc.view(), kc.view(), vc.view(), ref, cpuMask, s, lo.view(), ll.view(), q.dtype());
   ForwardCheck c;
   c.outError = maxError(asDoubles(out), asDoubles(ro));
   c.outLowPrecisionError = maxError(asDoubles(lo), asDoubles(ro));

@@ -35,15 +35,17 @@ struct Case {
 };
 
 void runCase(const std::string& name, const Case& c, uint32_t seed) {
+  // Two instances of the variant: captures on the CPU for the reference, on the GPU for the kernels.
+  examples::SeedVariant cpu = examples::makeSeedVariant(name, examples::Shape{c.B, c.Hq, c.Lq, c.Lkv});
   examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{c.B, c.Hq, c.Lq, c.Lkv});
-  BlockMask cpuMask = createBlockMask(v.mask, c.B, c.Hq, c.Lq, c.Lkv, Device::cpu());
+  BlockMask cpuMask = createBlockMask(cpu.mask, c.B, c.Hq, c.Lq, c.Lkv, Device::cpu());
   v.placeCaptures(kGpu);
   BlockMask gpuMask = createBlockMask(v.mask, c.B, c.Hq, c.Lq, c.Lkv, kGpu);
   Tensor q = randomTensor(c.dtype, {c.B, c.Hq, c.Lq, c.D}, kGpu, seed);
   Tensor k = randomTensor(c.dtype, {c.B, c.Hkv, c.Lkv, c.D}, kGpu, seed + 1);
   Tensor vv = randomTensor(c.dtype, {c.B, c.Hkv, c.Lkv, c.D}, kGpu, seed + 2);
   // The reference reads CPU copies of the captures; the kernel the GPU ones.
-  ForwardCheck r = checkForward(q, k, vv, v.score, &gpuMask, &cpuMask);
+  ForwardCheck r = checkForward(q, k, vv, v.score, &gpuMask, &cpuMask, {}, &cpu.score);
   EXPECT_TRUE(r.pass()) << fmt::format("{} B{} Hq{} Hkv{} Lq{} Lkv{} D{} {}: out error {:.3g} (low-precision reference "
                                        "{:.3g}), lse error {:.3g}", name, c.B, c.Hq, c.Hkv, c.Lq, c.Lkv, c.D,
                                        dtypeName(c.dtype), r.outError, r.outLowPrecisionError, r.lseError);

@@ -9,6 +9,7 @@
 #include "Runs.h"
 #include "dsl/Error.h"
 #include "runtime/BlockMask.h"
+#include "runtime/Device.h"
 #include "runtime/KernelBuild.h"
 
 namespace flexjit::cli {
@@ -37,6 +38,7 @@ std::vector<RunShape> parseShapes(const std::string& text) {
 
 /// create_block_mask(causal) on the GPU at long sequence lengths (the dense mask would not fit).
 std::string benchCausalMask(const std::string& seqs) {
+  ScopedContext context(0);  // CUDA events need a current context
   std::string json;
   std::stringstream ss(seqs);
   MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });

@@ -7,6 +7,7 @@
 #include "examples/SeedVariants.h"
 #include "runtime/Attention.h"
 #include "runtime/CudaDriver.h"
+#include "runtime/Device.h"
 #include "runtime/HostFloat.h"
 #include "runtime/Reference.h"
 
@@ -39,6 +40,7 @@ double maxAbsDiff(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 RunResult timeVariant(const std::string& name, const RunShape& s, int reps) {
+  ScopedContext context(kGpu.index);  // CUDA events need a current context
   examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{s.B, s.H, s.Lq, s.Lkv});
   v.placeCaptures(kGpu);
   Tensor q = randomDevice(s.dtype, {s.B, s.H, s.Lq, s.D}, 1), k = randomDevice(s.dtype, {s.B, s.H, s.Lkv, s.D}, 2),
@@ -60,8 +62,10 @@ RunResult timeVariant(const std::string& name, const RunShape& s, int reps) {
 
 Accuracy checkVariant(const std::string& name, int64_t seq, int64_t headDim) {
   const int64_t B = 1, H = 2;
+  // Two instances: captures on the CPU for the reference, on the GPU for the kernels.
+  examples::SeedVariant cpu = examples::makeSeedVariant(name, examples::Shape{B, H, seq, seq});
   examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{B, H, seq, seq});
-  BlockMask cpuMask = createBlockMask(v.mask, B, H, seq, seq, Device::cpu());
+  BlockMask cpuMask = createBlockMask(cpu.mask, B, H, seq, seq, Device::cpu());
   v.placeCaptures(kGpu);
   BlockMask gpuMask = createBlockMask(v.mask, B, H, seq, seq, kGpu);
   Tensor q = randomDevice(DType::BF16, {B, H, seq, headDim}, 4), k = randomDevice(DType::BF16, {B, H, seq, headDim}, 5),
@@ -70,9 +74,9 @@ Accuracy checkVariant(const std::string& name, int64_t seq, int64_t headDim) {
   Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = vv.to(Device::cpu());
   AttentionShape shape = checkAttentionInputs(qc.view(), kc.view(), vc.view(), &cpuMask, {});
   Tensor ro = Tensor::empty(DType::F32, {B, H, seq, headDim}, Device::cpu()), rl = Tensor::empty(DType::F32, {B, H, seq}, Device::cpu());
-  Tensor lo = Tensor::empty(DType::F32, {B, H, seq, headDim}, Device::cpu()), ll = Tensor::empty(DType::F32, {B, H, seq}, Device::cpu());
-  referenceForward(qc.view(), kc.view(), vc.view(), v.score, &cpuMask, shape, ro.view(), rl.view());
-  referenceForward(qc.view(), kc.view(), vc.view(), v.score, &cpuMask, shape, lo.view(), ll.view(), DType::BF16);
+  Tensor lo = Tensor::empty(DType::BF16, {B, H, seq, headDim}, Device::cpu()), ll = Tensor::empty(DType::F32, {B, H, seq}, Device::cpu());
+  referenceForward(qc.view(), kc.view(), vc.view(), cpu.score, &cpuMask, shape, ro.view(), rl.view());
+  referenceForward(qc.view(), kc.view(), vc.view(), cpu.score, &cpuMask, shape, lo.view(), ll.view(), DType::BF16);
   return Accuracy{maxAbsDiff(gpu.out, ro), maxAbsDiff(lo, ro), maxAbsDiff(gpu.lse, rl)};
 }
 
