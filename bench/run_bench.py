@@ -36,6 +36,9 @@ def median_ms(fn):
 
 def time_torch_flex(name, B, H, S, D, dtype):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    # A fresh dynamo state per variant: past the recompile limit torch.compile silently falls back to eager
+    # flex_attention, which materialises the B*H*S*S scores (32 GiB here) and runs out of memory.
+    torch._dynamo.reset()
     flex = torch.compile(flex_attention, dynamic=False)
     score_mod, mask_mod, _ = torch_variants.build(name, B, H, S)
     q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
@@ -68,7 +71,8 @@ def time_torch_masks(seqs):
     out = []
     for S in (int(x) for x in seqs.split(",")):
         try:
-            fn = lambda: create_block_mask(torch_variants.causal, 1, 1, S, S, device="cuda", _compile=True)  # noqa
+            compiled = torch.compile(create_block_mask)
+            fn = lambda: compiled(torch_variants.causal, 1, 1, S, S, device="cuda")  # noqa: E731
             fn()
             out.append({"S": S, "ms": median_ms(fn)})
         except Exception as e:  # out of memory at long S
@@ -93,6 +97,8 @@ def run_peers(names, shapes):
                     except Exception as e:
                         row[be] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
             rows.append(row)
+            import gc
+            gc.collect()
             torch.cuda.empty_cache()
             print(f"peers: {name} B{B} H{H} S{S} D{D} done", file=sys.stderr, flush=True)
     return rows

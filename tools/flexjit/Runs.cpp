@@ -17,12 +17,21 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
+/// Random normal values on the GPU. Large tensors repeat a 4M-element random block (generating 10^8
+/// normals on the host would dominate a benchmark run; the values only need to be realistic, not unique).
 Tensor randomDevice(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
-  Tensor host = Tensor::empty(dtype, shape, Device::cpu());
+  constexpr int64_t kBlock = int64_t{1} << 22;
+  Tensor t = Tensor::empty(dtype, shape, kGpu);
+  const int64_t n = t.numel(), chunk = std::min(n, kBlock);
+  Tensor host = Tensor::empty(dtype, {chunk}, Device::cpu());
   std::mt19937 gen(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (int64_t i = 0; i < host.numel(); ++i) writeFloat(host.data(), dtype, i, dist(gen));
-  return host.to(kGpu);
+  for (int64_t i = 0; i < chunk; ++i) writeFloat(host.data(), dtype, i, dist(gen));
+  const size_t elem = dtypeSize(dtype);
+  for (int64_t at = 0; at < n; at += chunk)
+    copyBytes(static_cast<char*>(t.data()) + at * elem, kGpu, host.data(), Device::cpu(),
+              static_cast<size_t>(std::min(chunk, n - at)) * elem);
+  return t;
 }
 
 double maxAbsDiff(const Tensor& a, const Tensor& b) {
