@@ -100,7 +100,7 @@ bool ScalarEmitter::emitArith(Operation* op) {
   if (isa<arith::AddFOp>(op)) return bin("+");
   if (isa<arith::SubFOp>(op)) return bin("-");
   if (isa<arith::MulFOp>(op)) return bin("*");
-  if (isa<arith::DivFOp>(op)) return bin("/");
+  if (isa<arith::DivFOp>(op)) return call("fj::fastDiv");
   if (isa<arith::NegFOp>(op)) { define(op, fmt::format("(-{})", x(0))); return true; }
   if (isa<arith::AddIOp>(op)) return call("fj::addI");
   if (isa<arith::SubIOp>(op)) return call("fj::subI");

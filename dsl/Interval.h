@@ -261,7 +261,12 @@ FJ_HD IvFloat ivDiv(IvFloat a, IvFloat b) {
   double lo = q0, hi = q0;
   lo = q1 < lo ? q1 : lo; lo = q2 < lo ? q2 : lo; lo = q3 < lo ? q3 : lo;
   hi = q1 > hi ? q1 : hi; hi = q2 > hi ? q2 : hi; hi = q3 > hi ? q3 : hi;
-  return ivFromDouble(lo, hi, a.nan || b.nan);
+  // The kernel divides with div.approx (2 ulp; and 0 for divisors beyond 2^126): widen like the other
+  // approximate instructions, and admit 0 when such a divisor is possible.
+  IvFloat r = ivApprox(lo, hi, a.nan || b.nan);
+  const float kApproxDivLimit = 8.5070591730234616e37f;  // 2^126
+  if (b.hi > kApproxDivLimit || b.lo < -kApproxDivLimit) r = ivUnion(r, ivFloat(0.0f, 0.0f));
+  return r;
 }
 FJ_HD IvFloat ivAbs(IvFloat a) {
   if (ivEmpty(a)) return a;

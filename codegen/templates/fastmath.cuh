@@ -69,6 +69,15 @@ FJ_HD float fastSigmoid(float x) {
   return 1.0f / (1.0f + std::exp(-x));
 #endif
 }
+/// a / b with div.approx (__fdividef: 2 ulp; 0 when 2^126 < |b| < 2^128), instead of the ~20-instruction
+/// IEEE division: `score / cap` in soft-capping runs once per score.
+FJ_HD float fastDiv(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdividef(a, b);
+#else
+  return a / b;
+#endif
+}
 FJ_HD float fastRsqrt(float x) {
 #ifdef __CUDA_ARCH__
   return rsqrtf(x);

@@ -6,7 +6,7 @@ inline constexpr bool kScoreCanBeNegInf = true;
 inline constexpr bool kHasTensorGrads = false;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
-  const float v0 = (score / cap.f[0]);
+  const float v0 = fj::fastDiv(score, cap.f[0]);
   const float v1 = fj::fastTanh(v0);
   const float v2 = (cap.f[0] * v1);
   return v2;
@@ -19,13 +19,13 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
 
 FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
   const float v0 = 1.0f;
-  const float v1 = (score / cap.f[0]);
+  const float v1 = fj::fastDiv(score, cap.f[0]);
   const float v2 = fj::fastTanh(v1);
   const float v3 = (grad_out * cap.f[0]);
   const float v4 = (v2 * v2);
   const float v5 = (v0 - v4);
   const float v6 = (v3 * v5);
-  const float v7 = (v6 / cap.f[0]);
+  const float v7 = fj::fastDiv(v6, cap.f[0]);
   return v7;
 }
 
