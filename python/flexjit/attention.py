@@ -6,6 +6,7 @@ CPU tensors run through the C++ float64 reference (correct, not fast), forward a
 run the generated kernels on torch's current stream.
 """
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _flexjit
 from ._cache import resolve
@@ -75,6 +76,7 @@ class _FlexAttentionFunction(torch.autograd.Function):
         return out, lse
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout, dlse):
         if dlse is not None and bool((dlse != 0).any()):
             raise FlexjitError("flex_attention: gradients through the returned lse are not supported; use the "
