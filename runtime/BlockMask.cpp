@@ -145,7 +145,8 @@ std::vector<uint8_t> blockClasses(const BlockMask& m) {
 }
 
 bool maskReadsParam(const MaskMod& mask, Param p) {
-  for (const Instr& in : Program(mask).instrs())
+  const Program program(mask);  // named: iterating a temporary's member would dangle
+  for (const Instr& in : program.instrs())
     if (in.op == Op::Param && in.param == p) return true;
   return false;
 }

@@ -4,7 +4,6 @@ import torch
 import torch.nn.attention.flex_attention as tflex
 
 import flexjit
-from known_issues import BLOCK_MASK_BROADCAST_BUG
 from reference import dense_attention
 from variants import make_variant
 
@@ -124,8 +123,6 @@ def test_create_mask_matches_torch(mod):
 
 @pytest.mark.parametrize("name", ["document", "jagged", "flamingo", "natten", "prefix_lm"])
 def test_create_mask_of_seed_variants(name):
-    if name in ("document", "prefix_lm") and BLOCK_MASK_BROADCAST_BUG:
-        pytest.xfail("runtime/BlockMask.cpp maskReadsParam reads a destroyed temporary (see known_issues.py)")
     v = make_variant(name, 2, 2, 33, 40 if name == "flamingo" else 33)
     Lkv = 40 if name == "flamingo" else 33
     assert torch.equal(flexjit.create_mask(v.mask_mod, 2, 2, 33, Lkv, device="cpu"),

@@ -10,7 +10,6 @@ import torch
 import torch.nn.attention.flex_attention as tflex
 
 import flexjit
-from known_issues import xfail_if_mask_reads_batch
 from reference import dense_attention
 from variants import VARIANTS, make_variant
 
@@ -52,10 +51,9 @@ def _max_err(a, b):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name, shape", list(_cases()))
-def test_forward_matches_reference(name, shape, dtype, request):
+def test_forward_matches_reference(name, shape, dtype):
     B, Hq, Hkv, Lq, Lkv, D = shape
     variant = make_variant(name, B, Hq, Lq, Lkv, device=DEVICE)
-    xfail_if_mask_reads_batch(request, variant)
     q, k, v = _inputs(shape, dtype)
     gqa = Hq != Hkv
     ours_mask = theirs_mask = None
@@ -110,11 +108,10 @@ def test_captured_tensor_on_the_cpu_is_refused():
 
 
 @pytest.mark.parametrize("name, shape", list(_cases()))
-def test_backward_matches_reference(name, shape, request):
+def test_backward_matches_reference(name, shape):
     dtype = torch.bfloat16
     B, Hq, Hkv, Lq, Lkv, D = shape
     variant = make_variant(name, B, Hq, Lq, Lkv, device=DEVICE, grad=True)
-    xfail_if_mask_reads_batch(request, variant)
     q, k, v = _inputs(shape, dtype, grad=True)
     mask = None
     if variant.mask_mod is not None:

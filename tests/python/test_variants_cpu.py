@@ -6,7 +6,6 @@ import torch
 import torch.nn.attention.flex_attention as tflex
 
 import flexjit
-from known_issues import xfail_if_mask_reads_batch
 from reference import dense_attention
 from variants import VARIANTS, make_variant
 
@@ -44,10 +43,9 @@ def _block_masks(variant, B, H, Lq, Lkv, block):
 
 @pytest.mark.parametrize("block", [128, 16])
 @pytest.mark.parametrize("name, shape", list(_cases()))
-def test_forward_matches_torch_eager(name, shape, block, request):
+def test_forward_matches_torch_eager(name, shape, block):
     B, Hq, Hkv, Lq, Lkv, D = shape
     variant = make_variant(name, B, Hq, Lq, Lkv)
-    xfail_if_mask_reads_batch(request, variant)
     q, k, v = _inputs(*shape)
     ours_mask, torch_mask = _block_masks(variant, B, Hq, Lq, Lkv, block)
     out, lse = flexjit.flex_attention(q, k, v, score_mod=variant.score_mod, block_mask=ours_mask,
@@ -59,10 +57,9 @@ def test_forward_matches_torch_eager(name, shape, block, request):
 
 
 @pytest.mark.parametrize("name, shape", list(_cases()))
-def test_backward_matches_dense_reference(name, shape, request):
+def test_backward_matches_dense_reference(name, shape):
     B, Hq, Hkv, Lq, Lkv, D = shape
     variant = make_variant(name, B, Hq, Lq, Lkv, grad=True)
-    xfail_if_mask_reads_batch(request, variant)
     q, k, v = _inputs(*shape, grad=True)
     mask = None
     if variant.mask_mod is not None:

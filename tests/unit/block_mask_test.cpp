@@ -139,3 +139,15 @@ TEST(BlockMaskGpu, EqualsTheOracleForEverySeedMask) {
       expectSameIndices(gpu, ref, fmt::format("gpu {} {}x{} block {}", name, sz.lq, sz.lkv, sz.block));
     }
 }
+
+TEST(BlockMask, MasksReadingBatchOrHeadAreStoredPerBatchAndHead) {
+  // Regression: deciding whether a mask reads b must not depend on a destroyed temporary.
+  MaskMod firstBatch("first_batch", [](Expr b, Expr, Expr, Expr) { return b == 0; });
+  MaskMod headParity("head_parity", [](Expr, Expr h, Expr q, Expr kv) { return (h % 2 == 0) | (q >= kv); });
+  EXPECT_TRUE(maskReadsParam(firstBatch, Param::B));
+  EXPECT_FALSE(maskReadsParam(firstBatch, Param::H));
+  EXPECT_TRUE(maskReadsParam(headParity, Param::H));
+  BlockMask m = createBlockMask(firstBatch, 2, 1, 16, 16, Device::cpu(), 16, 16);
+  EXPECT_EQ(m.storedBatch(), 2);
+  EXPECT_EQ(m.fullKvNumBlocks.toVector<int32_t>(), (std::vector<int32_t>{1, 0}));
+}
