@@ -42,6 +42,7 @@ def dense_attention(q, k, v, score_mod=None, mask_mod=None, scale=None, dtype=to
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     p = torch.exp(s - m)
     denom = p.sum(-1, keepdim=True)
-    out = (p @ v) / torch.where(denom > 0, denom, torch.ones_like(denom))
+    # Captured float32 tensors promote the scores (and p) past a low-precision `dtype`: multiply in v's.
+    out = (p.to(v.dtype) @ v) / torch.where(denom > 0, denom, torch.ones_like(denom)).to(v.dtype)
     lse = (torch.log(denom) + m).squeeze(-1)
     return out, lse
