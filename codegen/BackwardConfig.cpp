@@ -1,0 +1,317 @@
+// Tile choice, validation, launch geometry and the instantiation sources of the attention backward.
+//
+// The shared-memory formulas and tiling rules mirror fjk::BwdTraits / DqTraits in
+// codegen/templates/attention_bwd_traits.cuh (whose static_asserts would reject what checkBwdConfig lets
+// through); tests/unit/attention_backward_compile_test.cpp compiles the defaults for every seed variant.
+#include "codegen/BackwardConfig.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "codegen/AttentionConfig.h"
+#include "dsl/Error.h"
+
+namespace flexjit {
+namespace {
+
+constexpr int kWarpSize = 32;
+constexpr int kMmaRows = 16;      // rows of one mma.m16n8k16 tile
+constexpr int kMmaK = 16;         // tiles and head dims step in 16s
+constexpr int kMaxHeadDim = 256;  // larger heads do not fit the dK / dV accumulators in registers
+constexpr int kRowPadElems = 8;   // 16 bytes of padding per shared-memory row
+constexpr int kElemBytes = 2;
+constexpr int kStatBytes = 4;     // one float of LSE2 / Delta per q row
+constexpr int kLenPad = 128;      // fjk::kBwdLenPad
+constexpr int kMinBlock = 16;
+/// Shared memory the main kernels reserve after their tiles for the tile ring (fjk::kBwdRingBytes).
+constexpr int kRingBytes = 128;
+/// Threads of the preprocess and convert kernels, and their rows per CTA (kBwdPreRows, kBwdConvertRows).
+constexpr int kAuxThreads = 256;
+constexpr int kPreRows = kLenPad;
+constexpr int kConvertRows = 64;
+/// Widest kv tile of the dK/dV kernel for head dims up to 128; the dK + dV accumulators take
+/// blockN * (D + Dv) / threads registers per thread, so wider heads halve it.
+constexpr int kWideBlockN = 128;
+constexpr int kWideHeadDim = 128;
+constexpr int kBlockM = 64;
+/// k-steps unrolled together in the warp products: all of them (head dims and tiles have at most 16).
+/// Measured on H100 (docs/kernels-backward.md): full unrolling lets ptxas load fragments early and beats
+/// 2-step unrolling by 6-7% at the cost of a few spilled loop scalars in some variants.
+constexpr int kFullUnroll = 16;
+/// CTAs of the dQ kernel per SM its launch bounds ask for: two 4-warp CTAs (about 105 KiB of shared
+/// memory each at D = 128) share an SM, each thread keeping up to 255 registers.
+constexpr int kDqCtasPerSm = 2;
+
+bool isPositiveMultiple(int value, int unit) { return value >= unit && value % unit == 0; }
+
+BwdConfigCheck fail(const std::string& message) { return {false, message}; }
+
+/// Whether `rows` x `cols` splits into warpsRows x (numWarps / warpsRows) warp tiles of whole 16-row
+/// m-tiles and an even number of 8-column n-tiles (ldmatrix.x4 loads two at a time).
+bool gridFits(int rows, int cols, int numWarps, int warpsRows) {
+  if (warpsRows < 1 || numWarps % warpsRows != 0) return false;
+  const int warpsCols = numWarps / warpsRows;
+  return isPositiveMultiple(rows, warpsRows * kMmaRows) && isPositiveMultiple(cols, warpsCols * kMmaK);
+}
+
+/// The warps along the rows of a rows x cols product that fit and read the fewest shared-memory bytes per
+/// multiply-add (A and B fragments are re-read by every warp of a row / column: (r + c) / (r * c) per
+/// warp tile); 0 when none fits. Ties go to `preferred` (FlashAttention-2's choice).
+int chooseGrid(int rows, int cols, int numWarps, int preferred) {
+  int best = 0;
+  double bestCost = 0;
+  for (int wr = 1; wr <= numWarps; wr *= 2) {
+    if (!gridFits(rows, cols, numWarps, wr)) continue;
+    const double r = double(rows) / wr, c = double(cols) / (numWarps / wr);
+    const double cost = (r + c) / (r * c);
+    if (best == 0 || cost < bestCost - 1e-12 || (cost <= bestCost + 1e-12 && wr == preferred)) {
+      best = wr;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+/// Picks the three warp grids of the dK/dV kernel for the current tiles.
+void chooseGrids(BwdKernelConfig& c) {
+  const int dims = std::max(c.headDim, c.headDimV);
+  const int minDims = std::min(c.headDim, c.headDimV);
+  c.sdpWarpsM = chooseGrid(c.blockM, c.blockN, c.numWarps, 2);
+  // dK and dV share the warp grid: both head dims must split over its columns.
+  c.dkvWarpsN = chooseGrid(c.blockN, minDims, c.numWarps, std::max(1, std::min(4, c.blockN / 32)));
+  if (c.dkvWarpsN != 0 && !gridFits(c.blockN, dims, c.numWarps, c.dkvWarpsN)) c.dkvWarpsN = 0;
+  c.dqWarpsM = chooseGrid(c.blockM, c.headDim, c.numWarps, 2);
+}
+
+}  // namespace
+
+bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
+  return dtype == o.dtype && headDim == o.headDim && headDimV == o.headDimV && archMajor == o.archMajor &&
+         archMinor == o.archMinor && blockM == o.blockM && blockN == o.blockN && numWarps == o.numWarps &&
+         sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
+         gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
+         dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps;
+}
+
+const char* bwdKindName(BwdKernelKind kind) {
+  switch (kind) {
+    case BwdKernelKind::Aux: return "aux";
+    case BwdKernelKind::DkDv: return "dkdv";
+    case BwdKernelKind::Dq: return "dq";
+  }
+  return "?";
+}
+
+int bwdDkDvSharedMemoryBytes(const BwdKernelConfig& c) {
+  const int qPitch = c.headDim + kRowPadElems, vPitch = c.headDimV + kRowPadElems;
+  const int kv = c.blockN * (qPitch + vPitch) * kElemBytes;
+  const int qdo = c.stages * c.blockM * (qPitch + vPitch) * kElemBytes;
+  const int pds = 2 * c.blockM * (c.blockN + kRowPadElems) * kElemBytes;
+  const int stats = 2 * c.stages * c.blockM * kStatBytes;
+  return kv + qdo + pds + stats + kRingBytes;
+}
+
+int bwdDqSharedMemoryBytes(const BwdKernelConfig& c) {
+  const int qPitch = c.headDim + kRowPadElems, vPitch = c.headDimV + kRowPadElems;
+  constexpr int kKvStages = 2;
+  const int discard = c.dqNumWarps * kWarpSize * kStatBytes;  // DqTraits::kDiscardOffset's floats
+  return (c.dqBlockM + kKvStages * c.dqBlockN) * (qPitch + vPitch) * kElemBytes + kRingBytes + discard;
+}
+
+int bwdPaddedLenQ(int lenQ) { return (std::max(lenQ, 0) + kLenPad - 1) / kLenPad * kLenPad; }
+
+BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor, int maskBlockQ,
+                                 int maskBlockKV, bool deterministic) {
+  BwdKernelConfig c;
+  c.dtype = dtype;
+  c.headDim = headDim;
+  c.headDimV = headDimV;
+  c.archMajor = archMajor;
+  c.archMinor = archMinor;
+  c.atomicDq = !deterministic;
+  const int dims = std::max(headDim, headDimV);
+  // FlashAttention-2's shape: 8 warps, 64 q rows x 128 kv rows; wide heads halve the kv rows so that
+  // the dK + dV accumulators stay at 128 registers per thread. (FlashAttention-2 walks 128 q rows for
+  // D <= 64; FLEXJIT_BWD_CONFIG=blockM=128 does that here and passes the GPU tests, but it has not been
+  // timed yet, so the measured 64 stays the default: docs/kernels-backward.md.)
+  c.numWarps = 8;
+  c.blockM = kBlockM;
+  c.blockN = dims <= kWideHeadDim ? kWideBlockN : kWideBlockN / 2;
+  c.dqBlockM = kBlockM;
+  c.dqBlockN = dims <= kWideHeadDim ? 64 : 32;
+  while (c.blockN > kMinBlock && maskBlockKV > 0 && maskBlockKV % c.blockN != 0) c.blockN /= 2;
+  while (c.blockM > kMinBlock && maskBlockQ > 0 && maskBlockQ % c.blockM != 0) c.blockM /= 2;
+  while (c.dqBlockN > kMinBlock && maskBlockKV > 0 && maskBlockKV % c.dqBlockN != 0) c.dqBlockN /= 2;
+  while (c.dqBlockM > kMinBlock && maskBlockQ > 0 && maskBlockQ % c.dqBlockM != 0) c.dqBlockM /= 2;
+  c.dqNumWarps = std::max(1, std::min(4, c.dqBlockM / kMmaRows));
+  c.gemmUnroll = kFullUnroll;
+  // Without room for two Q / dO stages (A100: 163 KiB, sm_86/89: 99 KiB) the ring drops to one stage,
+  // then the kv rows shrink.
+  const int limit = maxSharedMemoryPerBlock(archMajor, archMinor);
+  if (bwdDkDvSharedMemoryBytes(c) > limit) c.stages = 1;
+  while (bwdDkDvSharedMemoryBytes(c) > limit && c.blockN > 2 * kMinBlock) c.blockN /= 2;
+  while (bwdDqSharedMemoryBytes(c) > limit && c.dqBlockN > kMinBlock) c.dqBlockN /= 2;
+  chooseGrids(c);
+  return c;
+}
+
+BwdConfigCheck checkBwdConfig(const BwdKernelConfig& c) {
+  if (c.dtype != DType::F16 && c.dtype != DType::BF16)
+    return fail("flex_attention_backward: q, k and v must be float16 or bfloat16");
+  auto badDim = [](int d) { return !isPositiveMultiple(d, kMmaK) || d > kMaxHeadDim; };
+  if (badDim(c.headDim) || badDim(c.headDimV))
+    return fail("flex_attention_backward: head dims must be multiples of 16 between 16 and 256 (got D=" +
+                std::to_string(c.headDim) + ", Dv=" + std::to_string(c.headDimV) + ")");
+  if (c.archMajor < 8)
+    return fail("flex_attention_backward needs an sm_80 (Ampere) or newer GPU, found sm_" +
+                std::to_string(c.archMajor) + std::to_string(c.archMinor));
+  const bool tilesOk = c.numWarps >= 1 && isPositiveMultiple(kLenPad, c.blockM) && kLenPad % c.dqBlockM == 0 &&
+                       c.blockM >= kMinBlock && c.dqBlockM >= kMinBlock && (c.stages == 1 || c.stages == 2) &&
+                       c.gemmUnroll >= 1 && (c.dqFirst == 0 || c.dqFirst == 1) &&
+                       2 * (c.blockM / 4) <= c.numWarps * kWarpSize &&
+                       gridFits(c.blockM, c.blockN, c.numWarps, c.sdpWarpsM) &&
+                       gridFits(c.blockN, c.headDim, c.numWarps, c.dkvWarpsN) &&
+                       gridFits(c.blockN, c.headDimV, c.numWarps, c.dkvWarpsN) &&
+                       gridFits(c.blockM, c.headDim, c.numWarps, c.dqWarpsM) && c.dqNumWarps >= 1 &&
+                       isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) && isPositiveMultiple(c.dqBlockN, kMmaK);
+  if (!tilesOk)
+    return fail("flex_attention_backward: no valid tiling for blockM=" + std::to_string(c.blockM) +
+                " blockN=" + std::to_string(c.blockN) + " D=" + std::to_string(c.headDim) +
+                " Dv=" + std::to_string(c.headDimV) + " with " + std::to_string(c.numWarps) +
+                " warps; use a BlockMask with BLOCK_SIZE=128 (the default)");
+  const int limit = maxSharedMemoryPerBlock(c.archMajor, c.archMinor);
+  const int smem = std::max(bwdDkDvSharedMemoryBytes(c), c.atomicDq ? 0 : bwdDqSharedMemoryBytes(c));
+  if (smem > limit)
+    return fail("flex_attention_backward: the tiles need " + std::to_string(smem) +
+                " bytes of shared memory, more than the " + std::to_string(limit) + " this GPU allows");
+  return {};
+}
+
+BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& c, int maskBlockQ, int maskBlockKV) {
+  bool ok = maskBlockQ > 0 && maskBlockKV > 0 && maskBlockQ % c.blockM == 0 && maskBlockKV % c.blockN == 0;
+  if (!c.atomicDq) ok = ok && maskBlockQ % c.dqBlockM == 0 && maskBlockKV % c.dqBlockN == 0;
+  if (!ok)
+    return fail("flex_attention_backward: BlockMask block size (" + std::to_string(maskBlockQ) + ", " +
+                std::to_string(maskBlockKV) + ") must be a multiple of the kernel tiles (" +
+                std::to_string(c.blockM) + ", " + std::to_string(c.blockN) +
+                "); create the BlockMask with BLOCK_SIZE=128 (the default) or a multiple of the tile");
+  return {};
+}
+
+void requireBwdSupported(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV) {
+  BwdConfigCheck check = checkBwdConfig(config);
+  if (check.ok) check = checkBwdMaskBlocks(config, maskBlockQ, maskBlockKV);
+  if (!check.ok) throw Error(check.message);
+}
+
+namespace {
+
+BwdLaunch makeLaunch(long long blocks, int y, int z, int threads, int smem) {
+  BwdLaunch l;
+  l.grid[0] = static_cast<unsigned>(std::max(blocks, 0LL));
+  l.grid[1] = static_cast<unsigned>(std::max(y, 0));
+  l.grid[2] = static_cast<unsigned>(std::max(z, 0));
+  l.block[0] = static_cast<unsigned>(threads);
+  l.block[1] = 1;
+  l.block[2] = 1;
+  l.sharedMemoryBytes = smem;
+  return l;
+}
+
+long long ceilDiv(int a, int b) { return a > 0 ? (static_cast<long long>(a) + b - 1) / b : 0; }
+
+}  // namespace
+
+BwdLaunch bwdPreprocessLaunch(int batch, int headsQ, int lenQ) {
+  return makeLaunch(ceilDiv(bwdPaddedLenQ(lenQ), kPreRows), headsQ, batch, kAuxThreads, 0);
+}
+
+BwdLaunch bwdDkDvLaunch(const BwdKernelConfig& c, int batch, int headsKv, int lenKv) {
+  return makeLaunch(ceilDiv(lenKv, c.blockN), headsKv, batch, c.numWarps * kWarpSize, bwdDkDvSharedMemoryBytes(c));
+}
+
+BwdLaunch bwdDqLaunch(const BwdKernelConfig& c, int batch, int headsQ, int lenQ) {
+  return makeLaunch(ceilDiv(lenQ, c.dqBlockM), headsQ, batch, c.dqNumWarps * kWarpSize, bwdDqSharedMemoryBytes(c));
+}
+
+BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ) {
+  return makeLaunch(ceilDiv(lenQ, kConvertRows), headsQ, batch, kAuxThreads, 0);
+}
+
+const char* bwdKernelTemplate(BwdKernelKind kind) {
+  switch (kind) {
+    case BwdKernelKind::Aux: return "codegen/templates/attention_bwd_aux.cuh";
+    case BwdKernelKind::DkDv: return "codegen/templates/attention_bwd_dkdv.cuh";
+    case BwdKernelKind::Dq: return "codegen/templates/attention_bwd_dq.cuh";
+  }
+  return "";
+}
+
+namespace {
+
+const char* boolText(bool b) { return b ? "true" : "false"; }
+
+/// The adapter from the generated fjv:: functions to the kernels' Variant interface.
+void writeVariantAdapter(std::ostringstream& s) {
+  s << "struct GeneratedVariant {\n"
+    << "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
+    << "  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;\n"
+    << "  static __device__ __forceinline__ float score_mod(float score, int b, int h, int q_idx, int kv_idx,\n"
+    << "                                                    const fj::CaptureArgs& cap) {\n"
+    << "    return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);\n"
+    << "  }\n"
+    << "  static __device__ __forceinline__ bool mask_mod(int b, int h, int q_idx, int kv_idx,\n"
+    << "                                                  const fj::CaptureArgs& cap) {\n"
+    << "    return fjv::mask_mod(b, h, q_idx, kv_idx, cap);\n"
+    << "  }\n"
+    << "  static __device__ __forceinline__ float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx,\n"
+    << "                                                         float grad_out, const fj::CaptureArgs& cap,\n"
+    << "                                                         const fj::GradArgs& grads) {\n"
+    << "    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);\n"
+    << "  }\n"
+    << "};\n";
+}
+
+}  // namespace
+
+std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind) {
+  const bool bf16 = c.dtype == DType::BF16;
+  std::ostringstream s;
+  s << "// flexjit attention backward (" << bwdKindName(kind) << "): " << (bf16 ? "bf16" : "fp16")
+    << ", D=" << c.headDim << ", Dv=" << c.headDimV << ", sm_" << c.archMajor << c.archMinor << ".\n";
+  if (kind == BwdKernelKind::Aux) {
+    s << "extern \"C\" __global__ void __launch_bounds__(" << kAuxThreads << ")\n"
+      << kBwdPreprocessKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+      << "  fjk::attention_bwd_preprocess<" << boolText(bf16) << ", " << c.headDimV << ", " << kAuxThreads << ">(p);\n"
+      << "}\n"
+      << "extern \"C\" __global__ void __launch_bounds__(" << kAuxThreads << ")\n"
+      << kBwdConvertKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+      << "  fjk::attention_bwd_convert<" << boolText(bf16) << ", " << c.headDim << ", " << kAuxThreads << ">(p);\n"
+      << "}\n";
+    return s.str();
+  }
+  s << "namespace fjk {\n";
+  writeVariantAdapter(s);
+  if (kind == BwdKernelKind::DkDv) {
+    s << "using GeneratedBwdTraits = BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
+      << c.blockM << ", " << c.blockN << ", " << c.numWarps << ", " << c.sdpWarpsM << ", " << c.dkvWarpsN << ", "
+      << c.dqWarpsM << ", " << c.stages << ", " << boolText(c.atomicDq) << ", " << c.gemmUnroll << ", "
+      << boolText(c.dqFirst != 0) << ">;\n"
+      << "}  // namespace fjk\n"
+      << "extern \"C\" __global__ void __launch_bounds__(" << c.numWarps * kWarpSize << ", 1)\n"
+      << kBwdDkDvKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+      << "  fjk::attention_bwd_dkdv<fjk::GeneratedBwdTraits, fjk::GeneratedVariant>(p);\n"
+      << "}\n";
+  } else {
+    s << "using GeneratedDqTraits = DqTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
+      << c.dqBlockM << ", " << c.dqBlockN << ", " << c.dqNumWarps << ">;\n"
+      << "}  // namespace fjk\n"
+      << "extern \"C\" __global__ void __launch_bounds__(" << c.dqNumWarps * kWarpSize << ", " << kDqCtasPerSm << ")\n"
+      << kBwdDqKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+      << "  fjk::attention_bwd_dq<fjk::GeneratedDqTraits, fjk::GeneratedVariant>(p);\n"
+      << "}\n";
+  }
+  return s.str();
+}
+
+}  // namespace flexjit

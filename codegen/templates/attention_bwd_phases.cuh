@@ -1,0 +1,209 @@
+// The phases both backward kernels share, one device function each: tile loads (cp.async), the
+// recomputed probabilities P (score_mod, mask_mod, sequence bounds), dS from dP (through the generated
+// score_mod_grad), and the epilogue's coalesced row stores.
+//
+// Element ownership of an S-shaped accumulator s[kTM][kTN][4] (tile_mma.cuh): lane (g = lane / 4,
+// t = lane % 4) holds element e of m-tile i, n-tile j at query q_first + 16 i + 8 (e / 2) and kv
+// kv_first + 8 j + e % 2, where q_first / kv_first are the indices of the lane's element (0, 0, 0).
+#pragma once
+
+#include "codegen/templates/attention_bwd_traits.cuh"
+
+namespace fjk {
+
+/// The dynamic shared memory of the dK/dV and dQ kernels (BwdTraits / DqTraits::kSmemBytes).
+extern __shared__ Bytes16 fjk_bwd_smem[];
+
+/// Whether a tile needs per-element masking: kNoCheck for a full mask block inside both sequences,
+/// kCheck for a partial block (mask_mod) or a tile crossing Lq or Lkv (bounds).
+enum BwdMaskMode { kNoCheck = 0, kCheck = 1 };
+
+/// Starts the asynchronous copy of rows [row0, row0 + kRows) of a row-major slab (row stride `stride`
+/// elements, `len` valid rows) into shared memory at `dst` (pitch kPitch elements). Rows at or past `len`
+/// are zero-filled: zero Q / dO / K / V rows give finite scores and zero products, and the masking below
+/// keeps them out of every gradient.
+template <int kRows, int kCols, int kPitch, int kNThreads>
+__device__ __forceinline__ void bwd_load_rows_async(unsigned dst, const unsigned short* src, long long stride, int row0,
+                                                    int len, int tid) {
+  constexpr int kChunksPerRow = kCols / kElemsPerCopy;
+  constexpr int kChunks = kRows * kChunksPerRow;
+  if constexpr (kNThreads % kChunksPerRow == 0) {
+    // Each thread copies column `col` of rows row, row + kRowStep, ...: one pointer bumped by a 64-bit step.
+    constexpr int kRowStep = kNThreads / kChunksPerRow;
+    constexpr int kIters = (kRows + kRowStep - 1) / kRowStep;
+    const int row = tid / kChunksPerRow;
+    const int col = (tid % kChunksPerRow) * kElemsPerCopy;
+    const unsigned short* g = src + (long long)(row0 + row) * stride + col;
+    const long long step = kRowStep * stride;
+    const unsigned d = dst + smem_offset<kPitch>(row, col);
+    const bool inside = row0 + kRows <= len;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it, g += step) {
+      if (kRows % kRowStep == 0 || row + it * kRowStep < kRows) {
+        // An invalid row reads nothing (src-size 0); its address is the slab base, never out of range.
+        const bool valid = inside || row0 + row + it * kRowStep < len;
+        cp_async_16(d + smem_offset<kPitch>(it * kRowStep, 0), valid ? g : src, valid);
+      }
+    }
+  } else {
+    // Head dims whose rows do not divide the CTA (D = 96: 12 pieces a row): chunk c = tid + k * kNThreads.
+    constexpr int kIters = (kChunks + kNThreads - 1) / kNThreads;
+#pragma unroll
+    for (int it = 0; it < kIters; ++it) {
+      const int c = tid + it * kNThreads;
+      if (kChunks % kNThreads == 0 || c < kChunks) {
+        const int row = c / kChunksPerRow;
+        const int col = (c % kChunksPerRow) * kElemsPerCopy;
+        const bool valid = row0 + row < len;
+        const unsigned short* g = valid ? src + (long long)(row0 + row) * stride + col : src;
+        cp_async_16(dst + smem_offset<kPitch>(row, col), g, valid);
+      }
+    }
+  }
+}
+
+/// Starts the copy of kRows floats of LSE2 and of Delta from the padded workspace (len_q_pad rows per
+/// head, so a q tile never reads past it): threads [0, n) copy LSE2, threads [n, 2n) Delta.
+template <int kRows>
+__device__ __forceinline__ void bwd_load_stats_async(unsigned dst_lse2, unsigned dst_delta, const float* lse2,
+                                                     const float* delta, int tid) {
+  constexpr int kFloatsPerCopy = kCopyBytes / 4;
+  constexpr int kCopies = kRows / kFloatsPerCopy;
+  if (tid < kCopies) {
+    cp_async_16(dst_lse2 + tid * kCopyBytes, lse2 + tid * kFloatsPerCopy, true);
+  } else if (tid < 2 * kCopies) {
+    cp_async_16(dst_delta + (tid - kCopies) * kCopyBytes, delta + (tid - kCopies) * kFloatsPerCopy, true);
+  }
+}
+
+/// One bit per accumulator element: the mask of a checked tile, kept from the P phase to the dS phase
+/// so that mask_mod runs once per element when P is recomputed.
+template <int kElems>
+struct TileBits {
+  static constexpr int kWords = (kElems + 31) / 32;
+  unsigned word[kWords];
+  __device__ __forceinline__ void clear() {
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) word[w] = 0u;
+  }
+  __device__ __forceinline__ void set(int n, bool v) { word[n / 32] |= v ? 1u << (n % 32) : 0u; }
+  __device__ __forceinline__ bool get(int n) const { return (word[n / 32] >> (n % 32)) & 1u; }
+};
+
+/// Whether element (q, kv) of a checked tile takes part: inside both sequences and, in a partial block,
+/// kept by mask_mod. Columns at or past Lkv hold zero-filled K rows and rows at or past Lq zero-filled Q
+/// rows; their scores are real numbers (0) that must not count, so they are masked like mask_mod's.
+template <class Var>
+__device__ __forceinline__ bool bwd_keep(const BwdParams& p, int b, int h, int q, int kv, bool partial) {
+  bool keep = q < p.len_q && kv < p.len_kv;
+  if constexpr (!Var::kMaskModIsNoop) keep = keep && (!partial || Var::mask_mod(b, h, q, kv, p.cap));
+  return keep;
+}
+
+/// exp(t - LSE) of one element, where t = score_mod(scale * dot) or, without a score_mod, scale * dot
+/// (folded into `factor` with log2(e)). lse2 = LSE * log2(e) is +inf for a fully masked row (see the
+/// preprocess), so every P of such a row is 2^-inf = 0 and its gradients vanish instead of becoming
+/// NaN; a masked score t = -inf also gives 0.
+template <class Var>
+__device__ __forceinline__ float bwd_prob(float dot, float factor, float lse2, const BwdParams& p, int b, int h, int q,
+                                          int kv) {
+  float x = dot;
+  if constexpr (!Var::kScoreModIsNoop) x = Var::score_mod(dot * p.scale, b, h, q, kv, p.cap);
+  return fj::fastExp2(fmaf(x, factor, -lse2));
+}
+
+/// The factor that turns a score into a base-2 exponent: with no score_mod the score is the raw dot
+/// product and scale * log2(e) folds into the exp2 FFMA.
+template <class Var>
+__device__ __forceinline__ float bwd_exp_factor(const BwdParams& p) {
+  return Var::kScoreModIsNoop ? p.scale * fj::kLog2e : fj::kLog2e;
+}
+
+/// P of one tile from the raw dot products s (q.k, unscaled), into `pr`, which may be s itself (every
+/// element is read before it is written). Masked elements get P = 0; a checked tile also records its
+/// keep bits (for compute_ds's recomputation).
+template <class Var, int kTM, int kTN, int kMode>
+__device__ __forceinline__ void compute_probs(const float (&s)[kTM][kTN][4], float (&pr)[kTM][kTN][4],
+                                              TileBits<kTM * kTN * 4>& bits, const float (&lse2)[kTM][2],
+                                              const BwdParams& p, int b, int h, int q_first, int kv_first,
+                                              bool partial) {
+  const float factor = bwd_exp_factor<Var>(p);
+  if constexpr (kMode == kCheck) bits.clear();
+#pragma unroll
+  for (int i = 0; i < kTM; ++i) {
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int q = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+        const int kv = kv_first + j * kMmaCols + (e & 1);
+        const float prob = bwd_prob<Var>(s[i][j][e], factor, lse2[i][e >> 1], p, b, h, q, kv);
+        if constexpr (kMode == kCheck) {
+          const bool keep = bwd_keep<Var>(p, b, h, q, kv, partial);
+          bits.set((i * kTN + j) * 4 + e, keep);
+          pr[i][j][e] = keep ? prob : 0.0f;
+        } else {
+          pr[i][j][e] = prob;
+        }
+      }
+    }
+  }
+}
+
+/// dS of one tile, in place of dP: dT = P * (dP - Delta), dS = score_mod_grad(scale * dot, ..., dT) (which
+/// also adds the captured-tensor gradients into `grads`), or dS = dT without a score_mod. `ps` holds P without a
+/// score_mod; with one it holds the raw dot products and P is recomputed from them (with the keep bits of
+/// compute_probs): keeping S, P and dP at once would not fit in registers next to dK and dV.
+/// Elements with P == 0 (masked, or underflowed like the reference's) get dS = 0 without calling the
+/// gradient: a masked score's derivative may be inf or NaN, and 0 * NaN must not leak into dQ / dK.
+template <class Var, int kTM, int kTN, int kMode>
+__device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float (&dp)[kTM][kTN][4],
+                                           const TileBits<kTM * kTN * 4>& bits, const float (&lse2)[kTM][2],
+                                           const float (&delta)[kTM][2], const BwdParams& p,
+                                           const fj::GradArgs& grads, int b, int h, int q_first, int kv_first) {
+  const float factor = bwd_exp_factor<Var>(p);
+#pragma unroll
+  for (int i = 0; i < kTM; ++i) {
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int q = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+        const int kv = kv_first + j * kMmaCols + (e & 1);
+        float prob = ps[i][j][e];
+        if constexpr (!Var::kScoreModIsNoop) {
+          prob = bwd_prob<Var>(ps[i][j][e], factor, lse2[i][e >> 1], p, b, h, q, kv);
+          if constexpr (kMode == kCheck) prob = bits.get((i * kTN + j) * 4 + e) ? prob : 0.0f;
+        }
+        const float dt = prob * (dp[i][j][e] - delta[i][e >> 1]);
+        float ds = dt;
+        if constexpr (!Var::kScoreModIsNoop) {
+          ds = prob != 0.0f ? Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap, grads) : 0.0f;
+        }
+        dp[i][j][e] = ds;
+      }
+    }
+  }
+}
+
+/// Stores rows [0, kRows) of a shared-memory tile (pitch kPitch) to global rows row0.. of a slab with row
+/// stride `stride`, 16 bytes per thread and store; rows at or past `len` are not written.
+template <int kRows, int kCols, int kPitch, int kNThreads>
+__device__ __forceinline__ void bwd_store_rows(unsigned short* dst, long long stride, int row0, int len,
+                                               const unsigned short* src, int tid) {
+  constexpr int kChunksPerRow = kCols / kElemsPerCopy;
+  constexpr int kChunks = kRows * kChunksPerRow;
+  constexpr int kIters = (kChunks + kNThreads - 1) / kNThreads;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    const int c = tid + it * kNThreads;
+    const int row = c / kChunksPerRow;
+    const int col = (c % kChunksPerRow) * kElemsPerCopy;
+    if ((kChunks % kNThreads == 0 || c < kChunks) && row0 + row < len) {
+      *reinterpret_cast<Bytes16*>(dst + (long long)(row0 + row) * stride + col) =
+          *reinterpret_cast<const Bytes16*>(src + row * kPitch + col);
+    }
+  }
+}
+
+}  // namespace fjk

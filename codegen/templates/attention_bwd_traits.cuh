@@ -1,0 +1,213 @@
+// Compile-time shape of the backward kernels (BwdTraits for dK/dV, DqTraits for the deterministic dQ
+// kernel) and the block-sparse walk both use: BlockWalk steps through the tiles a BlockMask lists, and
+// BwdTileRing hands them to the CTA through shared memory (at the end of each kernel's dynamic shared
+// memory, kRingOffset).
+//
+// dK/dV tiling (FlashAttention-2): a CTA owns kBlockN kv rows of one (batch, kv head) and walks the q
+// tiles (kBlockM rows) of every query head of its GQA group. Its kNWarps warps split each product
+// differently, so that every warp tile has at least 16 rows and an even number of 8-column n-tiles:
+//   S = Q K^T, dP = dO V^T  (kBlockM x kBlockN):  kSdpWarpsM x kSdpWarpsN warps
+//   dV = P^T dO, dK = dS^T Q (kBlockN x Dv / D):  kDkvWarpsN x kDkvWarpsD warps (accumulated across tiles)
+//   dQ = dS K               (kBlockM x D):        kDqWarpsM  x kDqWarpsD  warps (atomically added)
+// P and dS go through shared memory between the first and the other products.
+#pragma once
+
+#include "codegen/templates/attention_bwd_params.h"
+#include "codegen/templates/bwd_warp_gemm.cuh"
+
+namespace fjk {
+
+/// Shared-memory rows are padded by 16 bytes (see bwd_warp_gemm.cuh: conflict-free ldmatrix).
+constexpr int kBwdSmemPad = kElemsPerCopy;
+
+/// One tile of a block-sparse walk.
+struct BwdTile {
+  int h;        ///< query head; -1 once the walk is over
+  int start;    ///< first q row (dK/dV kernel) or kv row (dQ kernel) of the tile
+  int partial;  ///< 1 when the tile lies in a partial mask block: mask_mod applies
+};
+
+/// Walks the tiles of one BlockMask row (a q block's kv list, or a kv block's transposed q list) for the
+/// query heads [h, h_end): per head its partial blocks, then its full ones; each mask block of
+/// `mask_block` positions expands into mask_block / tile tiles, and tiles starting at or past the
+/// sequence length are dropped (the last mask block may stick out of the sequence).
+struct BlockWalk {
+  const int* partial_idx;
+  const int* full_idx;
+  long long partial_step;
+  long long full_step;
+  int h;          ///< head whose lists are being walked (h_begin - 1 before the first call)
+  int h_end;
+  int entry;      ///< next entry of head h's partial list followed by its full list
+  int sub;        ///< next tile inside that entry's mask block
+  int n_partial;
+  int n_total;
+};
+
+/// The next tiles of the walk in shared memory. Thread 0 owns the walk and writes slot (i + 2) % 3 while
+/// the CTA computes tile i; the barrier at the top of iteration i + 1 publishes it. Slot (i + 2) % 3 last
+/// held tile i - 1, which every thread finished reading before that same barrier of iteration i, so
+/// three slots never race.
+/// It lives at the end of the dynamic shared memory (kBwdRingBytes reserved there).
+struct BwdTileRing {
+  static constexpr int kSlots = 3;
+  BwdTile slot[kSlots];
+  BlockWalk walk;
+};
+
+/// Shared-memory bytes reserved for the ring (a multiple of 16, so that it keeps the layout aligned).
+constexpr int kBwdRingBytes = 128;
+static_assert(sizeof(BwdTileRing) <= kBwdRingBytes, "the tile ring outgrew its reservation");
+
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockM_, int kBlockN_, int kNWarps_, int kSdpWarpsM_,
+          int kDkvWarpsN_, int kDqWarpsM_, int kStages_, bool kAtomicDq_, int kGemmUnroll_, bool kDqFirst_>
+struct BwdTraits {
+  static constexpr bool kIsBf16 = kIsBf16_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kHeadDimV = kHeadDimV_;
+  static constexpr int kBlockM = kBlockM_;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kNWarps = kNWarps_;
+  static constexpr int kNThreads = kNWarps * kWarpSize;
+  /// Depth of the Q / dO / LSE / Delta ring: 2 loads tile i + 1 while tile i is computed.
+  static constexpr int kStages = kStages_;
+  /// dQ = dS K is computed here and added into BwdParams::dq_accum with float atomics.
+  static constexpr bool kAtomicDq = kAtomicDq_;
+  /// k-steps of each warp product unrolled together (see warp_gemm_ss).
+  static constexpr int kGemmUnroll = kGemmUnroll_;
+  /// The atomic dQ product runs before dV and dK (its reductions then drain while they run) instead of
+  /// after them.
+  static constexpr bool kDqFirst = kDqFirst_;
+
+  static constexpr int kSdpWarpsM = kSdpWarpsM_;
+  static constexpr int kSdpWarpsN = kNWarps / kSdpWarpsM;
+  static constexpr int kSdpTM = kBlockM / kSdpWarpsM / kMmaRows;
+  static constexpr int kSdpTN = kBlockN / kSdpWarpsN / kMmaCols;
+
+  static constexpr int kDkvWarpsN = kDkvWarpsN_;
+  static constexpr int kDkvWarpsD = kNWarps / kDkvWarpsN;
+  static constexpr int kDkvTM = kBlockN / kDkvWarpsN / kMmaRows;
+  static constexpr int kDkTN = kHeadDim / kDkvWarpsD / kMmaCols;
+  static constexpr int kDvTN = kHeadDimV / kDkvWarpsD / kMmaCols;
+
+  static constexpr int kDqWarpsM = kDqWarpsM_;
+  static constexpr int kDqWarpsD = kNWarps / kDqWarpsM;
+  static constexpr int kDqTM = kBlockM / kDqWarpsM / kMmaRows;
+  static constexpr int kDqTN = kHeadDim / kDqWarpsD / kMmaCols;
+
+  static constexpr int kQPitch = kHeadDim + kBwdSmemPad;
+  static constexpr int kKPitch = kHeadDim + kBwdSmemPad;
+  static constexpr int kVPitch = kHeadDimV + kBwdSmemPad;
+  static constexpr int kDoPitch = kHeadDimV + kBwdSmemPad;
+  static constexpr int kPPitch = kBlockN + kBwdSmemPad;  ///< P and dS tiles, [kBlockM][kBlockN]
+
+  // Shared-memory layout (bytes). K and V stay for the whole CTA and stage dK / dV in the epilogue.
+  static constexpr int kKOffset = 0;
+  static constexpr int kVOffset = kKOffset + kBlockN * kKPitch * kBwdElemBytes;
+  static constexpr int kQOffset = kVOffset + kBlockN * kVPitch * kBwdElemBytes;
+  static constexpr int kQStageBytes = kBlockM * kQPitch * kBwdElemBytes;
+  static constexpr int kDoOffset = kQOffset + kStages * kQStageBytes;
+  static constexpr int kDoStageBytes = kBlockM * kDoPitch * kBwdElemBytes;
+  static constexpr int kPOffset = kDoOffset + kStages * kDoStageBytes;
+  static constexpr int kDsOffset = kPOffset + kBlockM * kPPitch * kBwdElemBytes;
+  static constexpr int kLseOffset = kDsOffset + kBlockM * kPPitch * kBwdElemBytes;
+  static constexpr int kRowStatBytes = kBlockM * 4;  ///< one float per q row
+  static constexpr int kDeltaOffset = kLseOffset + kStages * kRowStatBytes;
+  static constexpr int kRingOffset = kDeltaOffset + kStages * kRowStatBytes;
+  static constexpr int kSmemBytes = kRingOffset + kBwdRingBytes;
+
+  static_assert(kStages == 1 || kStages == 2, "the Q / dO ring has one or two stages");
+  static_assert(kSdpTM >= 1 && kSdpTN % 2 == 0 && kBlockM % (kSdpWarpsM * kMmaRows) == 0, "bad S/dP warp grid");
+  static_assert(kDkvTM >= 1 && kDkTN % 2 == 0 && kDvTN % 2 == 0, "bad dK/dV warp grid");
+  static_assert(kDqTM >= 1 && kDqTN % 2 == 0, "bad dQ warp grid");
+  static_assert(kBlockM % kMmaK == 0 && kBlockN % kMmaK == 0, "tiles step k in 16s");
+  static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
+};
+
+/// The deterministic dQ kernel: a CTA owns kBlockM query rows of one (batch, head), each warp 16 of them,
+/// and walks the kv tiles of the forward lists like the forward kernel; dS never leaves registers.
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockM_, int kBlockN_, int kNWarps_>
+struct DqTraits {
+  static constexpr bool kIsBf16 = kIsBf16_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kHeadDimV = kHeadDimV_;
+  static constexpr int kBlockM = kBlockM_;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kNWarps = kNWarps_;
+  static constexpr int kNThreads = kNWarps * kWarpSize;
+  static constexpr int kTM = kBlockM / kNWarps / kMmaRows;
+  static constexpr int kTN = kBlockN / kMmaCols;
+  static constexpr int kDqTN = kHeadDim / kMmaCols;
+  static constexpr int kStages = 2;  ///< K / V ring
+
+  static constexpr int kQPitch = kHeadDim + kBwdSmemPad;
+  static constexpr int kDoPitch = kHeadDimV + kBwdSmemPad;
+  static constexpr int kKPitch = kHeadDim + kBwdSmemPad;
+  static constexpr int kVPitch = kHeadDimV + kBwdSmemPad;
+  static constexpr int kQOffset = 0;  ///< also stages dQ in the epilogue (same pitch)
+  static constexpr int kDoOffset = kQOffset + kBlockM * kQPitch * kBwdElemBytes;
+  static constexpr int kKOffset = kDoOffset + kBlockM * kDoPitch * kBwdElemBytes;
+  static constexpr int kKStageBytes = kBlockN * kKPitch * kBwdElemBytes;
+  static constexpr int kVOffset = kKOffset + kStages * kKStageBytes;
+  static constexpr int kVStageBytes = kBlockN * kVPitch * kBwdElemBytes;
+  static constexpr int kRingOffset = kVOffset + kStages * kVStageBytes;
+  /// One float per thread that the captured-tensor gradient additions of this kernel go to (see
+  /// attention_bwd_dq.cuh).
+  static constexpr int kDiscardOffset = kRingOffset + kBwdRingBytes;
+  static constexpr int kSmemBytes = kDiscardOffset + kNThreads * 4;
+
+  static_assert(kTM >= 1 && kBlockM % (kNWarps * kMmaRows) == 0, "each warp needs whole 16-row m-tiles");
+  static_assert(kTN % 2 == 0 && kDqTN % 2 == 0 && kHeadDimV % kMmaK == 0, "tiles need pairs of n-tiles");
+  static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
+};
+
+/// Number of blocks in list `l` at (b, h, row); 0 when the list is absent.
+__device__ __forceinline__ int bwd_block_count(const BlockList& l, int b, int h, int row) {
+  if (l.num_blocks == nullptr) return 0;
+  return __ldg(l.num_blocks + b * l.num_stride_b + h * l.num_stride_h + row * l.num_stride_q);
+}
+
+__device__ __forceinline__ const int* bwd_block_row(const BlockList& l, int b, int h, int row) {
+  return l.indices + b * l.idx_stride_b + h * l.idx_stride_h + row * l.idx_stride_q;
+}
+
+__device__ __forceinline__ void walk_begin(BlockWalk& w, int h_begin, int h_end) {
+  w.h = h_begin - 1;
+  w.h_end = h_end;
+  w.entry = 0;
+  w.sub = 0;
+  w.n_partial = 0;
+  w.n_total = 0;
+}
+
+/// The next tile, or h = -1 at the end. `row` is the q block (kv lists) or kv block (transposed lists).
+__device__ __forceinline__ BwdTile walk_next(BlockWalk& w, const BlockList& partial, const BlockList& full, int b,
+                                             int row, int mask_block, int tile, int len) {
+  const int tiles_per_block = mask_block / tile;
+  for (;;) {
+    if (w.entry >= w.n_total) {
+      if (w.h + 1 >= w.h_end) return BwdTile{-1, 0, 0};
+      ++w.h;
+      w.entry = 0;
+      w.sub = 0;
+      w.n_partial = bwd_block_count(partial, b, w.h, row);
+      w.n_total = w.n_partial + bwd_block_count(full, b, w.h, row);
+      w.partial_idx = w.n_partial > 0 ? bwd_block_row(partial, b, w.h, row) : nullptr;
+      w.full_idx = w.n_total > w.n_partial ? bwd_block_row(full, b, w.h, row) : nullptr;
+      w.partial_step = partial.idx_stride_kv;
+      w.full_step = full.idx_stride_kv;
+      continue;
+    }
+    const bool is_partial = w.entry < w.n_partial;
+    const int block = is_partial ? __ldg(w.partial_idx + w.entry * w.partial_step)
+                                 : __ldg(w.full_idx + (w.entry - w.n_partial) * w.full_step);
+    const int start = block * mask_block + w.sub * tile;
+    if (++w.sub == tiles_per_block) {
+      w.sub = 0;
+      ++w.entry;
+    }
+    if (start < len) return BwdTile{w.h, start, is_partial ? 1 : 0};
+  }
+}
+
+}  // namespace fjk

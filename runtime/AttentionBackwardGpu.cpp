@@ -1,0 +1,247 @@
+// The GPU backward of flex_attention: validates what the kernels need beyond the API checks (alignment),
+// fills fjk::BwdParams (captured-tensor gradients included), and launches, in order on options.stream:
+//
+//   atomic dQ (default):  zero the dQ accumulator, preprocess, dK/dV (+ dQ atomics), dQ convert
+//   deterministic:        preprocess, dK/dV, dQ kernel
+//
+// FLEXJIT_BWD_CONFIG="unroll=4,stages=1,..." overrides fields of the default tile configuration (a tuning
+// knob for benchmarks; invalid values are reported as errors).
+//
+// The float32 scratch arrays (LSE2, Delta, the dQ accumulator) live in a per-(context, stream) workspace
+// that only grows: stream order makes reusing it safe for later calls on the same stream, so the steady
+// state allocates and synchronises nothing.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "codegen/BackwardConfig.h"
+#include "codegen/templates/attention_bwd_params.h"
+#include "runtime/AttentionGpu.h"
+#include "runtime/BackwardBuild.h"
+#include "runtime/Captures.h"
+#include "runtime/CudaDriver.h"
+#include "runtime/KernelBuild.h"
+#include "runtime/Module.h"
+
+namespace flexjit {
+
+namespace {
+
+constexpr int kVectorElems = 8;  // the kernels move rows in 16-byte pieces of 8 fp16/bf16
+constexpr uintptr_t kAlignment = 16;
+
+void checkKernelLayout(const TensorView& t, const char* name) {
+  if (reinterpret_cast<uintptr_t>(t.data) % kAlignment != 0)
+    throw Error(fmt::format("flex_attention_backward: {} must be 16-byte aligned for the GPU kernels; call "
+                            ".contiguous()", name));
+  for (int d = 0; d < 3; ++d)
+    if (t.shape[d] > 1 && t.strides[d] % kVectorElems != 0)
+      throw Error(fmt::format("flex_attention_backward: {} strides must be multiples of 8 elements on the GPU (got "
+                              "stride {} in dim {}); call .contiguous()", name, t.strides[d], d));
+}
+
+fjk::BhlStrides bhl(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
+
+/// One BlockMask list as the kernels read it: num [Bs, Hs, rows], idx [Bs, Hs, rows, entries]; a stored
+/// dim of size 1 is broadcast with stride 0. An undefined tensor is an empty list.
+fjk::BlockList blockList(const Tensor& num, const Tensor& idx) {
+  fjk::BlockList l{};
+  if (!num.defined() || !idx.defined()) return l;
+  const auto& ns = num.shape();
+  const auto& is = idx.shape();
+  l.num_blocks = static_cast<const int*>(num.data());
+  l.indices = static_cast<const int*>(idx.data());
+  l.num_stride_b = ns[0] == 1 ? 0 : ns[1] * ns[2];
+  l.num_stride_h = ns[1] == 1 ? 0 : ns[2];
+  l.num_stride_q = 1;
+  l.idx_stride_b = is[0] == 1 ? 0 : is[1] * is[2] * is[3];
+  l.idx_stride_h = is[1] == 1 ? 0 : is[2] * is[3];
+  l.idx_stride_q = is[3];
+  l.idx_stride_kv = 1;
+  return l;
+}
+
+/// Gradient buffers by capture slot: slot k of fj::CaptureArgs is the k-th tensor of captureLayout (the
+/// score_mod's first, in score.tensors() order); captureGrads[w] belongs to gradientCaptures(score)[w].
+fj::GradArgs gradArgs(const ScoreMod& score, const CaptureLayout& layout, const std::vector<TensorView>& captureGrads) {
+  fj::GradArgs g{};
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(score);
+  const size_t scoreSlots = score.tensors().size();
+  for (size_t k = 0; k < layout.tensors.size() && k < scoreSlots; ++k)
+    for (size_t w = 0; w < wanted.size(); ++w) {
+      if (layout.tensors[k] != wanted[w]) continue;
+      g.grad[k] = static_cast<float*>(captureGrads[w].data);
+      for (int d = 0; d < captureGrads[w].rank() && d < fj::kMaxRank; ++d) g.stride[k][d] = captureGrads[w].strides[d];
+    }
+  return g;
+}
+
+/// The grow-only scratch memory of one (context, stream).
+class Workspace {
+ public:
+  static Workspace& global() {
+    static Workspace* instance = new Workspace();  // never destroyed: kernels may still use it at exit
+    return *instance;
+  }
+
+  /// Holds the lock while the caller enqueues the kernels that use the returned memory, so that a
+  /// concurrent call on the same stream cannot free it between two launches.
+  struct Lease {
+    std::unique_lock<std::mutex> lock;
+    CUdeviceptr base = 0;
+  };
+
+  Lease acquire(CUcontext context, CUstream stream, size_t bytes) {
+    Lease lease{std::unique_lock<std::mutex>(mutex_), 0};
+    Entry& e = entries_[{context, stream}];
+    if (e.bytes < bytes) {
+      if (e.base != 0) {
+        // Earlier calls may still be running on this stream (or on a destroyed stream whose handle was
+        // reused): wait for the whole context before the memory goes back.
+        CudaDriver::get().contextSynchronize();
+        CudaDriver::get().memFree(e.base);
+        e.base = 0;
+        e.bytes = 0;
+      }
+      e.base = CudaDriver::get().memAlloc(bytes);
+      e.bytes = bytes;
+    }
+    lease.base = e.base;
+    return lease;
+  }
+
+ private:
+  struct Entry {
+    CUdeviceptr base = 0;
+    size_t bytes = 0;
+  };
+  std::mutex mutex_;
+  std::map<std::pair<CUcontext, CUstream>, Entry> entries_;
+};
+
+void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, CUstream stream, fjk::BwdParams& p) {
+  if (l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) return;
+  LoadedKernel fn = ModuleCache::global().load(kernel, static_cast<size_t>(l.sharedMemoryBytes), name);
+  void* args[] = {&p};
+  CudaDriver::get().launchKernel(fn.function, Dim3{l.grid[0], l.grid[1], l.grid[2]},
+                                 Dim3{l.block[0], l.block[1], l.block[2]}, static_cast<unsigned>(l.sharedMemoryBytes),
+                                 stream, args);
+}
+
+/// Applies FLEXJIT_BWD_CONFIG's "key=value,..." overrides to a default configuration.
+void applyConfigOverrides(BwdKernelConfig& c) {
+  const char* env = std::getenv("FLEXJIT_BWD_CONFIG");
+  if (!env || !*env) return;
+  const std::map<std::string, int*> fields = {
+      {"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},   {"sdpWarpsM", &c.sdpWarpsM},
+      {"dkvWarpsN", &c.dkvWarpsN}, {"dqWarpsM", &c.dqWarpsM},   {"stages", &c.stages},    {"unroll", &c.gemmUnroll},
+      {"dqBlockM", &c.dqBlockM},   {"dqBlockN", &c.dqBlockN},   {"dqWarps", &c.dqNumWarps},
+      {"dqFirst", &c.dqFirst}};
+  std::stringstream ss(env);
+  for (std::string item; std::getline(ss, item, ',');) {
+    const size_t eq = item.find('=');
+    auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
+    if (it == fields.end())
+      throw Error(fmt::format("FLEXJIT_BWD_CONFIG: unknown entry '{}' (expected key=value with a key among blockM, "
+                              "blockN, warps, sdpWarpsM, dkvWarpsN, dqWarpsM, stages, unroll, dqBlockM, dqBlockN, "
+                              "dqWarps, dqFirst)", item));
+    *it->second = std::atoi(item.c_str() + eq + 1);
+  }
+}
+
+constexpr size_t kFloatBytes = 4;
+constexpr size_t kWorkspaceAlign = 256;
+
+size_t alignUp(size_t n) { return (n + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
+
+}  // namespace
+
+void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                 const TensorView& lse, const TensorView& dout, const ScoreMod& scoreMod, const BlockMask& blockMask,
+                 const AttentionShape& s, const TensorView& dq, const TensorView& dk, const TensorView& dv,
+                 const std::vector<TensorView>& captureGrads, const BackwardOptions& options) {
+  for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}, {&dout, "grad_out"},
+                         {&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}})
+    checkKernelLayout(*t, name);
+  ScopedContext context(q.device.index);
+  const DeviceInfo& info = cachedDeviceInfo(q.device.index);
+  MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
+  BwdKernelConfig config = defaultBwdConfig(q.dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
+                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV,
+                                            options.deterministic);
+  applyConfigOverrides(config);
+  requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  const std::string tag = variantTag(scoreMod, mask);
+  const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
+  const CompiledKernel& main = backwardKernel(variant.get(), config, BwdKernelKind::DkDv, tag);
+  const CompiledKernel* dqKernel =
+      config.atomicDq ? nullptr : &backwardKernel(variant.get(), config, BwdKernelKind::Dq, tag);
+
+  fjk::BwdParams p{};
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.o = out.data;
+  p.dout = dout.data;
+  p.lse = static_cast<const float*>(lse.data);
+  p.dq = dq.data;
+  p.dk = dk.data;
+  p.dv = dv.data;
+  p.q_stride = bhl(q);
+  p.k_stride = bhl(k);
+  p.v_stride = bhl(v);
+  p.o_stride = bhl(out);
+  p.do_stride = bhl(dout);
+  p.lse_stride = fjk::BhlStrides{lse.strides[0], lse.strides[1], lse.strides[2]};
+  p.dq_stride = bhl(dq);
+  p.dk_stride = bhl(dk);
+  p.dv_stride = bhl(dv);
+  p.batch = static_cast<int>(s.B);
+  p.heads_q = static_cast<int>(s.Hq);
+  p.heads_kv = static_cast<int>(s.Hkv);
+  p.q_per_kv = static_cast<int>(s.Hq / s.Hkv);
+  p.len_q = static_cast<int>(s.Lq);
+  p.len_kv = static_cast<int>(s.Lkv);
+  p.len_q_pad = bwdPaddedLenQ(p.len_q);
+  p.scale = s.scale;
+  p.mask_block_q = blockMask.blockQ;
+  p.mask_block_kv = blockMask.blockKV;
+  p.kv_partial = blockList(blockMask.kvNumBlocks, blockMask.kvIndices);
+  p.kv_full = blockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
+  p.q_partial = blockList(blockMask.qNumBlocks, blockMask.qIndices);
+  p.q_full = blockList(blockMask.fullQNumBlocks, blockMask.fullQIndices);
+  const CaptureLayout layout = captureLayout(scoreMod, mask);
+  p.cap = packCaptures(layout, q.device, "flex_attention_backward");
+  p.grads = gradArgs(scoreMod, layout, captureGrads);
+
+  // Workspace: LSE2 and Delta [B, Hq, len_q_pad], then (atomic mode) the dQ accumulator [.., D].
+  const size_t rows = static_cast<size_t>(s.B) * static_cast<size_t>(s.Hq) * static_cast<size_t>(p.len_q_pad);
+  const size_t statBytes = alignUp(rows * kFloatBytes);
+  const size_t accumElems = config.atomicDq ? rows * static_cast<size_t>(s.D) : 0;
+  const size_t bytes = 2 * statBytes + accumElems * kFloatBytes;
+  CUstream stream = static_cast<CUstream>(options.stream);
+  // With no query rows (bytes == 0) nothing reads the workspace, but dK / dV must still be written (zeros).
+  Workspace::Lease ws = bytes > 0 ? Workspace::global().acquire(context.context(), stream, bytes) : Workspace::Lease{};
+  if (bytes > 0) {
+    p.lse2 = reinterpret_cast<float*>(ws.base);
+    p.delta = reinterpret_cast<float*>(ws.base + statBytes);
+  }
+  if (config.atomicDq && accumElems > 0) {
+    p.dq_accum = reinterpret_cast<float*>(ws.base + 2 * statBytes);
+    CudaDriver::get().memsetD32Async(ws.base + 2 * statBytes, 0u, accumElems, stream);
+  }
+
+  launch(aux, kBwdPreprocessKernelName, bwdPreprocessLaunch(p.batch, p.heads_q, p.len_q), stream, p);
+  launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, p);
+  if (config.atomicDq) {
+    launch(aux, kBwdConvertKernelName, bwdConvertLaunch(p.batch, p.heads_q, p.len_q), stream, p);
+  } else {
+    launch(*dqKernel, kBwdDqKernelName, bwdDqLaunch(config, p.batch, p.heads_q, p.len_q), stream, p);
+  }
+}
+
+}  // namespace flexjit

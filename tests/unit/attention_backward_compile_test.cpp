@@ -1,0 +1,114 @@
+// Every seed variant's backward kernels (dK/dV, deterministic dQ, preprocess + convert) compile to CUBIN
+// for sm_80 and sm_90a with NVRTC, without a GPU. Registers, stack and spills are printed for each build
+// (the report docs/kernels-backward.md quotes); the benchmark configuration spills at most a few scalars.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "codegen/BackwardConfig.h"
+#include "codegen/Variant.h"
+#include "examples/SeedVariants.h"
+#include "runtime/BackwardBuild.h"
+#include "runtime/Nvrtc.h"
+
+using namespace flexjit;
+
+namespace {
+
+struct Target {
+  int major, minor;
+  DType dtype;
+  int headDim;
+};
+
+/// Spill stores tolerated in the dK/dV kernel: a handful of loop scalars, reloaded once per tile.
+constexpr long long kScalarSpillBytes = 128;
+
+const char* archName(const Target& t) { return t.major >= 9 ? "sm_90a" : "sm_80"; }
+
+/// Compiles one program and returns the resources of `function`; prints a report line.
+ResourceUsage build(const Variant* variant, const BwdKernelConfig& config, BwdKernelKind kind, const Target& t,
+                    const char* function, const std::string& what) {
+  CompileResult r = compileCuda(backwardSource(variant, config, kind), "bwd_" + what,
+                                CompileOptions{archName(t), {}, false});
+  EXPECT_FALSE(r.cubin.empty()) << what;
+  const ResourceUsage& use = resourceUsage(r, function);
+  std::printf("[ resources ] %-16s %-6s %s D%-3d %-5s: %3lld registers, %4lld B stack, %4lld B spill stores, "
+              "%4lld B spill loads, smem %d B\n",
+              what.c_str(), archName(t), dtypeName(t.dtype), t.headDim, bwdKindName(kind),
+              static_cast<long long>(use.registers), static_cast<long long>(use.stackFrameBytes),
+              static_cast<long long>(use.spillStoreBytes), static_cast<long long>(use.spillLoadBytes),
+              kind == BwdKernelKind::Dq ? bwdDqSharedMemoryBytes(config) : bwdDkDvSharedMemoryBytes(config));
+  EXPECT_LE(use.registers, 255) << what;
+  return use;
+}
+
+class BackwardCompileTest : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant(GetParam());
+  Variant variant = generateVariant(v.score, v.mask, {true});
+  const Target targets[] = {{9, 0, DType::BF16, 128}, {8, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}};
+  for (const Target& t : targets) {
+    BwdKernelConfig config = defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor);
+    requireBwdSupported(config, 128, 128);
+    ResourceUsage main = build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, GetParam());
+    // The configuration the benchmarks time (bf16, D = 128, Hopper) may spill a few loop scalars (full
+    // unrolling, see docs/kernels-backward.md), never more.
+    if (t.major == 9 && t.headDim == 128) {
+      EXPECT_LE(main.spillStoreBytes, kScalarSpillBytes) << GetParam() << ": the dK/dV kernel spills more than scalars";
+    }
+  }
+  // The deterministic dQ kernel, on the benchmark target.
+  const Target hopper = targets[0];
+  BwdKernelConfig det = defaultBwdConfig(hopper.dtype, hopper.headDim, hopper.headDim, 9, 0, 128, 128, true);
+  requireBwdSupported(det, 128, 128);
+  ResourceUsage dq = build(&variant, det, BwdKernelKind::Dq, hopper, kBwdDqKernelName, GetParam());
+  EXPECT_EQ(dq.spillStoreBytes, 0) << GetParam() << ": dQ kernel spills";
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, BackwardCompileTest, ::testing::ValuesIn(examples::seedVariantNames()),
+                         [](const auto& info) { return info.param; });
+
+TEST(BackwardCompile, AuxKernelsAndOtherHeadDims) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant("causal");
+  Variant variant = generateVariant(v.score, v.mask, {true});
+  for (int d : {32, 64, 96, 128, 256}) {
+    for (const Target& t : {Target{9, 0, DType::BF16, d}, Target{8, 0, DType::F16, d}}) {
+      BwdKernelConfig config = defaultBwdConfig(t.dtype, d, d, t.major, t.minor);
+      requireBwdSupported(config, 128, 128);
+      build(nullptr, config, BwdKernelKind::Aux, t, kBwdPreprocessKernelName, "preprocess");
+      build(nullptr, config, BwdKernelKind::Aux, t, kBwdConvertKernelName, "convert");
+      if (d != 64 && d != 128) {  // the seed-variant test covers 64 and 128
+        build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, "causal");
+        BwdKernelConfig det = defaultBwdConfig(t.dtype, d, d, t.major, t.minor, 128, 128, true);
+        requireBwdSupported(det, 128, 128);
+        build(&variant, det, BwdKernelKind::Dq, t, kBwdDqKernelName, "causal");
+      }
+    }
+  }
+}
+
+TEST(BackwardCompile, ConfigRulesFollowTheMaskBlocks) {
+  // A mask block of 64 x 32 shrinks the tiles so that they divide it; a block the tiles cannot divide
+  // is an error that names the BlockMask.
+  BwdKernelConfig c = defaultBwdConfig(DType::BF16, 128, 128, 9, 0, 64, 32);
+  EXPECT_TRUE(checkBwdConfig(c).ok) << checkBwdConfig(c).message;
+  EXPECT_TRUE(checkBwdMaskBlocks(c, 64, 32).ok);
+  EXPECT_EQ(32 % c.blockN, 0);
+  BwdKernelConfig d = defaultBwdConfig(DType::BF16, 128, 128, 9, 0);
+  BwdConfigCheck bad = checkBwdMaskBlocks(d, 128, 100);
+  EXPECT_FALSE(bad.ok);
+  EXPECT_NE(bad.message.find("BlockMask"), std::string::npos) << bad.message;
+  // A100's 163 KiB drop the Q / dO ring to one stage; Hopper keeps two.
+  EXPECT_EQ(defaultBwdConfig(DType::BF16, 128, 128, 8, 0).stages, 1);
+  EXPECT_EQ(d.stages, 2);
+  EXPECT_LE(bwdDkDvSharedMemoryBytes(d), 227 * 1024);
+  EXPECT_EQ(bwdPaddedLenQ(1), 128);
+  EXPECT_EQ(bwdPaddedLenQ(128), 128);
+  EXPECT_EQ(bwdPaddedLenQ(129), 256);
+}
