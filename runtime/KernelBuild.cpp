@@ -54,7 +54,10 @@ ForwardBuild compileFirstWithoutSpills(const Variant& variant, const FwdKernelCo
   for (const FwdKernelConfig& c : spillFallbacks(base)) {
     const CompiledKernel& k = KernelCache::global().getOrCompile(
         KernelRequest{forwardSource(variant, c), "fwd_" + tag, CompileOptions{archOf(c), {}, false}});
-    int spills = static_cast<int>(k.usage(kFwdKernelName).spillStoreBytes);
+    // A kernel without a ptxas report (e.g. a PTX-only build JIT-compiled by the driver) counts as
+    // not spilling: the search can only judge what it can see.
+    auto report = k.resources.find(kFwdKernelName);
+    int spills = report == k.resources.end() ? 0 : static_cast<int>(report->second.spillStoreBytes);
     if (!best.kernel || spills < best.spillBytes) best = ForwardBuild{&k, c, spills};
     if (spills == 0) break;
   }
