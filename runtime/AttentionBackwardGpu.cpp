@@ -23,6 +23,7 @@
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"
 #include "runtime/CudaDriver.h"
+#include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
 
@@ -30,39 +31,6 @@ namespace flexjit {
 
 namespace {
 
-constexpr int kVectorElems = 8;  // the kernels move rows in 16-byte pieces of 8 fp16/bf16
-constexpr uintptr_t kAlignment = 16;
-
-void checkKernelLayout(const TensorView& t, const char* name) {
-  if (reinterpret_cast<uintptr_t>(t.data) % kAlignment != 0)
-    throw Error(fmt::format("flex_attention_backward: {} must be 16-byte aligned for the GPU kernels; call "
-                            ".contiguous()", name));
-  for (int d = 0; d < 3; ++d)
-    if (t.shape[d] > 1 && t.strides[d] % kVectorElems != 0)
-      throw Error(fmt::format("flex_attention_backward: {} strides must be multiples of 8 elements on the GPU (got "
-                              "stride {} in dim {}); call .contiguous()", name, t.strides[d], d));
-}
-
-fjk::BhlStrides bhl(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
-
-/// One BlockMask list as the kernels read it: num [Bs, Hs, rows], idx [Bs, Hs, rows, entries]; a stored
-/// dim of size 1 is broadcast with stride 0. An undefined tensor is an empty list.
-fjk::BlockList blockList(const Tensor& num, const Tensor& idx) {
-  fjk::BlockList l{};
-  if (!num.defined() || !idx.defined()) return l;
-  const auto& ns = num.shape();
-  const auto& is = idx.shape();
-  l.num_blocks = static_cast<const int*>(num.data());
-  l.indices = static_cast<const int*>(idx.data());
-  l.num_stride_b = ns[0] == 1 ? 0 : ns[1] * ns[2];
-  l.num_stride_h = ns[1] == 1 ? 0 : ns[2];
-  l.num_stride_q = 1;
-  l.idx_stride_b = is[0] == 1 ? 0 : is[1] * is[2] * is[3];
-  l.idx_stride_h = is[1] == 1 ? 0 : is[2] * is[3];
-  l.idx_stride_q = is[3];
-  l.idx_stride_kv = 1;
-  return l;
-}
 
 /// Gradient buffers by capture slot: slot k of fj::CaptureArgs is the k-th tensor of captureLayout (the
 /// score_mod's first, in score.tensors() order); captureGrads[w] belongs to gradientCaptures(score)[w].
@@ -165,7 +133,7 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
                  const std::vector<TensorView>& captureGrads, const BackwardOptions& options) {
   for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}, {&dout, "grad_out"},
                          {&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}})
-    checkKernelLayout(*t, name);
+    checkKernelLayout(*t, "flex_attention_backward", name);
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
@@ -191,15 +159,15 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   p.dq = dq.data;
   p.dk = dk.data;
   p.dv = dv.data;
-  p.q_stride = bhl(q);
-  p.k_stride = bhl(k);
-  p.v_stride = bhl(v);
-  p.o_stride = bhl(out);
-  p.do_stride = bhl(dout);
+  p.q_stride = bhlStrides(q);
+  p.k_stride = bhlStrides(k);
+  p.v_stride = bhlStrides(v);
+  p.o_stride = bhlStrides(out);
+  p.do_stride = bhlStrides(dout);
   p.lse_stride = fjk::BhlStrides{lse.strides[0], lse.strides[1], lse.strides[2]};
-  p.dq_stride = bhl(dq);
-  p.dk_stride = bhl(dk);
-  p.dv_stride = bhl(dv);
+  p.dq_stride = bhlStrides(dq);
+  p.dk_stride = bhlStrides(dk);
+  p.dv_stride = bhlStrides(dv);
   p.batch = static_cast<int>(s.B);
   p.heads_q = static_cast<int>(s.Hq);
   p.heads_kv = static_cast<int>(s.Hkv);
@@ -210,10 +178,10 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   p.scale = s.scale;
   p.mask_block_q = blockMask.blockQ;
   p.mask_block_kv = blockMask.blockKV;
-  p.kv_partial = blockList(blockMask.kvNumBlocks, blockMask.kvIndices);
-  p.kv_full = blockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
-  p.q_partial = blockList(blockMask.qNumBlocks, blockMask.qIndices);
-  p.q_full = blockList(blockMask.fullQNumBlocks, blockMask.fullQIndices);
+  p.kv_partial = kernelBlockList(blockMask.kvNumBlocks, blockMask.kvIndices);
+  p.kv_full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
+  p.q_partial = kernelBlockList(blockMask.qNumBlocks, blockMask.qIndices);
+  p.q_full = kernelBlockList(blockMask.fullQNumBlocks, blockMask.fullQIndices);
   const CaptureLayout layout = captureLayout(scoreMod, mask);
   p.cap = packCaptures(layout, q.device, "flex_attention_backward");
   p.grads = gradArgs(scoreMod, layout, captureGrads);

@@ -10,45 +10,11 @@
 #include "runtime/AttentionGpu.h"
 #include "runtime/Captures.h"
 #include "runtime/CudaDriver.h"
+#include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
 
 namespace flexjit {
-
-namespace {
-
-constexpr int kVectorElems = 8;      // the kernel moves rows in 16-byte pieces of 8 fp16/bf16
-constexpr uintptr_t kAlignment = 16;
-
-void checkKernelLayout(const TensorView& t, const char* name) {
-  if (reinterpret_cast<uintptr_t>(t.data) % kAlignment != 0)
-    throw Error(fmt::format("flex_attention: {} must be 16-byte aligned for the GPU kernel; call .contiguous()", name));
-  for (int d = 0; d < 3; ++d)
-    if (t.shape[d] > 1 && t.strides[d] % kVectorElems != 0)
-      throw Error(fmt::format("flex_attention: {} strides must be multiples of 8 elements on the GPU (got stride {} "
-                              "in dim {}); call .contiguous()", name, t.strides[d], d));
-}
-
-fjk::BhlStrides bhl(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
-
-fjk::BlockList blockList(const Tensor& num, const Tensor& idx) {
-  // A stored dim of size 1 is broadcast with stride 0.
-  const auto& ns = num.shape();
-  const auto& is = idx.shape();
-  fjk::BlockList l{};
-  l.num_blocks = static_cast<const int*>(num.data());
-  l.indices = static_cast<const int*>(idx.data());
-  l.num_stride_b = ns[0] == 1 ? 0 : ns[1] * ns[2];
-  l.num_stride_h = ns[1] == 1 ? 0 : ns[2];
-  l.num_stride_q = 1;
-  l.idx_stride_b = is[0] == 1 ? 0 : is[1] * is[2] * is[3];
-  l.idx_stride_h = is[1] == 1 ? 0 : is[2] * is[3];
-  l.idx_stride_q = is[3];
-  l.idx_stride_kv = 1;
-  return l;
-}
-
-}  // namespace
 
 const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
   static std::mutex mutex;
@@ -63,7 +29,7 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                 const BlockMask& blockMask, const AttentionShape& s, const TensorView& out, const TensorView& lse,
                 const AttentionOptions& options) {
-  for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, name);
+  for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, "flex_attention", name);
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
@@ -80,10 +46,10 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.v = v.data;
   p.o = out.data;
   p.lse = static_cast<float*>(lse.data);
-  p.q_stride = bhl(q);
-  p.k_stride = bhl(k);
-  p.v_stride = bhl(v);
-  p.o_stride = bhl(out);
+  p.q_stride = bhlStrides(q);
+  p.k_stride = bhlStrides(k);
+  p.v_stride = bhlStrides(v);
+  p.o_stride = bhlStrides(out);
   p.lse_stride = fjk::BhlStrides{lse.strides[0], lse.strides[1], lse.strides[2]};
   p.batch = static_cast<int>(s.B);
   p.heads_q = static_cast<int>(s.Hq);
@@ -94,8 +60,8 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.scale = s.scale;
   p.mask_block_q = blockMask.blockQ;
   p.mask_block_kv = blockMask.blockKV;
-  p.partial = blockList(blockMask.kvNumBlocks, blockMask.kvIndices);
-  p.full = blockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
+  p.partial = kernelBlockList(blockMask.kvNumBlocks, blockMask.kvIndices);
+  p.full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
   p.cap = packCaptures(captureLayout(scoreMod, mask), q.device, "flex_attention");
 
   FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
