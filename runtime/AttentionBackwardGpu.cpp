@@ -31,7 +31,6 @@ namespace flexjit {
 
 namespace {
 
-
 /// Gradient buffers by capture slot: slot k of fj::CaptureArgs is the k-th tensor of captureLayout (the
 /// score_mod's first, in score.tensors() order); captureGrads[w] belongs to gradientCaptures(score)[w].
 fj::GradArgs gradArgs(const ScoreMod& score, const CaptureLayout& layout, const std::vector<TensorView>& captureGrads) {
