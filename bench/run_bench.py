@@ -6,7 +6,11 @@ flexjit is timed by `flexjit bench` (its own CUDA-event medians); the peers here
 triton.testing.do_bench (median). TFLOP/s use FLOPs = 4 * B * H * S * S * D * density, density = the
 fraction of 128 x 128 blocks computed (the same density for every implementation of a variant).
 
-    python3 bench/run_bench.py --flexjit build/bin/flexjit --out bench-results
+    python3 bench/run_bench.py --flexjit build/bin/flexjit --out bench-results [--backward] [--python-frontend]
+
+--backward times every implementation's backward too (flexjit: `flexjit bench --backward`; the peers:
+out.backward with a fixed random gradient). --python-frontend also times flexjit through its Python package
+on the very score_mod / mask_mod functions torch FlexAttention gets.
 """
 import argparse
 import json
@@ -25,6 +29,9 @@ SHAPES = [(8, 16, 8192, 128, torch.bfloat16), (16, 16, 8192, 64, torch.float16)]
 DTYPE_NAME = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
+BACKWARD_FLOPS = 2.5  # backward FLOPs over forward FLOPs (ANCHORS.md)
+
+
 def flops(B, H, S, D, density):
     return 4.0 * B * H * S * S * D * density
 
@@ -34,35 +41,61 @@ def median_ms(fn):
     return do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
-def time_torch_flex(name, B, H, S, D, dtype):
+def _timed(fn, backward):
+    """fwd_ms (and bwd_ms: out.backward with a fixed random gradient) of an attention call."""
+    t0 = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    result = {"first_call_s": time.perf_counter() - t0, "fwd_ms": median_ms(fn)}
+    if backward:
+        grad = torch.randn_like(out)
+        result["bwd_ms"] = median_ms(lambda: out.backward(grad, retain_graph=True))
+    return result
+
+
+def _inputs(B, H, S, D, dtype, backward):
+    return [torch.randn(B, H, S, D, device="cuda", dtype=dtype, requires_grad=backward) for _ in range(3)]
+
+
+def time_torch_flex(name, B, H, S, D, dtype, backward=False):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     # A fresh dynamo state per variant: past the recompile limit torch.compile silently falls back to eager
     # flex_attention, which materialises the B*H*S*S scores (32 GiB here) and runs out of memory.
     torch._dynamo.reset()
     flex = torch.compile(flex_attention, dynamic=False)
-    score_mod, mask_mod, _ = torch_variants.build(name, B, H, S)
-    q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
+    score_mod, mask_mod, _ = torch_variants.build(name, B, H, S, requires_grad=backward)
+    q, k, v = _inputs(B, H, S, D, dtype, backward)
     block_mask = None
     density = 1.0
     if mask_mod is not None:
         block_mask = create_block_mask(mask_mod, None, None, S, S, device="cuda")
         density = 1.0 - block_mask.sparsity() / 100.0
-    t0 = time.perf_counter()
-    flex(q, k, v, score_mod=score_mod, block_mask=block_mask)
-    torch.cuda.synchronize()
-    compile_s = time.perf_counter() - t0
-    ms = median_ms(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask))
-    return {"fwd_ms": ms, "density": density, "first_call_s": compile_s}
+    result = _timed(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask), backward)
+    result["density"] = density
+    return result
 
 
-def time_sdpa(backend, causal, B, H, S, D, dtype):
+def time_flexjit_python(name, B, H, S, D, dtype, backward=False):
+    """flexjit through its Python frontend, on the very functions torch flex gets (issue 5's comparison)."""
+    import flexjit
+    score_mod, mask_mod, _ = torch_variants.build(name, B, H, S, requires_grad=backward)
+    q, k, v = _inputs(B, H, S, D, dtype, backward)
+    block_mask = None
+    density = 1.0
+    if mask_mod is not None:
+        block_mask = flexjit.create_block_mask(mask_mod, None, None, S, S, device="cuda")
+        density = 1.0 - block_mask.sparsity() / 100.0
+    result = _timed(lambda: flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask), backward)
+    result["density"] = density
+    return result
+
+
+def time_sdpa(backend, causal, B, H, S, D, dtype, backward=False):
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=dtype) for _ in range(3))
+    q, k, v = _inputs(B, H, S, D, dtype, backward)
     be = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}[backend]
     with sdpa_kernel([be]):
-        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # noqa: E731
-        fn()
-        return {"fwd_ms": median_ms(fn)}
+        return _timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), backward)
 
 
 def time_torch_masks(seqs):
@@ -81,33 +114,39 @@ def time_torch_masks(seqs):
     return out
 
 
-def run_peers(names, shapes):
+def _record(row, key, fn):
+    try:
+        row[key] = fn()
+    except Exception as e:  # e.g. torch flex fails on some variants (shared memory); record why
+        row[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+
+
+def run_peers(names, shapes, backward=False, python_frontend=False):
+    import gc
     rows = []
     for (B, H, S, D, dtype) in shapes:
         for name in names:
             row = {"variant": name, "B": B, "H": H, "S": S, "D": D, "dtype": DTYPE_NAME[dtype]}
-            try:
-                row["torch_flex"] = time_torch_flex(name, B, H, S, D, dtype)
-            except Exception as e:  # torch flex fails on some variants (shared memory); record why
-                row["torch_flex"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+            _record(row, "torch_flex", lambda: time_torch_flex(name, B, H, S, D, dtype, backward))
+            if python_frontend:
+                _record(row, "flexjit_python", lambda: time_flexjit_python(name, B, H, S, D, dtype, backward))
             if name in ("noop", "causal"):
                 for be in ("fa2", "cudnn"):
-                    try:
-                        row[be] = time_sdpa(be, name == "causal", B, H, S, D, dtype)
-                    except Exception as e:
-                        row[be] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                    _record(row, be, lambda: time_sdpa(be, name == "causal", B, H, S, D, dtype, backward))
             rows.append(row)
-            import gc
             gc.collect()
             torch.cuda.empty_cache()
             print(f"peers: {name} B{B} H{H} S{S} D{D} done", file=sys.stderr, flush=True)
     return rows
 
 
-def tflops_of(entry, row, density):
-    if not entry or "fwd_ms" not in entry:
+PEERS = ("flexjit_python", "torch_flex", "fa2", "cudnn")
+
+
+def tflops_of(entry, row, density, key="fwd_ms", factor=1.0):
+    if not entry or key not in entry:
         return None
-    return flops(row["B"], row["H"], row["S"], row["D"], density) / (entry["fwd_ms"] * 1e-3) / 1e12
+    return factor * flops(row["B"], row["H"], row["S"], row["D"], density) / (entry[key] * 1e-3) / 1e12
 
 
 def merge(peers, flexjit_results):
@@ -120,23 +159,28 @@ def merge(peers, flexjit_results):
         out["density"] = density
         out["flexjit"] = fj
         out["tflops"] = {"flexjit": fj["fwd_tflops"] if fj else None}
-        for peer in ("torch_flex", "fa2", "cudnn"):
+        out["bwd_tflops"] = {"flexjit": fj.get("bwd_tflops") if fj and fj.get("bwd_ms") else None}
+        for peer in PEERS:
             out["tflops"][peer] = tflops_of(row.get(peer), row, density)
+            out["bwd_tflops"][peer] = tflops_of(row.get(peer), row, density, "bwd_ms", BACKWARD_FLOPS)
         table.append(out)
     return table
 
 
-def print_table(table):
-    print(f"{'variant':<16} {'shape':<22} {'flexjit':>9} {'torch flex':>11} {'FA2':>7} {'cuDNN':>7} {'vs flex':>8}")
+def print_table(table, which="tflops", title="forward"):
+    has_py = any(r[which].get("flexjit_python") for r in table)
+    head = f"{'variant':<16} {'shape':<22} {'flexjit':>9}" + (f" {'fj (py)':>8}" if has_py else "")
+    print(head + f" {'torch flex':>11} {'FA2':>7} {'cuDNN':>7} {'vs flex':>8}")
     for r in table:
-        t = r["tflops"]
+        t = r[which]
         fmt = lambda x: f"{x:.0f}" if x else "-"  # noqa: E731
         ratio = f"{t['flexjit'] / t['torch_flex']:.2f}x" if t["flexjit"] and t["torch_flex"] else "-"
         flex = fmt(t["torch_flex"]) if "error" not in r.get("torch_flex", {}) else "fails"
         shape = f"B{r['B']} H{r['H']} S{r['S']} D{r['D']} {r['dtype'][:4]}"
-        print(f"{r['variant']:<16} {shape:<22} {fmt(t['flexjit']):>9} {flex:>11} {fmt(t['fa2']):>7} "
+        py = f" {fmt(t.get('flexjit_python')):>8}" if has_py else ""
+        print(f"{r['variant']:<16} {shape:<22} {fmt(t['flexjit']):>9}{py} {flex:>11} {fmt(t['fa2']):>7} "
               f"{fmt(t['cudnn']):>7} {ratio:>8}")
-    print("(forward TFLOP/s; density-weighted FLOPs; '-' = not applicable)")
+    print(f"({title} TFLOP/s; density-weighted FLOPs; '-' = not applicable)")
 
 
 def write_chart(table, path):
@@ -169,6 +213,9 @@ def main():
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--mask-seqs", default="8192,131072,1048576", help="causal create_block_mask timings")
+    ap.add_argument("--backward", action="store_true", help="also time the backward (every implementation)")
+    ap.add_argument("--python-frontend", action="store_true",
+                    help="also time flexjit through its Python package on torch's own mod functions")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     names = args.variants.split(",")
@@ -178,10 +225,10 @@ def main():
         shapes.append((int(B), int(H), int(S), int(D), torch.bfloat16 if dt == "bf16" else torch.float16))
     fj_json = os.path.join(args.out, "flexjit.json")
     subprocess.run([args.flexjit, "bench", "--shapes", args.shapes, "--variants", args.variants, "--json", fj_json,
-                    "--mask-seqs", args.mask_seqs], check=True)
+                    "--mask-seqs", args.mask_seqs] + (["--backward"] if args.backward else []), check=True)
     with open(fj_json) as f:
         fj = json.load(f)
-    peers = [] if args.skip_peers else run_peers(names, shapes)
+    peers = [] if args.skip_peers else run_peers(names, shapes, args.backward, args.python_frontend)
     if args.skip_peers:
         peers = [{"variant": r["variant"], "B": r["B"], "H": r["H"], "S": r["S"], "D": r["D"], "dtype": r["dtype"]}
                  for r in fj["results"]]
@@ -192,6 +239,8 @@ def main():
         json.dump(result, f, indent=1)
     write_chart(table, os.path.join(args.out, "bench.png"))
     print_table(table)
+    if args.backward:
+        print_table(table, "bwd_tflops", "backward")
     for fj_row, t_row in zip(result["flexjit_causal_mask"], result["torch_causal_mask"]):
         print(f"create_block_mask(causal) S={fj_row['S']}: flexjit {fj_row['ms']:.3f} ms, "
               f"torch {t_row.get('ms', float('nan')):.3f} ms {t_row.get('error', '')}")

@@ -61,19 +61,20 @@ int runBench(const Args& a) {
   std::vector<RunShape> shapes = shapeText == "none" ? std::vector<RunShape>{} : parseShapes(shapeText);
   std::vector<std::string> names = variantList(a.get("variants", "all"));
   int reps = static_cast<int>(a.getInt("reps", 20));
+  const bool backward = a.has("backward");
   std::string json = fmt::format("{{\"device\": \"{}\", \"results\": [\n", cachedDeviceInfo(0).name);
   bool first = true;
   for (const RunShape& s : shapes)
     for (const std::string& name : names) {
-      RunResult r = timeVariant(name, s, reps);
-      std::fprintf(stderr, "%-16s B%lld H%lld S%lld D%lld %s: fwd %.3f ms, %.1f TFLOP/s (density %.3f)\n", name.c_str(),
-                   (long long)s.B, (long long)s.H, (long long)s.Lq, (long long)s.D, dtypeName(s.dtype), r.fwdMs, r.tflops,
-                   r.density);
+      RunResult r = timeVariant(name, s, reps, backward);
+      std::fprintf(stderr, "%-16s B%lld H%lld S%lld D%lld %s: fwd %.3f ms, %.1f TFLOP/s; bwd %.3f ms, %.1f TFLOP/s "
+                   "(density %.3f)\n", name.c_str(), (long long)s.B, (long long)s.H, (long long)s.Lq, (long long)s.D,
+                   dtypeName(s.dtype), r.fwdMs, r.tflops, r.bwdMs, r.bwdTflops, r.density);
       json += fmt::format("{}  {{\"variant\": \"{}\", \"B\": {}, \"H\": {}, \"S\": {}, \"D\": {}, \"dtype\": \"{}\", "
                           "\"fwd_ms\": {:.5f}, \"fwd_tflops\": {:.2f}, \"density\": {:.5f}, \"mask_ms\": {:.5f}, "
-                          "\"first_call_ms\": {:.2f}}}",
+                          "\"first_call_ms\": {:.2f}, \"bwd_ms\": {:.5f}, \"bwd_tflops\": {:.2f}}}",
                           first ? "" : ",\n", name, s.B, s.H, s.Lq, s.D, dtypeName(s.dtype), r.fwdMs, r.tflops, r.density,
-                          r.maskMs, r.firstCallMs);
+                          r.maskMs, r.firstCallMs, r.bwdMs, r.bwdTflops);
       first = false;
     }
   json += "\n]";

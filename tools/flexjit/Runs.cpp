@@ -6,6 +6,7 @@
 #include "Cli.h"
 #include "examples/SeedVariants.h"
 #include "runtime/Attention.h"
+#include "runtime/AttentionBackward.h"
 #include "runtime/CudaDriver.h"
 #include "runtime/Device.h"
 #include "runtime/HostFloat.h"
@@ -16,6 +17,8 @@ namespace flexjit::cli {
 namespace {
 
 const Device kGpu = Device::cuda(0);
+/// Backward FLOPs over forward FLOPs (ANCHORS.md: 2.5x).
+constexpr double kBackwardFlopsFactor = 2.5;
 
 /// Random normal values on the GPU. Large tensors repeat a 4M-element random block (generating 10^8
 /// normals on the host would dominate a benchmark run; the values only need to be realistic, not unique).
@@ -46,9 +49,29 @@ double maxAbsDiff(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
+/// Times flex_attention_backward from the forward's outputs (captured-tensor gradients included).
+void timeBackward(const examples::SeedVariant& v, const RunShape& s, const Tensor& q, const Tensor& k, const Tensor& vv,
+                  const Tensor& out, const Tensor& lse, const BlockMask& mask, int reps, RunResult& r) {
+  Tensor dout = randomDevice(s.dtype, {s.B, s.H, s.Lq, s.D}, 4);
+  Tensor dq = Tensor::empty(s.dtype, q.shape(), kGpu), dk = Tensor::empty(s.dtype, k.shape(), kGpu),
+         dv = Tensor::empty(s.dtype, vv.shape(), kGpu);
+  std::vector<Tensor> grads;
+  std::vector<TensorView> gradViews;
+  for (const auto& t : gradientCaptures(v.score)) {
+    grads.push_back(Tensor::zeros(DType::F32, t->view->shape, kGpu));
+    gradViews.push_back(grads.back().view());
+  }
+  auto run = [&] {
+    flex_attention_backward_into(q.view(), k.view(), vv.view(), out.view(), lse.view(), dout.view(), v.score, &mask,
+                                 dq.view(), dk.view(), dv.view(), gradViews);
+  };
+  r.bwdMs = medianMs(run, 2, reps);
+  r.bwdTflops = kBackwardFlopsFactor * attentionFlops(s.B, s.H, s.Lq, s.Lkv, s.D, r.density) / (r.bwdMs * 1e-3) / 1e12;
+}
+
 }  // namespace
 
-RunResult timeVariant(const std::string& name, const RunShape& s, int reps) {
+RunResult timeVariant(const std::string& name, const RunShape& s, int reps, bool backward) {
   ScopedContext context(kGpu.index);  // CUDA events need a current context
   examples::SeedVariant v = examples::makeSeedVariant(name, examples::Shape{s.B, s.H, s.Lq, s.Lkv});
   v.placeCaptures(kGpu);
@@ -66,6 +89,7 @@ RunResult timeVariant(const std::string& name, const RunShape& s, int reps) {
   });
   r.fwdMs = medianMs(run, 3, reps);
   r.tflops = attentionFlops(s.B, s.H, s.Lq, s.Lkv, s.D, r.density) / (r.fwdMs * 1e-3) / 1e12;
+  if (backward) timeBackward(v, s, q, k, vv, out, lse, mask, reps, r);
   return r;
 }
 

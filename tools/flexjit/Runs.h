@@ -18,10 +18,12 @@ struct RunResult {
   double density = 0;    ///< fraction of blocks computed
   double tflops = 0;     ///< forward TFLOP/s at that density
   double firstCallMs = 0;  ///< first flex_attention call: lowering + compile (or cache load) + run
+  double bwdMs = 0;        ///< backward (median), when timed
+  double bwdTflops = 0;    ///< backward TFLOP/s (2.5 x the forward's FLOPs)
 };
 
-/// Times `variant` at `shape` (random inputs, warmup, median of `reps`).
-RunResult timeVariant(const std::string& variant, const RunShape& shape, int reps);
+/// Times `variant` at `shape` (random inputs, warmup, median of `reps`); the backward too if `backward`.
+RunResult timeVariant(const std::string& variant, const RunShape& shape, int reps, bool backward = false);
 
 /// Max |O - reference| and LSE error of the GPU forward on a small problem (B1 H2 S300 D64 bf16 by default).
 struct Accuracy {

@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "        [--arch sm_90a]   the generated MLIR, CUDA, PTX statistics and block mask of one variant\n"
     "  list  the seed variants\n"
     "  bench [--shapes B,H,S,D,dtype;...|none] [--variants a,b|all] [--reps N] [--json FILE] [--mask-seqs S1,S2]\n"
+    "        [--backward]   (also time the backward)\n"
     "        time flexjit's forward kernels on the GPU and write JSON\n";
 
 }  // namespace
