@@ -656,6 +656,12 @@ FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj
 FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   return q_idx >= kv_idx;
 }
+struct Hooks {  // the adapter codegen/Variant.cpp emits
+  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;
+  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;
+  static FJ_HD float score_mod(float s, int b, int h, int q, int kv, const fj::CaptureArgs& c) { return fjv::score_mod(s, b, h, q, kv, c); }
+  static FJ_HD bool mask_mod(int b, int h, int q, int kv, const fj::CaptureArgs& c) { return fjv::mask_mod(b, h, q, kv, c); }
+};
 }  // namespace fjv
 )";
 static const char* kAlibiPrelude = R"(namespace fjv {
@@ -668,6 +674,12 @@ FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj
 FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   return q_idx >= kv_idx;
 }
+struct Hooks {  // the adapter codegen/Variant.cpp emits
+  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;
+  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;
+  static FJ_HD float score_mod(float s, int b, int h, int q, int kv, const fj::CaptureArgs& c) { return fjv::score_mod(s, b, h, q, kv, c); }
+  static FJ_HD bool mask_mod(int b, int h, int q, int kv, const fj::CaptureArgs& c) { return fjv::mask_mod(b, h, q, kv, c); }
+};
 }  // namespace fjv
 )";
 template <class Var>

@@ -251,26 +251,8 @@ namespace {
 
 const char* boolText(bool b) { return b ? "true" : "false"; }
 
-/// The adapter from the generated fjv:: functions to the kernels' Variant interface.
-void writeVariantAdapter(std::ostringstream& s) {
-  s << "struct GeneratedVariant {\n"
-    << "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
-    << "  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;\n"
-    << "  static __device__ __forceinline__ float score_mod(float score, int b, int h, int q_idx, int kv_idx,\n"
-    << "                                                    const fj::CaptureArgs& cap) {\n"
-    << "    return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);\n"
-    << "  }\n"
-    << "  static __device__ __forceinline__ bool mask_mod(int b, int h, int q_idx, int kv_idx,\n"
-    << "                                                  const fj::CaptureArgs& cap) {\n"
-    << "    return fjv::mask_mod(b, h, q_idx, kv_idx, cap);\n"
-    << "  }\n"
-    << "  static __device__ __forceinline__ float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx,\n"
-    << "                                                         float grad_out, const fj::CaptureArgs& cap,\n"
-    << "                                                         const fj::GradArgs& grads) {\n"
-    << "    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);\n"
-    << "  }\n"
-    << "};\n";
-}
+/// The kernels take the variant prelude's adapter (fjv::Hooks, with score_mod_grad).
+void writeVariantAdapter(std::ostringstream& s) { s << "using GeneratedVariant = fjv::Hooks;\n"; }
 
 }  // namespace
 

@@ -61,6 +61,27 @@ void expandInto(const std::string& text, std::set<std::string>& seen, std::strin
   }
 }
 
+/// The variant as the kernel templates take it: one type with the hooks as static members (and the
+/// gradient hook only when it was generated).
+std::string hooksAdapter(bool withGradient) {
+  std::string s =
+      "struct Hooks {\n"
+      "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
+      "  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;\n"
+      "  static FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {\n"
+      "    return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);\n"
+      "  }\n"
+      "  static FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {\n"
+      "    return fjv::mask_mod(b, h, q_idx, kv_idx, cap);\n"
+      "  }\n";
+  if (withGradient)
+    s += "  static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,\n"
+         "                                    const fj::CaptureArgs& cap, const fj::GradArgs& grads) {\n"
+         "    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);\n"
+         "  }\n";
+  return s + "};\n";
+}
+
 }  // namespace
 
 std::string expandIncludes(const std::string& text) {
@@ -106,6 +127,7 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");
   p += "\n" + interval.emit(lowered.lookup("mask_mod"), "mask_mod_interval");
   p += "\n" + interval.emit(lowered.lookup("score_mod"), "score_mod_interval");
+  p += "\n" + hooksAdapter(options.withGradient);
   p += "}  // namespace fjv\n";
   return v;
 }

@@ -26,4 +26,19 @@ FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj
 FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
   return score;
 }
+
+struct Hooks {
+  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;
+  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;
+  static FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);
+  }
+  static FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod(b, h, q_idx, kv_idx, cap);
+  }
+  static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
+                                    const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);
+  }
+};
 }  // namespace fjv

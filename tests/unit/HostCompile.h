@@ -61,22 +61,21 @@ class HostLibrary {
     std::string s =
         "#include <cmath>\n#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n";
     for (size_t k = 0; k < variants.size(); ++k) {
-      std::string prelude = variants[k].prelude;
-      prelude.replace(prelude.find("namespace fjv {"), 15, fmt::format("namespace fjv{} {{", k));
-      s += prelude;
+      // Each prelude in its own enclosing namespace: fjv::... inside it resolves to that variant's fjv.
+      s += fmt::format("namespace v{} {{\n{}}}  // namespace v{}\n", k, variants[k].prelude, k);
       s += fmt::format(
           "extern \"C\" float score_{0}(float s, int b, int h, int q, int kv, const fj::CaptureArgs* c) {{ return "
-          "fjv{0}::score_mod(s, b, h, q, kv, *c); }}\n"
+          "v{0}::fjv::score_mod(s, b, h, q, kv, *c); }}\n"
           "extern \"C\" bool mask_{0}(int b, int h, int q, int kv, const fj::CaptureArgs* c) {{ return "
-          "fjv{0}::mask_mod(b, h, q, kv, *c); }}\n"
+          "v{0}::fjv::mask_mod(b, h, q, kv, *c); }}\n"
           "extern \"C\" void mask_interval_{0}(const long long* x, const fj::CaptureArgs* c, int* out) {{\n"
-          "  fj::IvBool r = fjv{0}::mask_mod_interval(fj::ivInt(x[0], x[1]), fj::ivInt(x[2], x[3]), "
+          "  fj::IvBool r = v{0}::fjv::mask_mod_interval(fj::ivInt(x[0], x[1]), fj::ivInt(x[2], x[3]), "
           "fj::ivInt(x[4], x[5]), fj::ivInt(x[6], x[7]), *c);\n  out[0] = r.canFalse; out[1] = r.canTrue; }}\n",
           k);
       if (variants[k].prelude.find("score_mod_grad(") != std::string::npos)
         s += fmt::format(
             "extern \"C\" float grad_{0}(float s, int b, int h, int q, int kv, float g, const fj::CaptureArgs* c, "
-            "const fj::GradArgs* gr) {{ return fjv{0}::score_mod_grad(s, b, h, q, kv, g, *c, *gr); }}\n",
+            "const fj::GradArgs* gr) {{ return v{0}::fjv::score_mod_grad(s, b, h, q, kv, g, *c, *gr); }}\n",
             k);
     }
     return s;
