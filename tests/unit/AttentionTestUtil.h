@@ -9,10 +9,20 @@
 #include <random>
 
 #include "runtime/Attention.h"
+#include "runtime/CudaDriver.h"
 #include "runtime/HostFloat.h"
 #include "runtime/Reference.h"
 
 namespace flexjit::testing {
+
+/// Whether a CUDA GPU is usable (GPU tests skip without one).
+inline bool haveGpu() {
+  try {
+    return CudaDriver::available() && CudaDriver::get().deviceCount() > 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 /// Random normal values rounded to `dtype`, as a tensor on `device`.
 inline Tensor randomTensor(DType dtype, std::vector<int64_t> shape, Device device, uint32_t seed, float stddev = 1.0f) {

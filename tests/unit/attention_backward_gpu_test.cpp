@@ -23,14 +23,6 @@ const Device kGpu = Device::cuda(0);
 /// atol of the pass rule, relative to the largest exact gradient (a few bf16 ulps of it).
 constexpr double kRelAtol = 4e-3;
 
-bool haveGpu() {
-  try {
-    return CudaDriver::available() && CudaDriver::get().deviceCount() > 0;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
 struct Case {
   int64_t B, Hq, Hkv, Lq, Lkv, D;
   DType dtype;

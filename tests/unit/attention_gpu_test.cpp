@@ -21,14 +21,6 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-bool haveGpu() {
-  try {
-    return CudaDriver::available() && CudaDriver::get().deviceCount() > 0;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
 struct Case {
   int64_t B, Hq, Hkv, Lq, Lkv, D;
   DType dtype;
