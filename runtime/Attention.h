@@ -17,6 +17,9 @@ struct AttentionOptions {
   std::optional<float> scale;
   /// CUstream to run on (nullptr: the legacy default stream). Ignored on the CPU.
   void* stream = nullptr;
+  /// Training: on a forward call, start compiling this variant's backward kernels on a background thread
+  /// (alongside the forward's own compile), so the first backward does not wait for NVRTC.
+  bool compileBackwardAhead = false;
 };
 
 /// O [B, Hq, Lq, Dv] in Q's dtype and LSE [B, Hq, Lq] float32 (natural log; -inf for fully masked rows,

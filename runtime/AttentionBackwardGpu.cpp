@@ -126,6 +126,15 @@ size_t alignUp(size_t n) { return (n + kWorkspaceAlign - 1) / kWorkspaceAlign * 
 
 }  // namespace
 
+BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const DeviceInfo& info,
+                                  const BlockMask& blockMask, bool deterministic) {
+  BwdKernelConfig config = defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
+                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV, deterministic);
+  applyConfigOverrides(config);
+  requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  return config;
+}
+
 void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
                  const TensorView& lse, const TensorView& dout, const ScoreMod& scoreMod, const BlockMask& blockMask,
                  const AttentionShape& s, const TensorView& dq, const TensorView& dk, const TensorView& dv,
@@ -137,11 +146,7 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
-  BwdKernelConfig config = defaultBwdConfig(q.dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
-                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV,
-                                            options.deterministic);
-  applyConfigOverrides(config);
-  requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic);
   const std::string tag = variantTag(scoreMod, mask);
   const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
   const CompiledKernel& main = backwardKernel(variant.get(), config, BwdKernelKind::DkDv, tag);

@@ -37,6 +37,8 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   FwdKernelConfig config = defaultFwdConfig(q.dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
                                             info.computeMinor, blockMask.blockQ, blockMask.blockKV);
   requireFwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  if (options.compileBackwardAhead)  // before the forward's own compile, so the two run side by side
+    compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask);
   ForwardBuild build = forwardKernel(*variant, config, variantTag(scoreMod, mask));
   config = build.config;
 

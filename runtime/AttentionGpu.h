@@ -1,7 +1,10 @@
 // GPU paths of flex_attention (internal).
 #pragma once
 
+#include "codegen/BackwardConfig.h"
+#include "codegen/Variant.h"
 #include "runtime/AttentionBackward.h"
+#include "runtime/Device.h"
 
 namespace flexjit {
 
@@ -12,6 +15,18 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device);
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                 const BlockMask& blockMask, const AttentionShape& shape, const TensorView& out, const TensorView& lse,
                 const AttentionOptions& options);
+
+/// The backward kernel configuration gpuBackward uses for these inputs (overrides from
+/// FLEXJIT_BWD_CONFIG applied, checked).
+BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& shape, const DeviceInfo& info,
+                                  const BlockMask& blockMask, bool deterministic);
+
+/// Compiles the backward kernels gpuBackward would use for these inputs on a background thread; the
+/// kernel cache lets a later backward wait for that compile instead of starting another. At most one
+/// compile per (variant, config) is started; threads are joined at exit. Never throws: a backward that
+/// cannot be built raises its error when it is called.
+void compileBackwardAhead(const ScoreMod& scoreMod, const MaskMod& mask, DType dtype, const AttentionShape& shape,
+                          const DeviceInfo& info, const BlockMask& blockMask);
 
 /// Launches the generated backward kernels (preprocess, dK/dV, dQ) asynchronously on options.stream.
 void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,

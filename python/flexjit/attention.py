@@ -48,13 +48,14 @@ def _check_inputs(q, k, v, enable_gqa):
                            f"enable_gqa=True for grouped-query attention")
 
 
-def _forward(call: _Call, q, k, v):
+def _forward(call: _Call, q, k, v, training=False):
     out = torch.empty((q.size(0), q.size(1), q.size(2), v.size(3)), dtype=q.dtype, device=q.device)
     lse = torch.empty((q.size(0), q.size(1), q.size(2)), dtype=torch.float32, device=q.device)
     mask = block_mask_view(call.block_mask)
     call.score.bind()
     _flexjit.flex_attention_into(view(q, "query"), view(k, "key"), view(v, "value"), call.score.mod, mask,
-                                 view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device))
+                                 view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device),
+                                 compile_backward_ahead=training)
     return out, lse
 
 
@@ -68,7 +69,8 @@ class _FlexAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, call, *grad_tensors):
-        out, lse = _forward(call, q, k, v)
+        # A backward will follow: its kernels compile in the background while the forward runs.
+        out, lse = _forward(call, q, k, v, training=True)
         ctx.call = call
         ctx.num_grad_tensors = len(grad_tensors)
         ctx.save_for_backward(q, k, v, out, lse, *call.score.tensors)

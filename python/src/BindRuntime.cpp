@@ -110,10 +110,12 @@ void bindBlockMask(py::module_& m) {
 void bindAttention(py::module_& m) {
   m.def("flex_attention_into", [](const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& score,
                                   const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
-                                  std::optional<float> scale, uintptr_t stream) {
-    flex_attention_into(q, k, v, score, blockMask, out, lse, attentionOptions(scale, stream));
+                                  std::optional<float> scale, uintptr_t stream, bool compileBackwardAhead) {
+    AttentionOptions o = attentionOptions(scale, stream);
+    o.compileBackwardAhead = compileBackwardAhead;
+    flex_attention_into(q, k, v, score, blockMask, out, lse, o);
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("score_mod"), py::arg("block_mask"), py::arg("out"),
-     py::arg("lse"), py::arg("scale"), py::arg("stream"));
+     py::arg("lse"), py::arg("scale"), py::arg("stream"), py::arg("compile_backward_ahead") = false);
   m.def("flex_attention_backward_into", [](const TensorView& q, const TensorView& k, const TensorView& v,
                                            const TensorView& out, const TensorView& lse, const TensorView& dout,
                                            const ScoreMod& score, const BlockMask* blockMask, const TensorView& dq,

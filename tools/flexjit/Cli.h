@@ -41,5 +41,6 @@ int runDemo(const Args& args);
 int runShow(const Args& args);
 int runBench(const Args& args);
 int runList(const Args& args);
+int runCompile(const Args& args);
 
 }  // namespace flexjit::cli

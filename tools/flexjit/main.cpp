@@ -20,6 +20,8 @@ constexpr const char* kUsage =
     "  show VARIANT [--stage summary|mlir|hooks|cuda|ptx|mask] [--seq N] [--head-dim D] [--dtype bf16|fp16]\n"
     "        [--arch sm_90a]   the generated MLIR, CUDA, PTX statistics and block mask of one variant\n"
     "  list  the seed variants\n"
+    "  compile VARIANT [--mode parallel|serial] [--dtype bf16|fp16] [--head-dim D] [--cc-major 9 --cc-minor 0]\n"
+    "        cold compile time of the forward and backward kernels (no GPU needed)\n"
     "  bench [--shapes B,H,S,D,dtype;...|none] [--variants a,b|all] [--reps N] [--json FILE] [--mask-seqs S1,S2]\n"
     "        [--backward]   (also time the backward)\n"
     "        time flexjit's forward kernels on the GPU and write JSON\n";
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
     if (command == "show") return flexjit::cli::runShow(args);
     if (command == "list") return flexjit::cli::runList(args);
     if (command == "bench") return flexjit::cli::runBench(args);
+    if (command == "compile") return flexjit::cli::runCompile(args);
     std::fprintf(stderr, "flexjit: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const flexjit::Error& e) {
