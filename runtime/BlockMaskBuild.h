@@ -5,14 +5,15 @@
 #include <optional>
 #include <vector>
 
+#include "codegen/templates/block_mask_params.h"
 #include "runtime/BlockMask.h"
 
 namespace flexjit {
 
 /// Block classes, as stored by the builders (and by the GPU classify kernel).
-constexpr uint8_t kBlockEmpty = 0;
-constexpr uint8_t kBlockPartial = 1;
-constexpr uint8_t kBlockFull = 2;
+using fjk::kBlockEmpty;
+using fjk::kBlockFull;
+using fjk::kBlockPartial;
 
 /// Sizes of a block mask; stored dims are 1 where the mask does not read b / h.
 struct BlockMaskShape {

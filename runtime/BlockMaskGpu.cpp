@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "codegen/Variant.h"
+#include "codegen/templates/block_mask_params.h"
 #include "runtime/BlockMaskBuild.h"
 #include "runtime/Captures.h"
 #include "runtime/CudaDriver.h"
@@ -14,15 +15,8 @@ namespace flexjit {
 
 namespace {
 
-/// Mirrors fjk::BlockMaskParams in codegen/templates/block_mask.cuh.
-struct BlockMaskParams {
-  int batch, heads, len_q, len_kv, block_q, block_kv, num_q, num_kv;
-  unsigned char* classes;
-  int *kv_num, *kv_idx, *full_kv_num, *full_kv_idx, *q_num, *q_idx, *full_q_num, *full_q_idx;
-  fj::CaptureArgs cap;
-};
+using fjk::BlockMaskParams;
 
-constexpr unsigned kClassifyThreads = 256;  // fjk::kClassifyThreads
 constexpr unsigned kCompactThreads = 256;   // 8 warps, one line each
 constexpr unsigned kLinesPerBlock = kCompactThreads / 32;
 constexpr unsigned kMaxGridYZ = 65535;
@@ -95,7 +89,7 @@ BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Devi
 
   launch(kernel, "flexjit_block_mask_classify",
          Dim3{static_cast<unsigned>(s.numQ), static_cast<unsigned>(s.storedH), static_cast<unsigned>(s.storedB)},
-         Dim3{kClassifyThreads, 1, 1}, p);
+         Dim3{static_cast<unsigned>(fjk::kClassifyThreads), 1, 1}, p);
   auto linesGrid = [](int64_t lines) { return Dim3{static_cast<unsigned>((lines + kLinesPerBlock - 1) / kLinesPerBlock), 1, 1}; };
   launch(kernel, "flexjit_block_mask_rows", linesGrid(s.storedB * s.storedH * s.numQ), Dim3{kCompactThreads, 1, 1}, p);
   launch(kernel, "flexjit_block_mask_cols", linesGrid(s.storedB * s.storedH * s.numKV), Dim3{kCompactThreads, 1, 1}, p);

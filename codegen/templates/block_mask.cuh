@@ -7,37 +7,13 @@
 //   cols:     one warp per (b, h, kv block) column does the same for the transposed q_* lists.
 #pragma once
 
+#include "codegen/templates/block_mask_params.h"
+
 namespace fjk {
 
-/// Block classes (must match runtime/BlockMaskBuild.h).
-constexpr unsigned char kBlockEmpty = 0;
-constexpr unsigned char kBlockPartial = 1;
-constexpr unsigned char kBlockFull = 2;
 /// Marks a block the interval form could not decide (only inside classify).
 constexpr unsigned char kBlockUndecided = 3;
-constexpr int kClassifyThreads = 256;
 constexpr int kWarp = 32;
-
-struct BlockMaskParams {
-  int batch;   ///< stored batch (1 when the mask does not read b)
-  int heads;   ///< stored heads (1 when the mask does not read h)
-  int len_q;
-  int len_kv;
-  int block_q;
-  int block_kv;
-  int num_q;   ///< q blocks
-  int num_kv;  ///< kv blocks
-  unsigned char* classes;  ///< [batch][heads][num_q][num_kv]
-  int* kv_num;             ///< [batch][heads][num_q]
-  int* kv_idx;             ///< [batch][heads][num_q][num_kv]
-  int* full_kv_num;
-  int* full_kv_idx;
-  int* q_num;              ///< [batch][heads][num_kv]
-  int* q_idx;              ///< [batch][heads][num_kv][num_q]
-  int* full_q_num;
-  int* full_q_idx;
-  fj::CaptureArgs cap;
-};
 
 /// Evaluates the mask at every position of one block with the whole CTA; returns its class.
 __device__ unsigned char classify_elementwise(const BlockMaskParams& p, int b, int h, int q0, int q1, int kv0,
