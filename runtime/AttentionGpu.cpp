@@ -52,16 +52,7 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.k_stride = bhlStrides(k);
   p.v_stride = bhlStrides(v);
   p.o_stride = bhlStrides(out);
-  p.lse_stride = fjk::BhlStrides{lse.strides[0], lse.strides[1], lse.strides[2]};
-  p.batch = static_cast<int>(s.B);
-  p.heads_q = static_cast<int>(s.Hq);
-  p.heads_kv = static_cast<int>(s.Hkv);
-  p.q_per_kv = static_cast<int>(s.Hq / s.Hkv);
-  p.len_q = static_cast<int>(s.Lq);
-  p.len_kv = static_cast<int>(s.Lkv);
-  p.scale = s.scale;
-  p.mask_block_q = blockMask.blockQ;
-  p.mask_block_kv = blockMask.blockKV;
+  setProblemSizes(p, s, blockMask, lse);
   p.partial = kernelBlockList(blockMask.kvNumBlocks, blockMask.kvIndices);
   p.full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
   p.cap = packCaptures(captureLayout(scoreMod, mask), q.device, "flex_attention");
