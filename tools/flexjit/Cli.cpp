@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <regex>
 #include <sstream>
 
 #include "dsl/Error.h"
@@ -99,6 +100,13 @@ double wallMs(const std::function<void()>& fn) {
 
 double attentionFlops(int64_t B, int64_t H, int64_t Lq, int64_t Lkv, int64_t D, double density) {
   return 4.0 * B * H * double(Lq) * double(Lkv) * D * density;
+}
+
+std::pair<int, int> parseArchNumber(const std::string& arch) {
+  std::smatch m;
+  if (!std::regex_match(arch, m, std::regex("sm_(\\d+)(\\d)a?")))
+    throw Error(fmt::format("--arch expects sm_XY or sm_XYa (e.g. sm_90a), got '{}'", arch));
+  return {std::stoi(m[1]), std::stoi(m[2])};
 }
 
 int runList(const Args&) {

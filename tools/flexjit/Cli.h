@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dsl/Types.h"
@@ -24,6 +25,8 @@ Args parseArgs(int argc, char** argv, int first);
 
 /// "bf16" / "fp16" / "bfloat16" / "float16" -> DType (raises flexjit::Error otherwise).
 DType parseDType(const std::string& s);
+/// "sm_90a" / "sm_80" -> (9, 0) / (8, 0); raises flexjit::Error for anything else.
+std::pair<int, int> parseArchNumber(const std::string& arch);
 /// The variants named by a comma-separated list ("all" = every seed variant).
 std::vector<std::string> variantList(const std::string& list);
 

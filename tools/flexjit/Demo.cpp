@@ -16,7 +16,7 @@ namespace flexjit::cli {
 namespace {
 
 void printCompileTable(const std::vector<std::string>& names, const std::string& arch, DType dtype, int headDim) {
-  int major = arch[3] - '0', minor = arch[4] - '0';
+  auto [major, minor] = parseArchNumber(arch);
   fmt::print("{:<16} {:>9} {:>9} {:>6} {:>9} {:>7}  {}\n", "variant", "lower ms", "nvrtc ms", "regs", "smem KB", "spills",
              "kernel");
   for (const std::string& name : names) {

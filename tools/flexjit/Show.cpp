@@ -1,8 +1,6 @@
 // `flexjit show VARIANT`: every stage of one variant, from MLIR to PTX statistics and its block mask.
 #include <fmt/format.h>
 
-#include <regex>
-
 #include "Cli.h"
 #include "codegen/AttentionConfig.h"
 #include "codegen/Variant.h"
@@ -31,13 +29,6 @@ std::string ptxStatistics(const std::string& ptx) {
     out += fmt::format("  {:<30} {}\n", label, n);
   }
   return out;
-}
-
-std::pair<int, int> parseArchNumber(const std::string& arch) {
-  std::smatch m;
-  if (!std::regex_match(arch, m, std::regex("sm_(\\d+)(\\d)a?")))
-    throw Error(fmt::format("--arch expects sm_XY or sm_XYa (e.g. sm_90a), got '{}'", arch));
-  return {std::stoi(m[1]), std::stoi(m[2])};
 }
 
 }  // namespace
