@@ -1,28 +1,80 @@
 #!/usr/bin/env bash
-# One device session: GPU tests, the demo and the side-by-side benchmark, logs under $OUT.
-#   bench/device_run.sh [tests|demo|bench|all]...   (default: all)
-# Expects dist/ (tools/make_dist.sh) in the working tree copy.
+# One device session: GPU tests, the Python module, the demo and the side-by-side benchmark; logs under $OUT.
+#   bench/device_run.sh [tests] [python] [selftest] [demo] [bench]   (default: all of them)
+#     tests     every C++ GPU test (forward, block masks, driver, backward), sharded over processes
+#     python    builds the pybind11 module against dist/lib and runs tests/python/test_gpu.py
+#     pybuild   only builds the module (for `bench` with BENCH_ARGS=--python-frontend)
+#     selftest  the nvcc-built forward self-test's timings, then `flexjit bench` on the same shapes
+#     demo      `flexjit demo`
+#     bench     bench/run_bench.py (BENCH_ARGS adds options, e.g. "--backward --python-frontend")
+# Expects dist/ (tools/make_dist.sh) in the working tree copy. The last lines printed are the summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/dist/lib:${LD_LIBRARY_PATH:-}
-export FLEXJIT_CACHE_DIR=/tmp/flexjit-cache PYTHONUNBUFFERED=1
+export FLEXJIT_CACHE_DIR=${FLEXJIT_CACHE_DIR:-/tmp/flexjit-cache} PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-what=${*:-all}
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$out/gpu.txt"
+what=${*:-tests python selftest demo bench}
+want() { [[ " $what " == *" $1 "* ]]; }
+summary=()
+note() { summary+=("$1"); }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
-python3 -c "import matplotlib; print('matplotlib', matplotlib.__version__)" 2>&1 | tail -1 | tee -a "$out/gpu.txt"
 status=0
-if [[ $what == *all* || $what == *tests* ]]; then
-  dist/bin/flexjit_tests --gtest_filter='*Gpu*:RuntimeDriver*:BlockMask*:AttentionCpu*' 2>&1 | tee "$out/gpu_tests.log" | \
-    grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|error" | head -60
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+
+if want python || want pybuild; then  # configure and build in the background while the C++ tests run
+  (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
+     -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
+  py_build=$!
 fi
-if [[ $what == *all* || $what == *demo* ]]; then
+
+if want tests; then
+  shards=${GPU_TEST_SHARDS:-8}
+  pids=()
+  for i in $(seq 0 $((shards - 1))); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout ${GPU_TEST_TIMEOUT:-300} dist/bin/flexjit_tests \
+      --gtest_filter='*Gpu*:RuntimeDriver*:BlockMask*:AttentionCpu*' > "/tmp/gpu_tests_$i.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  cat /tmp/gpu_tests_*.log > "$out/gpu_tests.log"
+  passed=$(grep -c "^\[       OK \]" "$out/gpu_tests.log")
+  failed=$(grep -cE "^\[  FAILED  \] .*\([0-9]+ ms\)$" "$out/gpu_tests.log")
+  skipped=$(grep -cE "^\[  SKIPPED \] .*\([0-9]+ ms\)$" "$out/gpu_tests.log")
+  grep -E "^\[  FAILED  \].*\(|Failure$" "$out/gpu_tests.log" | head -20
+  [[ $(grep -c "^\[  PASSED  \]" "$out/gpu_tests.log") == "$shards" ]] || { echo "gtest: $(grep -c "^\[  PASSED  \]" "$out/gpu_tests.log")/$shards shards finished"; failed=$((failed + 1)); }
+  grep -h "^\[ backward \]" "$out/gpu_tests.log" | sort > "$out/backward_errors.txt"
+  note "C++ GPU tests: $passed passed, $failed failed, $skipped skipped"
+  [[ $failed == 0 ]] || status=1
+fi
+
+if want python || want pybuild; then
+  wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
+  export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+if want python; then
+  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q tests/python/test_gpu.py \
+    -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log" | tail -15
+  rc=${PIPESTATUS[0]}
+  note "pytest test_gpu.py: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$out/pytest_gpu.log" | tail -1)"
+  [[ $rc == 0 ]] || status=1
+fi
+
+if want selftest; then
+  nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I. bench/fwd_selftest.cu -o /tmp/fwd_selftest \
+    > "$out/selftest_build.log" 2>&1 || { tail "$out/selftest_build.log"; status=1; }
+  timeout 200 /tmp/fwd_selftest --bench-only 2>&1 | tee "$out/selftest.log" | tail -12
+  timeout 200 dist/bin/flexjit bench --variants noop,causal --reps 20 --mask-seqs 8192 2>&1 | tee "$out/flexjit_bench.log" | tail -12
+fi
+
+if want demo; then
   dist/bin/flexjit demo --reps 10 > "$out/demo.log" 2>&1 || status=1
   tail -20 "$out/demo.log"
 fi
-if [[ $what == *all* || $what == *bench* ]]; then
+
+if want bench; then
   python3 bench/run_bench.py --flexjit dist/bin/flexjit --out "$out" ${BENCH_ARGS:-} 2>"$out/bench.err" || { status=1; tail -20 "$out/bench.err"; }
 fi
+printf '%s\n' "${summary[@]}"
 exit $status
