@@ -7,7 +7,7 @@
 // then times the peer shapes of shared/ANCHORS.md. Prints PASS/FAIL per check and a summary.
 //
 //   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I. bench/fwd_selftest.cu -o fwd_selftest
-//   ./fwd_selftest [--no-bench] [--bench-only] [--profile]   (run from the repository root: NVRTC reads
+//   ./fwd_selftest [--no-bench] [--bench-only] [--profile] [--normal]   (run from the repository root: NVRTC reads
 //   the sources; --profile runs only the default D128 noop kernel, a few launches, for ncu)
 //
 // The host code of codegen/AttentionConfig.cpp is compiled into this file so that one nvcc command builds
@@ -454,6 +454,7 @@ static Launcher registry_launcher(const KernelEntry& e) {
 
 static int g_pass = 0, g_fail = 0;
 static bool g_profile = false;
+static bool g_normal = false;  // --normal: N(0, 1) inputs (as torch.randn) instead of uniform [-1, 1)
 static void report(bool ok, const std::string& what, const std::string& detail) {
   (ok ? g_pass : g_fail)++;
   std::printf("%s  %s  %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
@@ -728,11 +729,19 @@ static void nvrtc_check(const RtApi& api, const char* prelude, Case c, int major
 }
 
 // ---- benchmark ----
-__global__ void fill_random(unsigned short* x, long long n, unsigned seed, bool bf16) {
+__global__ void fill_random(unsigned short* x, long long n, unsigned seed, bool bf16, bool normal) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
     unsigned h = (unsigned)i * 2654435761u ^ seed;
     h ^= h >> 16, h *= 0x7feb352du, h ^= h >> 15, h *= 0x846ca68bu, h ^= h >> 16;
-    const float f = (h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    float f = (h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    if (normal) {  // approximately N(0, 1), like torch.randn: the sum of four uniforms, rescaled
+      float sum = 0.0f;
+      for (int r = 0; r < 4; ++r) {
+        h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
+        sum += (h >> 8) * (1.0f / 16777216.0f);
+      }
+      f = (sum - 2.0f) * 1.7320508f;
+    }
     if (bf16) {
       __nv_bfloat16 b = __float2bfloat16_rn(f);
       x[i] = *reinterpret_cast<unsigned short*>(&b);
@@ -806,9 +815,9 @@ static void benchmark(int major, int minor, std::vector<std::string>& table) {
     const long long n = (long long)s.B * s.H * s.S * s.D;
     DevBuf<unsigned short> q(n), k(n), v(n), o(n);
     DevBuf<float> lse((size_t)s.B * s.H * s.S);
-    fill_random<<<1024, 256>>>(q.p, n, 1u, s.bf16);
-    fill_random<<<1024, 256>>>(k.p, n, 2u, s.bf16);
-    fill_random<<<1024, 256>>>(v.p, n, 3u, s.bf16);
+    fill_random<<<1024, 256>>>(q.p, n, 1u, s.bf16, g_normal);
+    fill_random<<<1024, 256>>>(k.p, n, 2u, s.bf16, g_normal);
+    fill_random<<<1024, 256>>>(v.p, n, 3u, s.bf16, g_normal);
     CK(cudaGetLastError());
     const FwdKernelConfig def = flexjit::defaultFwdConfig(s.bf16 ? DType::BF16 : DType::F16, s.D, s.D, major, minor);
     for (const KernelEntry& e : registry()) {
@@ -836,6 +845,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--no-bench")) bench = false;
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
     if (!std::strcmp(argv[i], "--profile")) tests = false, g_profile = true;
+    if (!std::strcmp(argv[i], "--normal")) g_normal = true;
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));

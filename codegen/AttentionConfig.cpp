@@ -74,15 +74,16 @@ FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int arc
   c.numWarps = 4;
   const int maxDim = std::max(headDim, headDimV);
   // 4 warps x 32 rows: each K/V fragment read from shared memory feeds two mmas (FlashAttention-2's
-  // ratio). S is computed subN columns at a time, as wide as the registers allow without spills (S takes
-  // subN / 2 registers per thread, O takes Dv / 2); the loaded tile (blockN) is wider to amortise the
-  // per-tile barrier and index lookups. D = 256 halves the rows to keep O in registers.
-  if (maxDim <= 32) {
+  // ratio). S is computed subN columns at a time (S takes subN / 2 registers per thread, O takes Dv / 2),
+  // as wide as the registers allow with at most kToleratedSpillBytes of spills: a wider S gives each warp
+  // more independent mmas and exp2s between its dependent steps, which is what this latency-bound kernel
+  // (two warps per scheduler) lacks. Measured on H100 (docs/performance.md, 2026-11-23): D = 128 with S 64
+  // wide, 12-56 B spilled, is 5-6% faster than S 32 wide without spills; D = 64 with S 128 likewise.
+  // D = 256 halves the rows to keep O in registers.
+  if (maxDim <= 64) {
     c.blockM = 128, c.blockN = 128, c.subN = 128;
-  } else if (maxDim <= 64) {
-    c.blockM = 128, c.blockN = 128, c.subN = 64;
   } else if (maxDim <= 128) {
-    c.blockM = 128, c.blockN = 64, c.subN = 32;
+    c.blockM = 128, c.blockN = 64, c.subN = 64;
   } else {
     c.blockM = 64, c.blockN = 32, c.subN = 32;
   }

@@ -94,6 +94,11 @@ FwdLaunch fwdLaunch(const FwdKernelConfig& config, int batch, int headsQ, int le
 /// (batch, head) pairs per scheduling group: 8 heads of K/V (32 MiB at S = 8192, D = 128) stay in L2.
 inline constexpr int kFwdScheduleHeads = 8;
 
+/// Spill stores (bytes per thread, ptxas's report) a forward configuration may have and still be taken:
+/// the defaults spill a few registers' worth and are measured faster than narrower S slices without
+/// spills (see defaultFwdConfig). Past this the runtime steps to narrower slices (runtime/KernelBuild.cpp).
+inline constexpr int kToleratedSpillBytes = 64;
+
 /// Name of the extern "C" kernel that fwdInstantiationSource defines.
 inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";
 
