@@ -1,5 +1,11 @@
 // `flexjit show VARIANT`: every stage of one variant, from MLIR to PTX statistics and its block mask.
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include "Cli.h"
 #include "codegen/AttentionConfig.h"
@@ -31,6 +37,60 @@ std::string ptxStatistics(const std::string& ptx) {
   return out;
 }
 
+/// cuobjdump from the CUDA toolkit: $CUDA_HOME/bin, /usr/local/cuda/bin, or PATH; empty when absent.
+std::string findCuobjdump() {
+  std::vector<std::string> dirs;
+  if (const char* home = std::getenv("CUDA_HOME")) dirs.push_back(std::string(home) + "/bin");
+  dirs.push_back("/usr/local/cuda/bin");
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t at = 0; at <= p.size();) {
+      size_t end = p.find(':', at);
+      if (end == std::string::npos) end = p.size();
+      if (end > at) dirs.push_back(p.substr(at, end - at));
+      at = end + 1;
+    }
+  }
+  for (const std::string& d : dirs)
+    if (access((d + "/cuobjdump").c_str(), X_OK) == 0) return d + "/cuobjdump";
+  return "";
+}
+
+/// The SASS of a CUBIN (cuobjdump -sass), with counts of the instructions that show where time goes.
+std::string disassemble(const std::vector<char>& cubin) {
+  const std::string tool = findCuobjdump();
+  if (tool.empty()) {
+    throw Error("--stage sass needs cuobjdump from the CUDA toolkit (looked in $CUDA_HOME/bin, /usr/local/cuda/bin "
+                "and PATH); --stage ptx works without it");
+  }
+  char path[] = "/tmp/flexjit-show-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) throw Error("--stage sass: could not create a temporary file in /tmp");
+  close(fd);
+  std::ofstream(path, std::ios::binary).write(cubin.data(), static_cast<std::streamsize>(cubin.size()));
+  std::string sass;
+  if (FILE* pipe = popen(fmt::format("'{}' -sass '{}' 2>&1", tool, path).c_str(), "r")) {
+    std::array<char, 4096> buf;
+    for (size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) sass.append(buf.data(), n);
+    pclose(pipe);
+  }
+  std::remove(path);
+  const std::pair<const char*, const char*> kinds[] = {
+      {"HMMA (tensor cores)", " HMMA."}, {"MUFU.EX2", " MUFU.EX2"}, {"FFMA", " FFMA "}, {"FMUL", " FMUL "},
+      {"FADD", " FADD "},                {"FMNMX", " FMNMX"},       {"IMAD", " IMAD"},  {"LDG", " LDG."},
+      {"LDSM (ldmatrix)", " LDSM."},     {"LDL/STL (spills)", " LDL"}, {"BAR", " BAR."}, {"SHFL", " SHFL."}};
+  size_t total = 0;
+  for (size_t pos = sass.find("/*"); pos != std::string::npos; pos = sass.find("/*", pos + 1))
+    if (pos + 6 < sass.size() && sass.compare(pos + 6, 3, "*/ ") == 0) ++total;  // "/*0a80*/ " instruction addresses
+  std::string out = fmt::format("-- SASS ({}) --\n{}\n-- SASS statistics (static counts) --\n", tool, sass);
+  for (auto [label, needle] : kinds) {
+    size_t n = 0;
+    for (size_t pos = sass.find(needle); pos != std::string::npos; pos = sass.find(needle, pos + 1)) ++n;
+    out += fmt::format("  {:<30} {}\n", label, n);
+  }
+  return out + fmt::format("  {:<30} {}\n", "instructions", total);
+}
+
 }  // namespace
 
 int runShow(const Args& a) {
@@ -60,7 +120,7 @@ int runShow(const Args& a) {
   requireFwdSupported(config, kDefaultMaskBlock, kDefaultMaskBlock);
   std::string source = forwardSource(variant, config);
   if (stage == "cuda") fmt::print("{}\n", source);
-  if (all("ptx") || stage == "cuda") {
+  if (all("ptx") || stage == "cuda" || stage == "sass") {
     ForwardBuild build;
     double ms = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });
     const FwdKernelConfig& c = build.config;
@@ -73,6 +133,7 @@ int runShow(const Args& a) {
                use.spillLoadBytes);
     fmt::print("{}\n", ptxStatistics(build.kernel->ptx));
     if (stage == "ptx") fmt::print("{}\n", build.kernel->ptx);
+    if (stage == "sass") fmt::print("{}", disassemble(build.kernel->cubin));
   }
   if (all("mask")) {
     BlockMask m = createBlockMask(v.mask, 1, 1, seq, seq);

@@ -2,7 +2,7 @@
 //
 //   flexjit demo   compile the seed variants, show a block mask and generated code; run and time them on
 //                  a GPU when one is present
-//   flexjit show VARIANT [--stage summary|mlir|hooks|cuda|ptx|mask]
+//   flexjit show VARIANT [--stage summary|mlir|hooks|cuda|ptx|sass|mask]
 //   flexjit list   the seed variants
 //   flexjit bench  time flexjit's kernels (JSON), used by bench/run_bench.py
 #include <cstdio>
@@ -17,7 +17,7 @@ constexpr const char* kUsage =
     "usage: flexjit <command> [options]\n"
     "  demo  [--seq N] [--batch B] [--heads H] [--head-dim D] [--dtype bf16|fp16] [--variants a,b|all]\n"
     "        compile the seed variants, print a block mask and generated code; on a GPU also run and time them\n"
-    "  show VARIANT [--stage summary|mlir|hooks|cuda|ptx|mask] [--seq N] [--head-dim D] [--dtype bf16|fp16]\n"
+    "  show VARIANT [--stage summary|mlir|hooks|cuda|ptx|sass|mask] [--seq N] [--head-dim D] [--dtype bf16|fp16]\n"
     "        [--arch sm_90a]   the generated MLIR, CUDA, PTX statistics and block mask of one variant\n"
     "  list  the seed variants\n"
     "  compile VARIANT [--mode parallel|serial] [--dtype bf16|fp16] [--head-dim D] [--cc-major 9 --cc-minor 0]\n"
