@@ -73,6 +73,13 @@ std::string hooksAdapter(bool withGradient) {
       "  }\n"
       "  static FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {\n"
       "    return fjv::mask_mod(b, h, q_idx, kv_idx, cap);\n"
+      "  }\n"
+      "  // Whether kernels may decide sub-tiles of partial blocks with the interval form: only when it reads no\n"
+      "  // captured tensor (those intervals scan the tensor's values, too slow per warp and sub-tile).\n"
+      "  static constexpr bool kMaskIntervalIsCheap = !fjv::kMaskModIsNoop && !fjv::kMaskReadsTensors;\n"
+      "  static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,\n"
+      "                                            const fj::CaptureArgs& cap) {\n"
+      "    return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);\n"
       "  }\n";
   if (withGradient)
     s += "  static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,\n"
@@ -122,6 +129,7 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   p += fmt::format("inline constexpr bool kMaskModIsNoop = {};\n", boolText(v.facts.maskIsNoop));
   p += fmt::format("inline constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
   p += fmt::format("inline constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
+  p += fmt::format("inline constexpr bool kMaskReadsTensors = {};\n", boolText(v.facts.maskReadsTensors));
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
   if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");

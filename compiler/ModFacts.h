@@ -9,6 +9,7 @@ struct ModFacts {
   bool maskIsNoop = false;       ///< mask_mod keeps every position
   bool scoreCanBeNegInf = true;  ///< score_mod may return -inf (masks through the score)
   bool hasTensorGrads = false;   ///< some captured tensor requires a gradient
+  bool maskReadsTensors = false; ///< mask_mod reads a captured tensor (its interval form then scans values)
 };
 
 }  // namespace flexjit

@@ -60,6 +60,7 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
   facts.maskIsNoop = RangeAnalysis(maskFn, everywhere).classify() == BlockClass::Full;
   facts.scoreCanBeNegInf = RangeAnalysis(scoreFn, everywhere).classify() != BlockClass::Full;
   for (const auto& t : score.tensors()) facts.hasTensorGrads |= t->requiresGrad;
+  facts.maskReadsTensors = maskFn.walk([](fjir::LoadOp) { return WalkResult::interrupt(); }).wasInterrupted();
   return facts;
 }
 

@@ -10,6 +10,8 @@
 //     wait for tile t, barrier (all warps are done with tile t - 1, so its ring slot is free)
 //     start loading tile t + 1 into the other slot            -- overlaps everything below
 //     for each sub-tile of kSubN keys:
+//       in a partial block, mask_mod's interval form over the warp's rows x the sub-tile (when it reads
+//       no captured tensor): all masked -> skip the sub-tile; all kept -> no per-element mask_mod
 //       S = Q K^T; score_mod / mask_mod / kv < Lkv bound (only what the sub-tile needs)
 //       online softmax: row max, exp2, row sums, rescale O (only when a row max grew)
 //       O += P V with P converted in registers
@@ -26,6 +28,13 @@ namespace fjk {
 /// The shared memory of the running kernel; its size is FwdTraits::kSmemBytes (dynamic).
 extern __shared__ Bytes16 fjk_dynamic_smem[];
 
+/// Whether the variant lets the kernel decide a warp's sub-tile of a partial block with mask_mod's interval
+/// form (Var::kMaskIntervalIsCheap; hand-written variants without it never do).
+template <class V, class = void>
+inline constexpr bool kDecidesSubTiles = false;
+template <class V>
+inline constexpr bool kDecidesSubTiles<V, decltype(void(V::kMaskIntervalIsCheap))> = V::kMaskIntervalIsCheap;
+
 /// Scores, masks and accumulates one kv tile starting at kv index kv0 into (o, st). `partial`: the tile
 /// belongs to a partial mask block (mask_mod applies). All branches here are CTA-uniform.
 template <class Tr, class Var>
@@ -36,6 +45,21 @@ __device__ __forceinline__ void process_kv_tile(float (&o)[Tr::kMmaM][Tr::kTiles
                                                 int q_first, int kv0, bool partial, float factor, int warp,
                                                 int lane) {
   const int kv_first = kv0 + 2 * (lane & 3);
+  if constexpr (kDecidesSubTiles<Var>) {
+    // A partial mask block is often empty or full over one warp's rows and this sub-tile (the diagonal of
+    // a causal block, the band of a sliding window or NATTEN): the mask's interval form over that box
+    // decides it once per warp, skipping the sub-tile outright or its per-element mask_mod.
+    if (partial) {
+      const int q_lo = q_first - (lane >> 2);
+      const int q_hi = min(q_lo + Tr::kWarpRows, p.len_q) - 1;
+      const int kv_hi = min(kv0 + Tr::kSubN, p.len_kv) - 1;
+      if (q_lo > q_hi) return;  // the warp's rows all lie past Lq: nothing of theirs is written
+      const fj::IvBool keep = Var::mask_mod_interval(fj::ivInt(b, b), fj::ivInt(h, h), fj::ivInt(q_lo, q_hi),
+                                                     fj::ivInt(kv0, kv_hi), p.cap);
+      if (!keep.canTrue) return;    // every score of the sub-tile is masked: it adds nothing
+      if (!keep.canFalse) partial = false;  // every position is kept: no mask_mod per element
+    }
+  }
   // A full block's tile that crosses Lkv (the last tile of a row) needs the bound but never mask_mod.
   const bool masked = partial || kv0 + Tr::kSubN > p.len_kv;
   TileMaskBits<Tr> bits;

@@ -4,6 +4,7 @@ inline constexpr bool kScoreModIsNoop = false;
 inline constexpr bool kMaskModIsNoop = false;
 inline constexpr bool kScoreCanBeNegInf = true;
 inline constexpr bool kHasTensorGrads = false;
+inline constexpr bool kMaskReadsTensors = false;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], h));
@@ -46,6 +47,13 @@ struct Hooks {
   }
   static FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
     return fjv::mask_mod(b, h, q_idx, kv_idx, cap);
+  }
+  // Whether kernels may decide sub-tiles of partial blocks with the interval form: only when it reads no
+  // captured tensor (those intervals scan the tensor's values, too slow per warp and sub-tile).
+  static constexpr bool kMaskIntervalIsCheap = !fjv::kMaskModIsNoop && !fjv::kMaskReadsTensors;
+  static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
+                                            const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
   }
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
                                     const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
