@@ -53,7 +53,8 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   Variant variant = generateVariant(v.score, v.mask, {true});
   const Target targets[] = {{9, 0, DType::BF16, 128}, {8, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}};
   for (const Target& t : targets) {
-    BwdKernelConfig config = defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor);
+    BwdKernelConfig config =
+        defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor, 128, 128, false, variant.gradSites);
     requireBwdSupported(config, 128, 128);
     ResourceUsage main = build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, GetParam());
     // The configuration the benchmarks time (bf16, D = 128, Hopper) may spill a few loop scalars (full
@@ -64,7 +65,8 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   }
   // The deterministic dQ kernel, on the benchmark target.
   const Target hopper = targets[0];
-  BwdKernelConfig det = defaultBwdConfig(hopper.dtype, hopper.headDim, hopper.headDim, 9, 0, 128, 128, true);
+  BwdKernelConfig det =
+      defaultBwdConfig(hopper.dtype, hopper.headDim, hopper.headDim, 9, 0, 128, 128, true, variant.gradSites);
   requireBwdSupported(det, 128, 128);
   ResourceUsage dq = build(&variant, det, BwdKernelKind::Dq, hopper, kBwdDqKernelName, GetParam());
   EXPECT_EQ(dq.spillStoreBytes, 0) << GetParam() << ": dQ kernel spills";
