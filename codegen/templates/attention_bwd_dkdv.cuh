@@ -20,7 +20,6 @@
 #pragma once
 
 #include "codegen/templates/attention_bwd_grad_window.cuh"
-#include "codegen/templates/attention_bwd_phases.cuh"
 
 namespace fjk {
 

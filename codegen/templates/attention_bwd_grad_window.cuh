@@ -10,7 +10,8 @@
 //     the tile's rows clipped to Lq / Lkv); if it spans at most kGradWindowFloats elements the tile gets
 //     a window [lo, lo + size), else size 0
 //   compute_ds: score_mod_grad adds through GradWindowSink, an atomicAdd on shared floats for offsets in
-//     the window, a global atomicAdd (today's path) for any other offset
+//     the window (one per warp when all its lanes add to the same element), a global atomicAdd (the path
+//     without windows) for any other offset
 //   after the barrier that ends the tile's dS: flush_grad_windows adds every nonzero window element to
 //     global memory with one atomic and zeroes it for the next tile
 //
@@ -20,35 +21,67 @@
 // leaves them zero.
 #pragma once
 
-#include "codegen/templates/attention_bwd_traits.cuh"
+#include "codegen/templates/attention_bwd_phases.cuh"
 
 namespace fjk {
 
 /// The gradient sink score_mod_grad adds into in the dK/dV kernel (fj::GradArgs is the plain one): the
-/// first kWindows sites go to their tile window when the offset lies in it.
+/// first kWindows sites go to their tile window when the offset lies in it, any other contribution to
+/// global memory. compute_ds calls score_mod_grad with it on every lane for every element (see
+/// sink_needs_all_lanes), `enabled` false where P == 0, so that accumulate can work warp-wide.
 template <int kWindows, int kFloats>
 struct GradWindowSink {
   const fj::GradArgs& global;
-  float* window;                     ///< shared memory: kWindows windows of kFloats floats
-  long long lo[kWindows];            ///< GradWindowSlot::lo of each site for this tile
-  unsigned long long size[kWindows]; ///< GradWindowSlot::size (0: no window)
+  float* window;                      ///< shared memory: kWindows windows of kFloats floats
+  long long lo[kWindows];             ///< GradWindowSlot::lo of each site for this tile
+  unsigned long long size[kWindows];  ///< GradWindowSlot::size (0: no window)
+  bool enabled;                       ///< this lane's element takes part (P != 0)
+
+  __device__ __forceinline__ GradWindowSink enabled_if(bool keep) const {
+    GradWindowSink s = *this;
+    s.enabled = keep;
+    return s;
+  }
 
   template <class... I>
   __device__ __forceinline__ void accumulate(int site, int slot, const fj::TensorArg& t, float value,
                                              I... indices) const {
-    const long long off = fj::gradOffset(global.stride[slot], t, indices...);
-    if (off < 0) return;  // out of bounds: dropped, as on the host
-    if (site < kWindows) {
-      // One unsigned comparison covers off < lo too (the difference wraps to a huge value).
-      const unsigned long long rel = (unsigned long long)(off - lo[site]);
-      if (rel < size[site]) {
-        atomicAdd(window + site * kFloats + (int)rel, value);
-        return;
-      }
+    const long long off = fj::gradOffset(global.stride[slot], t, indices...);  // -1: out of bounds, dropped
+    if (site >= kWindows) {
+      if (enabled && off >= 0) atomicAdd(global.grad[slot] + off, value);
+      return;
     }
-    atomicAdd(global.grad[slot] + off, value);
+    // One unsigned comparison covers off < lo too (the difference wraps to a huge value).
+    const unsigned long long rel = (unsigned long long)(off - lo[site]);
+    const bool in_window = enabled && off >= 0 && rel < size[site];
+    // Warp-wide fast path: when every lane adds to the same window element (relative positions clamped
+    // at the bias length, per-head scalars), one shuffle reduction and one shared atomic replace 32
+    // contended ones (shared float atomics are compare-and-swap loops). Every lane gets here: no lane
+    // returned above (the branch on `site` is compile-time) and compute_ds calls on all lanes.
+    constexpr unsigned kNoElement = 0xffffffffu;
+    const unsigned key = in_window ? (unsigned)rel : kNoElement;
+    const unsigned key0 = __shfl_sync(0xffffffffu, key, 0);
+    if (__all_sync(0xffffffffu, key == key0) && key0 != kNoElement) {
+      float sum = value;
+#pragma unroll
+      for (int m = kWarpSize / 2; m > 0; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+      if ((threadIdx.x & (kWarpSize - 1)) == 0) atomicAdd(window + site * kFloats + key0, sum);
+      return;
+    }
+    if (in_window) {
+      atomicAdd(window + site * kFloats + (int)rel, value);
+    } else if (enabled && off >= 0) {
+      atomicAdd(global.grad[slot] + off, value);  // outside the window (or none this tile): as without windows
+    }
   }
 };
+
+/// compute_ds calls score_mod_grad on every lane for every element with a GradWindowSink (found by
+/// argument-dependent lookup when compute_ds is instantiated).
+template <int kWindows, int kFloats>
+__host__ __device__ constexpr bool sink_needs_all_lanes(const GradWindowSink<kWindows, kFloats>*) {
+  return true;
+}
 
 /// The windows of ring slot `ring_slot` (GradWindowSlot [kGradWindows]).
 template <class Tr>
@@ -98,7 +131,7 @@ template <class Tr>
 __device__ __forceinline__ GradWindowSink<Tr::kGradWindows, Tr::kGradWindowFloats> grad_window_sink(
     unsigned char* smem, int ring_slot, const BwdParams& p) {
   const GradWindowSlot* slots = grad_window_slots<Tr>(smem, ring_slot);
-  GradWindowSink<Tr::kGradWindows, Tr::kGradWindowFloats> sink{p.grads, grad_window_floats<Tr>(smem), {}, {}};
+  GradWindowSink<Tr::kGradWindows, Tr::kGradWindowFloats> sink{p.grads, grad_window_floats<Tr>(smem), {}, {}, true};
 #pragma unroll
   for (int w = 0; w < Tr::kGradWindows; ++w) {
     sink.lo[w] = slots[w].lo;

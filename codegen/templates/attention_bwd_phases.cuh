@@ -150,6 +150,11 @@ __device__ __forceinline__ void compute_probs(const float (&s)[kTM][kTN][4], flo
   }
 }
 
+/// Whether compute_ds calls score_mod_grad with a gradient sink on every lane for every element (the
+/// dK/dV kernel's GradWindowSink, whose adds are warp-wide; elements with P == 0 add nothing) rather than
+/// only where P != 0 (fj::GradArgs).
+__host__ __device__ constexpr bool sink_needs_all_lanes(const fj::GradArgs*) { return false; }
+
 /// dS of one tile, in place of dP: dT = P * (dP - Delta), dS = score_mod_grad(scale * dot, ..., dT) (which
 /// also adds the captured-tensor gradients into `grads`: fj::GradArgs, or the dK/dV kernel's
 /// GradWindowSink), or dS = dT without a score_mod. `ps` holds P without a
@@ -178,7 +183,11 @@ __device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float
         }
         const float dt = prob * (dp[i][j][e] - delta[i][e >> 1]);
         float ds = dt;
-        if constexpr (!Var::kScoreModIsNoop) {
+        if constexpr (!Var::kScoreModIsNoop && sink_needs_all_lanes(static_cast<const Grads*>(nullptr))) {
+          const float grad = Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap,
+                                                 grads.enabled_if(prob != 0.0f));
+          ds = prob != 0.0f ? grad : 0.0f;  // a select: the masked element's derivative never leaks
+        } else if constexpr (!Var::kScoreModIsNoop) {
           ds = prob != 0.0f ? Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap, grads) : 0.0f;
         }
         dp[i][j][e] = ds;
