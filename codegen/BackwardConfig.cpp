@@ -38,6 +38,18 @@ constexpr int kBlockM = 64;
 /// Measured on H100 (docs/kernels-backward.md): full unrolling lets ptxas load fragments early and beats
 /// 2-step unrolling by 6-7% at the cost of a few spilled loop scalars in some variants.
 constexpr int kFullUnroll = 16;
+/// Gradient windows (fjk::GradWindowSlot, attention_bwd_grad_window.cuh). A window must hold the offsets
+/// one site can touch in a tile: 191 for bias[h][q - kv] over 64 x 128 tiles, 64 / 128 for G[b][h][q] /
+/// G[b][h][kv]. 16 KiB in all keeps the dK/dV kernel in the same shared-memory carveout step as without
+/// windows (H100: 171 -> 188 KiB of 196; A100: 137 -> 153 KiB of 164; D64: 107 -> 124 KiB of 132), so
+/// L1 does not shrink; one CTA per SM is fixed by the registers anyway.
+constexpr int kMaxGradWindows = 4;
+constexpr int kGradWindowBudgetBytes = 16 * 1024;
+constexpr int kMaxGradWindowFloats = 2048;
+constexpr int kMinGradWindowFloats = 256;
+constexpr int kGradWindowSlotBytes = 32;  // fjk::kGradWindowSlotBytes
+constexpr int kRingSlots = 3;             // fjk::BwdTileRing::kSlots
+constexpr int kFloatBytes = 4;
 /// CTAs of the dQ kernel per SM its launch bounds ask for: two 4-warp CTAs (about 105 KiB of shared
 /// memory each at D = 128) share an SM, each thread keeping up to 255 registers.
 constexpr int kDqCtasPerSm = 2;
@@ -90,7 +102,8 @@ bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
          archMinor == o.archMinor && blockM == o.blockM && blockN == o.blockN && numWarps == o.numWarps &&
          sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
          gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
-         dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps;
+         dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps && gradWindows == o.gradWindows &&
+         gradWindowFloats == o.gradWindowFloats;
 }
 
 const char* bwdKindName(BwdKernelKind kind) {
@@ -108,7 +121,8 @@ int bwdDkDvSharedMemoryBytes(const BwdKernelConfig& c) {
   const int qdo = c.stages * c.blockM * (qPitch + vPitch) * kElemBytes;
   const int pds = 2 * c.blockM * (c.blockN + kRowPadElems) * kElemBytes;
   const int stats = 2 * c.stages * c.blockM * kStatBytes;
-  return kv + qdo + pds + stats + kRingBytes;
+  const int windows = c.gradWindows * (kRingSlots * kGradWindowSlotBytes + c.gradWindowFloats * kFloatBytes);
+  return kv + qdo + pds + stats + kRingBytes + windows;
 }
 
 int bwdDqSharedMemoryBytes(const BwdKernelConfig& c) {
@@ -120,8 +134,19 @@ int bwdDqSharedMemoryBytes(const BwdKernelConfig& c) {
 
 int bwdPaddedLenQ(int lenQ) { return (std::max(lenQ, 0) + kLenPad - 1) / kLenPad * kLenPad; }
 
+void fitGradWindows(BwdKernelConfig& c, int gradSites) {
+  c.gradWindows = std::clamp(gradSites, 0, kMaxGradWindows);
+  c.gradWindowFloats = 0;
+  if (c.gradWindows == 0) return;
+  c.gradWindowFloats = kMaxGradWindowFloats;
+  while (c.gradWindows * c.gradWindowFloats * kFloatBytes > kGradWindowBudgetBytes) c.gradWindowFloats /= 2;
+  const int limit = maxSharedMemoryPerBlock(c.archMajor, c.archMinor);
+  while (bwdDkDvSharedMemoryBytes(c) > limit && c.gradWindowFloats > kMinGradWindowFloats) c.gradWindowFloats /= 2;
+  if (bwdDkDvSharedMemoryBytes(c) > limit) c.gradWindows = c.gradWindowFloats = 0;  // global atomics only
+}
+
 BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor, int maskBlockQ,
-                                 int maskBlockKV, bool deterministic) {
+                                 int maskBlockKV, bool deterministic, int gradSites) {
   BwdKernelConfig c;
   c.dtype = dtype;
   c.headDim = headDim;
@@ -152,6 +177,8 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
   while (bwdDkDvSharedMemoryBytes(c) > limit && c.blockN > 2 * kMinBlock) c.blockN /= 2;
   while (bwdDqSharedMemoryBytes(c) > limit && c.dqBlockN > kMinBlock) c.dqBlockN /= 2;
   chooseGrids(c);
+  // The windows take what the tiles leave; they never shrink the tiles.
+  fitGradWindows(c, gradSites);
   return c;
 }
 
@@ -173,7 +200,9 @@ BwdConfigCheck checkBwdConfig(const BwdKernelConfig& c) {
                        gridFits(c.blockN, c.headDim, c.numWarps, c.dkvWarpsN) &&
                        gridFits(c.blockN, c.headDimV, c.numWarps, c.dkvWarpsN) &&
                        gridFits(c.blockM, c.headDim, c.numWarps, c.dqWarpsM) && c.dqNumWarps >= 1 &&
-                       isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) && isPositiveMultiple(c.dqBlockN, kMmaK);
+                       isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) && isPositiveMultiple(c.dqBlockN, kMmaK) &&
+                       c.gradWindows >= 0 && c.gradWindows <= kMaxGradWindows && c.gradWindowFloats >= 0 &&
+                       (c.gradWindows == 0) == (c.gradWindowFloats == 0);
   if (!tilesOk)
     return fail("flex_attention_backward: no valid tiling for blockM=" + std::to_string(c.blockM) +
                 " blockN=" + std::to_string(c.blockN) + " D=" + std::to_string(c.headDim) +
@@ -278,7 +307,10 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
     s << "using GeneratedBwdTraits = BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
       << c.blockM << ", " << c.blockN << ", " << c.numWarps << ", " << c.sdpWarpsM << ", " << c.dkvWarpsN << ", "
       << c.dqWarpsM << ", " << c.stages << ", " << boolText(c.atomicDq) << ", " << c.gemmUnroll << ", "
-      << boolText(c.dqFirst != 0) << ">;\n"
+      << boolText(c.dqFirst != 0);
+    // Without gradient windows the traits keep their defaults (and the source its text).
+    if (c.gradWindows > 0) s << ", " << c.gradWindows << ", " << c.gradWindowFloats;
+    s << ">;\n"
       << "}  // namespace fjk\n"
       << "extern \"C\" __global__ void __launch_bounds__(" << c.numWarps * kWarpSize << ", 1)\n"
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"

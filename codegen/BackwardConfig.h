@@ -37,6 +37,11 @@ struct BwdKernelConfig {
   int gemmUnroll = 16;   ///< k-steps of each warp product unrolled together (16: all)
   bool atomicDq = true;  ///< dQ from float atomics here; false = deterministic (the dQ kernel)
   int dqFirst = 0;       ///< 1: the atomic dQ product runs before dV / dK instead of after them
+  /// Accumulation sites of score_mod_grad (the first gradWindows, at most the variant's gradSites) that
+  /// add their captured-tensor gradients into a shared-memory window of gradWindowFloats floats per tile;
+  /// both 0 when the variant has none (no shared memory, no code).
+  int gradWindows = 0;
+  int gradWindowFloats = 0;
 
   // The deterministic dQ kernel (fjk::DqTraits).
   int dqBlockM = 64;   ///< q rows per CTA
@@ -60,9 +65,16 @@ struct BwdConfigCheck {
 
 /// The default configuration for a dtype / head dims / GPU, shrunk where needed so that the tiles divide
 /// the BlockMask's block sizes and fit in shared memory. `deterministic` selects the dQ kernel instead of
-/// atomics. Run checkBwdConfig / checkBwdMaskBlocks on the result: impossible inputs stay impossible.
+/// atomics; `gradSites` is the variant's Variant::gradSites (gradient windows, see fitGradWindows). Run
+/// checkBwdConfig / checkBwdMaskBlocks on the result: impossible inputs stay impossible.
 BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
-                                 int maskBlockQ = 128, int maskBlockKV = 128, bool deterministic = false);
+                                 int maskBlockQ = 128, int maskBlockKV = 128, bool deterministic = false,
+                                 int gradSites = 0);
+
+/// Gives the first min(gradSites, 4) accumulation sites a shared-memory window each: 2048 floats for one
+/// or two sites, 1024 for three or four (16 KiB in all), halved down to 256 while the dK/dV kernel would
+/// exceed the GPU's shared memory; none when even that does not fit. docs/kernels-backward.md says why.
+void fitGradWindows(BwdKernelConfig& config, int gradSites);
 
 /// Validates dtype, head dims, arch, warp grids and shared memory of both kernels.
 BwdConfigCheck checkBwdConfig(const BwdKernelConfig& config);

@@ -13,6 +13,12 @@ using namespace mlir;
 namespace flexjit {
 
 std::string FunctionEmitter::emit(func::FuncOp fn, const std::string& name) {
+  Value result = emitBody(fn, name);
+  return fmt::format("{}FJ_HD {} {}({}) {{\n{}  return {};\n}}\n", templateHeader(fn), typeName(fn.getResultTypes()[0]),
+                     name, paramList(fn), body_, use(result));
+}
+
+Value FunctionEmitter::emitBody(func::FuncOp fn, const std::string& name) {
   names_.clear();
   body_.clear();
   next_ = 0;
@@ -31,8 +37,22 @@ std::string FunctionEmitter::emit(func::FuncOp fn, const std::string& name) {
                               text, name));
     }
   }
-  return fmt::format("FJ_HD {} {}({}) {{\n{}  return {};\n}}\n", typeName(fn.getResultTypes()[0]), name,
-                     paramList(fn), body_, use(result));
+  return result;
+}
+
+int FunctionEmitter::gradSiteOf(Operation* op) {
+  int site = 0;
+  for (Operation& other : *op->getBlock()) {
+    if (&other == op) return site;
+    if (isa<fjir::GradAccumulateOp>(other)) ++site;
+  }
+  return site;
+}
+
+int FunctionEmitter::gradSiteCount(func::FuncOp fn) {
+  int sites = 0;
+  fn.walk([&](fjir::GradAccumulateOp) { ++sites; });
+  return sites;
 }
 
 std::string FunctionEmitter::argExpr(func::FuncOp fn, unsigned index) const {

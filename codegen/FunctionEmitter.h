@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 namespace flexjit {
@@ -18,6 +19,11 @@ class FunctionEmitter {
   /// Emits `fn` as a function called `name`; raises flexjit::Error for an op it cannot express.
   std::string emit(mlir::func::FuncOp fn, const std::string& name);
 
+  /// The accumulation sites of a gradient function are its fj.grad_accumulate ops, numbered in op order;
+  /// the scalar hook and its gradient windows (GradWindowEmitter) agree on the numbers through these.
+  static int gradSiteOf(mlir::Operation* op);
+  static int gradSiteCount(mlir::func::FuncOp fn);
+
  protected:
   /// C++ type of a value of MLIR type `t` in this emitter (float / fj::IvFloat ...).
   virtual std::string typeName(mlir::Type t) const = 0;
@@ -27,6 +33,12 @@ class FunctionEmitter {
   virtual std::string paramList(mlir::func::FuncOp fn) const = 0;
   /// Emits statements for one op (assigning its result via `define`); returns false if unsupported.
   virtual bool emitOp(mlir::Operation* op) = 0;
+  /// Text before the function's signature ("template <...>\n"); empty by default.
+  virtual std::string templateHeader(mlir::func::FuncOp) const { return ""; }
+
+  /// Binds the arguments and emits every op of `fn` (see emitOp) into body(); returns the returned value.
+  mlir::Value emitBody(mlir::func::FuncOp fn, const std::string& name);
+  const std::string& body() const { return body_; }
 
   /// The name of an SSA value.
   const std::string& use(mlir::Value v) const;
@@ -56,6 +68,9 @@ class ScalarEmitter : public FunctionEmitter {
   std::string typeName(mlir::Type t) const override;
   std::string paramList(mlir::func::FuncOp fn) const override;
   bool emitOp(mlir::Operation* op) override;
+  /// A gradient function with accumulation sites is a template over its gradient sink (fj::GradArgs, or
+  /// the dK/dV kernel's shared-memory windows), called as grads.accumulate(site, slot, tensor, value, idx).
+  std::string templateHeader(mlir::func::FuncOp fn) const override;
 
  private:
   bool emitArith(mlir::Operation* op);
@@ -75,6 +90,24 @@ class IntervalEmitter : public FunctionEmitter {
   bool emitComparison(mlir::Operation* op);
   /// The whole range of a type: the sound answer for anything not modelled.
   std::string unknown(mlir::Type t) const;
+};
+
+/// The gradient windows of a score_mod_grad: for every accumulation site, the interval of its offset into
+/// its gradient buffer over a box of (b, h, q_idx, kv_idx), from the interval forms of the ops its indices
+/// depend on (only those are emitted; the score and grad_out count as any float). Emitted as
+///   void NAME(IvInt b, IvInt h, IvInt q_idx, IvInt kv_idx, cap, grads, IvOffset* offsets, int* slots)
+/// which sets offsets[site] (empty: the site writes nothing in the box) and slots[site] (its capture).
+class GradWindowEmitter : public IntervalEmitter {
+ public:
+  std::string emitWindows(mlir::func::FuncOp fn, const std::string& name);
+
+ protected:
+  std::string argExpr(mlir::func::FuncOp fn, unsigned index) const override;
+  std::string paramList(mlir::func::FuncOp fn) const override;
+  bool emitOp(mlir::Operation* op) override;
+
+ private:
+  llvm::DenseSet<mlir::Operation*> slice_;  ///< the ops some site's indices depend on
 };
 
 }  // namespace flexjit

@@ -78,8 +78,13 @@ std::string ScalarEmitter::paramList(func::FuncOp fn) const {
   }
   params += "const fj::CaptureArgs& cap";
   auto kind = fn->getAttrOfType<StringAttr>(fjir::kKindAttr);
-  if (hasGrads || (kind && kind.getValue() == "score_mod_grad")) params += ", const fj::GradArgs& grads";
+  if (hasGrads || (kind && kind.getValue() == "score_mod_grad"))
+    params += gradSiteCount(fn) > 0 ? ", const Grads& grads" : ", const fj::GradArgs& grads";
   return params;
+}
+
+std::string ScalarEmitter::templateHeader(func::FuncOp fn) const {
+  return gradSiteCount(fn) > 0 ? "template <class Grads>\n" : "";
 }
 
 bool ScalarEmitter::emitOp(Operation* op) {
@@ -172,7 +177,7 @@ bool ScalarEmitter::emitFlexjit(Operation* op) {
   }
   if (auto acc = dyn_cast<fjir::GradAccumulateOp>(op)) {
     int slot = slotOf(fn, acc.getGrad(), fjir::kGradSlotAttr);
-    statement(fmt::format("fj::accumulateGrad(grads.grad[{0}], grads.stride[{0}], cap.tensor[{0}], {1}{2});", slot,
+    statement(fmt::format("grads.accumulate({0}, {1}, cap.tensor[{1}], {2}{3});", gradSiteOf(op), slot,
                           use(acc.getValue()), indices(acc.getIndices())));
     return true;
   }

@@ -62,8 +62,9 @@ void expandInto(const std::string& text, std::set<std::string>& seen, std::strin
 }
 
 /// The variant as the kernel templates take it: one type with the hooks as static members (and the
-/// gradient hook only when it was generated).
-std::string hooksAdapter(bool withGradient) {
+/// gradient hook only when it was generated; with accumulation sites it is a template over the gradient
+/// sink and comes with its gradient windows).
+std::string hooksAdapter(bool withGradient, int gradSites) {
   std::string s =
       "struct Hooks {\n"
       "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
@@ -81,7 +82,19 @@ std::string hooksAdapter(bool withGradient) {
       "                                            const fj::CaptureArgs& cap) {\n"
       "    return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);\n"
       "  }\n";
-  if (withGradient)
+  if (withGradient && gradSites > 0)
+    s += "  static constexpr int kGradSites = fjv::kGradSites;\n"
+         "  template <class Grads>\n"
+         "  static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,\n"
+         "                                    const fj::CaptureArgs& cap, const Grads& grads) {\n"
+         "    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);\n"
+         "  }\n"
+         "  static FJ_HD void score_mod_grad_windows(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,\n"
+         "                                           const fj::CaptureArgs& cap, const fj::GradArgs& grads,\n"
+         "                                           fj::IvOffset* offsets, int* slots) {\n"
+         "    fjv::score_mod_grad_windows(b, h, q_idx, kv_idx, cap, grads, offsets, slots);\n"
+         "  }\n";
+  else if (withGradient)
     s += "  static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,\n"
          "                                    const fj::CaptureArgs& cap, const fj::GradArgs& grads) {\n"
          "    return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);\n"
@@ -130,12 +143,18 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   p += fmt::format("inline constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
   p += fmt::format("inline constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
   p += fmt::format("inline constexpr bool kMaskReadsTensors = {};\n", boolText(v.facts.maskReadsTensors));
+  if (options.withGradient) v.gradSites = FunctionEmitter::gradSiteCount(lowered.lookup("score_mod_grad"));
+  if (v.gradSites > 0) p += fmt::format("inline constexpr int kGradSites = {};\n", v.gradSites);
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
   if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");
+  if (v.gradSites > 0) {
+    GradWindowEmitter windows;
+    p += "\n" + windows.emitWindows(lowered.lookup("score_mod_grad"), "score_mod_grad_windows");
+  }
   p += "\n" + interval.emit(lowered.lookup("mask_mod"), "mask_mod_interval");
   p += "\n" + interval.emit(lowered.lookup("score_mod"), "score_mod_interval");
-  p += "\n" + hooksAdapter(options.withGradient);
+  p += "\n" + hooksAdapter(options.withGradient, v.gradSites);
   p += "}  // namespace fjv\n";
   return v;
 }

@@ -1,6 +1,7 @@
 // A variant = one score_mod + one mask_mod, lowered through MLIR and emitted as the CUDA "prelude"
-// every kernel template includes: the hooks fjv::score_mod, fjv::mask_mod, fjv::score_mod_grad and the
-// interval forms fjv::mask_mod_interval, fjv::score_mod_interval, plus compile-time facts.
+// every kernel template includes: the hooks fjv::score_mod, fjv::mask_mod, fjv::score_mod_grad (and, when
+// it writes captured-tensor gradients, their windows fjv::score_mod_grad_windows) and the interval forms
+// fjv::mask_mod_interval, fjv::score_mod_interval, plus compile-time facts.
 #pragma once
 
 #include <memory>
@@ -34,6 +35,9 @@ struct Variant {
   CaptureLayout captures;
   std::string importedIR, simplifiedIR, finalIR;  ///< the MLIR stages, for dumps and `flexjit show`
   std::string scoreName, maskName;
+  /// Accumulation sites (captured-tensor gradient writes) of score_mod_grad; each has a gradient window
+  /// (fjv::score_mod_grad_windows) that the dK/dV kernel may give shared memory (BwdKernelConfig).
+  int gradSites = 0;
 };
 
 /// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.

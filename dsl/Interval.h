@@ -443,4 +443,29 @@ FJ_HD IvBool ivLoadBool(const TensorArg& t, int rank, const IvInt* idx) {
   return ivIntToBool(ivLoadInt(t, kElemBool, rank, idx));
 }
 
+// ---- captured-tensor gradient writes ------------------------------------------------------------
+/// The offsets into a gradient buffer that one accumulation site can write: [lo, hi] (64-bit, as
+/// gradOffset computes them); lo > hi when it can write none.
+struct IvOffset {
+  long long lo;
+  long long hi;
+};
+
+FJ_HD bool ivEmpty(IvOffset a) { return a.lo > a.hi; }
+
+/// Bounds gradOffset(gradStride, t, indices...) over an index box: each index range is clipped to the
+/// tensor (out-of-bounds contributions are dropped, so they write nothing), then combined with the
+/// buffer's strides (either sign). An index range entirely outside the tensor gives the empty interval.
+FJ_HD IvOffset ivGradOffset(const TensorArg& t, const long long* gradStride, int rank, const IvInt* idx) {
+  IvOffset r = {0, 0};
+  for (int d = 0; d < rank; ++d) {
+    const long long lo = maxLL(idx[d].lo, 0), hi = minLL(idx[d].hi, (long long)t.size[d] - 1);
+    if (lo > hi) return {1, 0};
+    const long long a = lo * gradStride[d], b = hi * gradStride[d];
+    r.lo += minLL(a, b);
+    r.hi += maxLL(a, b);
+  }
+  return r;
+}
+
 }  // namespace fj

@@ -58,6 +58,11 @@ struct CaptureArgs {
 struct GradArgs {
   float* grad[kMaxCapturedTensors];
   long long stride[kMaxCapturedTensors][kMaxRank];
+  /// Accumulation site `site` of a generated score_mod_grad adds `value` at tensor[indices] of capture
+  /// `slot` (accumulateGrad below; `site` does not matter here). score_mod_grad is a template over this
+  /// "gradient sink": the dK/dV kernel passes fjk::GradWindowSink, which adds into shared memory instead.
+  template <class... I>
+  FJ_HD void accumulate(int site, int slot, const TensorArg& t, float value, I... indices) const;
 };
 
 FJ_HD float bitsToFloat(unsigned bits) {
@@ -178,21 +183,35 @@ FJ_HD long long offsetOf(const TensorArg& t, I... indices) {
   return elementOffset(t, (int)sizeof...(I), idx);
 }
 
+/// Offset of tensor[indices] in a gradient buffer with strides `gradStride` (bounds from the forward tensor
+/// `t`), or -1 when an index is outside the tensor: such contributions are dropped.
+template <class... I>
+FJ_HD long long gradOffset(const long long* gradStride, const TensorArg& t, I... indices) {
+  const int idx[] = {indices...};
+  long long off = 0;
+  for (int d = 0; d < (int)sizeof...(I); ++d) {
+    if ((unsigned)idx[d] >= (unsigned)t.size[d]) return -1;
+    off += (long long)idx[d] * gradStride[d];
+  }
+  return off;
+}
+
 /// Adds a gradient contribution at tensor[indices] into a float32 gradient buffer with the tensor's shape
 /// (bounds from the forward tensor, strides of the buffer). Out-of-bounds positions are dropped.
 template <class... I>
 FJ_HD void accumulateGrad(float* grad, const long long* gradStride, const TensorArg& t, float value, I... indices) {
-  const int idx[] = {indices...};
-  long long off = 0;
-  for (int d = 0; d < (int)sizeof...(I); ++d) {
-    if ((unsigned)idx[d] >= (unsigned)t.size[d]) return;
-    off += (long long)idx[d] * gradStride[d];
-  }
+  const long long off = gradOffset(gradStride, t, indices...);
+  if (off < 0) return;
 #ifdef __CUDA_ARCH__
   atomicAdd(grad + off, value);
 #else
   grad[off] += value;
 #endif
+}
+
+template <class... I>
+FJ_HD void GradArgs::accumulate(int, int slot, const TensorArg& t, float value, I... indices) const {
+  accumulateGrad(grad[slot], stride[slot], t, value, indices...);
 }
 
 /// Reads element `off` of a tensor of type `elem` as the DSL sees it: floats as float, ints as int.

@@ -12,6 +12,7 @@
 // state allocates and synchronises nothing.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -106,7 +107,7 @@ void applyConfigOverrides(BwdKernelConfig& c) {
       {"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},   {"sdpWarpsM", &c.sdpWarpsM},
       {"dkvWarpsN", &c.dkvWarpsN}, {"dqWarpsM", &c.dqWarpsM},   {"stages", &c.stages},    {"unroll", &c.gemmUnroll},
       {"dqBlockM", &c.dqBlockM},   {"dqBlockN", &c.dqBlockN},   {"dqWarps", &c.dqNumWarps},
-      {"dqFirst", &c.dqFirst}};
+      {"dqFirst", &c.dqFirst},     {"gradWindows", &c.gradWindows}, {"gradWindowFloats", &c.gradWindowFloats}};
   std::stringstream ss(env);
   for (std::string item; std::getline(ss, item, ',');) {
     const size_t eq = item.find('=');
@@ -114,7 +115,7 @@ void applyConfigOverrides(BwdKernelConfig& c) {
     if (it == fields.end())
       throw Error(fmt::format("FLEXJIT_BWD_CONFIG: unknown entry '{}' (expected key=value with a key among blockM, "
                               "blockN, warps, sdpWarpsM, dkvWarpsN, dqWarpsM, stages, unroll, dqBlockM, dqBlockN, "
-                              "dqWarps, dqFirst)", item));
+                              "dqWarps, dqFirst, gradWindows, gradWindowFloats)", item));
     *it->second = std::atoi(item.c_str() + eq + 1);
   }
 }
@@ -127,10 +128,15 @@ size_t alignUp(size_t n) { return (n + kWorkspaceAlign - 1) / kWorkspaceAlign * 
 }  // namespace
 
 BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const DeviceInfo& info,
-                                  const BlockMask& blockMask, bool deterministic) {
-  BwdKernelConfig config = defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
-                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV, deterministic);
+                                  const BlockMask& blockMask, bool deterministic, const Variant& variant) {
+  BwdKernelConfig config =
+      defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor, info.computeMinor,
+                       blockMask.blockQ, blockMask.blockKV, deterministic, variant.gradSites);
   applyConfigOverrides(config);
+  // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
+  // than the variant has sites.
+  config.gradWindows = std::min(config.gradWindows, variant.gradSites);
+  if (config.gradWindows == 0 || config.gradWindowFloats <= 0) config.gradWindows = config.gradWindowFloats = 0;
   requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
   return config;
 }
@@ -146,7 +152,7 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
-  BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic);
+  BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant);
   const std::string tag = variantTag(scoreMod, mask);
   const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
   const CompiledKernel& main = backwardKernel(variant.get(), config, BwdKernelKind::DkDv, tag);

@@ -16,10 +16,10 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
                 const BlockMask& blockMask, const AttentionShape& shape, const TensorView& out, const TensorView& lse,
                 const AttentionOptions& options);
 
-/// The backward kernel configuration gpuBackward uses for these inputs (overrides from
-/// FLEXJIT_BWD_CONFIG applied, checked).
+/// The backward kernel configuration gpuBackward uses for these inputs and variant (made with its
+/// gradient: its accumulation sites get gradient windows); overrides from FLEXJIT_BWD_CONFIG applied, checked.
 BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& shape, const DeviceInfo& info,
-                                  const BlockMask& blockMask, bool deterministic);
+                                  const BlockMask& blockMask, bool deterministic, const Variant& variant);
 
 /// Compiles the backward kernels gpuBackward would use for these inputs on a background thread; the
 /// kernel cache lets a later backward wait for that compile instead of starting another. At most one

@@ -46,7 +46,7 @@ void compileBackwardAhead(const ScoreMod& scoreMod, const MaskMod& mask, DType d
                           const DeviceInfo& info, const BlockMask& blockMask) {
   try {
     std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
-    BwdKernelConfig config = backwardConfigFor(dtype, shape, info, blockMask, /*deterministic=*/false);
+    BwdKernelConfig config = backwardConfigFor(dtype, shape, info, blockMask, /*deterministic=*/false, *variant);
     std::string tag = variantTag(scoreMod, mask);
     std::string key = fmt::format("{}/{}", static_cast<const void*>(variant.get()),
                                   bwdInstantiationSource(config, BwdKernelKind::DkDv));

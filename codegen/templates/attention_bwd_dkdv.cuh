@@ -11,14 +11,15 @@
 //     barrier; start loading the next q tile's Q, dO, LSE2, Delta      -- overlaps everything below
 //     S = Q K^T; P = exp(score_mod(scale S) - LSE), masked -> P to shared memory
 //     dP = dO V^T; dS = score_mod_grad(scale S, P (dP - Delta)) -> dS to shared memory
-//     barrier; dV += P^T dO; dK += dS^T Q; dQ_accum[h, q0..] += dS K (atomics)
+//       (captured-tensor gradients: into the tile's shared-memory windows, attention_bwd_grad_window.cuh)
+//     barrier; [flush the gradient windows]; dV += P^T dO; dK += dS^T Q; dQ_accum[h, q0..] += dS K (atomics)
 //   dK *= scale; dK, dV staged through shared memory and written with 16-byte stores
 //
 // GQA needs no reduction: the CTA walks all of its kv head's query heads, so dK / dV are summed in
 // registers and written once, in a fixed order.
 #pragma once
 
-#include "codegen/templates/attention_bwd_phases.cuh"
+#include "codegen/templates/attention_bwd_grad_window.cuh"
 
 namespace fjk {
 
@@ -85,7 +86,7 @@ __device__ __forceinline__ void dkdv_compute_s(float (&s)[Tr::kSdpTM][Tr::kSdpTN
 /// recomputes it from S.
 template <class Tr, class Var, int kMode>
 __device__ __forceinline__ void dkdv_probs_and_ds(unsigned s_base, unsigned char* smem, const BwdTile* tile_s,
-                                                  int stage, const BwdParams& p) {
+                                                  int ring_slot, int stage, const BwdParams& p) {
   const BwdTile tile = *tile_s;
   const int b = block_z_in_loop();
   const int n0 = block_x_in_loop() * Tr::kBlockN;
@@ -122,7 +123,12 @@ __device__ __forceinline__ void dkdv_probs_and_ds(unsigned s_base, unsigned char
     read_row_stats(lse2, lse_s, row0, lane);
   }
   read_row_stats(delta, delta_s, row0, lane);
-  compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, p, p.grads, b, tile.h, q_first, kv_first);
+  if constexpr (Tr::kGradWindows > 0) {
+    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, p, grad_window_sink<Tr>(smem, ring_slot, p),
+                                                   b, tile.h, q_first, kv_first);
+  } else {
+    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, p, p.grads, b, tile.h, q_first, kv_first);
+  }
   store_acc_smem<Tr::kIsBf16, Tr::kPPitch>(ds_s, dp, 1.0f, lane);
 }
 
@@ -227,7 +233,12 @@ __device__ __forceinline__ void attention_bwd_dkdv(const BwdParams& p) {
     walk_begin(ring.walk, h_kv * p.q_per_kv, (h_kv + 1) * p.q_per_kv);
     ring.slot[0] = next_q_tile<Tr>(ring.walk, p, b, kv_block);
     ring.slot[1] = next_q_tile<Tr>(ring.walk, p, b, kv_block);
+    if constexpr (Tr::kGradWindows > 0) {
+      fill_grad_windows<Tr, Var>(grad_window_slots<Tr>(smem, 0), ring.slot[0], p, b, n0);
+      fill_grad_windows<Tr, Var>(grad_window_slots<Tr>(smem, 1), ring.slot[1], p, b, n0);
+    }
   }
+  if constexpr (Tr::kGradWindows > 0) zero_grad_windows<Tr>(smem, tid);
   __syncthreads();
   if constexpr (Tr::kStages == 2) {
     const BwdTile first = ring.slot[0];
@@ -265,16 +276,23 @@ __device__ __forceinline__ void attention_bwd_dkdv(const BwdParams& p) {
     }
     const bool check =
         tile.partial || tile.start + Tr::kBlockM > p.len_q || (block_x_in_loop() + 1) * Tr::kBlockN > p.len_kv;
+    const int ring_slot = it % BwdTileRing::kSlots;
     if (check) {
-      dkdv_probs_and_ds<Tr, Var, kCheck>(s_base, smem, &ring.slot[it % BwdTileRing::kSlots], stage, p);
+      dkdv_probs_and_ds<Tr, Var, kCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p);
     } else {
-      dkdv_probs_and_ds<Tr, Var, kNoCheck>(s_base, smem, &ring.slot[it % BwdTileRing::kSlots], stage, p);
+      dkdv_probs_and_ds<Tr, Var, kNoCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p);
     }
-    __syncthreads();  // P and dS of this tile are complete
+    __syncthreads();  // P and dS of this tile are complete, and so are its gradient windows
+    if constexpr (Tr::kGradWindows > 0) flush_grad_windows<Tr>(smem, ring_slot, thread_in_loop());
     // Thread 0 fetches tile it + 2 (see BwdTileRing) while the CTA runs the second half.
     if (thread_in_loop() == 0) {
       ring.slot[(it + 2) % BwdTileRing::kSlots] =
           next_q_tile<Tr>(ring.walk, p, block_z_in_loop(), block_x_in_loop() * Tr::kBlockN / p.mask_block_kv);
+      if constexpr (Tr::kGradWindows > 0) {
+        const int next_slot = (it + 2) % BwdTileRing::kSlots;
+        fill_grad_windows<Tr, Var>(grad_window_slots<Tr>(smem, next_slot), ring.slot[next_slot], p, block_z_in_loop(),
+                                   block_x_in_loop() * Tr::kBlockN);
+      }
     }
     dkdv_accumulate<Tr>(dv, dk, s_base, &ring.slot[it % BwdTileRing::kSlots], stage, p);
   }

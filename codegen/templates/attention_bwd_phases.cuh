@@ -150,17 +150,23 @@ __device__ __forceinline__ void compute_probs(const float (&s)[kTM][kTN][4], flo
   }
 }
 
+/// Whether compute_ds calls score_mod_grad with a gradient sink on every lane for every element (the
+/// dK/dV kernel's GradWindowSink, whose adds are warp-wide; elements with P == 0 add nothing) rather than
+/// only where P != 0 (fj::GradArgs).
+__host__ __device__ constexpr bool sink_needs_all_lanes(const fj::GradArgs*) { return false; }
+
 /// dS of one tile, in place of dP: dT = P * (dP - Delta), dS = score_mod_grad(scale * dot, ..., dT) (which
-/// also adds the captured-tensor gradients into `grads`), or dS = dT without a score_mod. `ps` holds P without a
+/// also adds the captured-tensor gradients into `grads`: fj::GradArgs, or the dK/dV kernel's
+/// GradWindowSink), or dS = dT without a score_mod. `ps` holds P without a
 /// score_mod; with one it holds the raw dot products and P is recomputed from them (with the keep bits of
 /// compute_probs): keeping S, P and dP at once would not fit in registers next to dK and dV.
 /// Elements with P == 0 (masked, or underflowed like the reference's) get dS = 0 without calling the
 /// gradient: a masked score's derivative may be inf or NaN, and 0 * NaN must not leak into dQ / dK.
-template <class Var, int kTM, int kTN, int kMode>
+template <class Var, int kTM, int kTN, int kMode, class Grads>
 __device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float (&dp)[kTM][kTN][4],
                                            const TileBits<kTM * kTN * 4>& bits, const float (&lse2)[kTM][2],
-                                           const float (&delta)[kTM][2], const BwdParams& p,
-                                           const fj::GradArgs& grads, int b, int h, int q_first, int kv_first) {
+                                           const float (&delta)[kTM][2], const BwdParams& p, const Grads& grads,
+                                           int b, int h, int q_first, int kv_first) {
   const float factor = bwd_exp_factor<Var>(p);
 #pragma unroll
   for (int i = 0; i < kTM; ++i) {
@@ -177,7 +183,11 @@ __device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float
         }
         const float dt = prob * (dp[i][j][e] - delta[i][e >> 1]);
         float ds = dt;
-        if constexpr (!Var::kScoreModIsNoop) {
+        if constexpr (!Var::kScoreModIsNoop && sink_needs_all_lanes(static_cast<const Grads*>(nullptr))) {
+          const float grad = Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap,
+                                                 grads.enabled_if(prob != 0.0f));
+          ds = prob != 0.0f ? grad : 0.0f;  // a select: the masked element's derivative never leaks
+        } else if constexpr (!Var::kScoreModIsNoop) {
           ds = prob != 0.0f ? Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap, grads) : 0.0f;
         }
         dp[i][j][e] = ds;

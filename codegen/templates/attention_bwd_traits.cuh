@@ -59,8 +59,23 @@ struct BwdTileRing {
 constexpr int kBwdRingBytes = 128;
 static_assert(sizeof(BwdTileRing) <= kBwdRingBytes, "the tile ring outgrew its reservation");
 
+/// The shared-memory window of one accumulation site of score_mod_grad for one tile of the dK/dV walk
+/// (attention_bwd_grad_window.cuh). Thread 0 fills it when it fetches the tile into ring slot i; it lives
+/// and is reused exactly like that slot.
+struct GradWindowSlot {
+  long long lo;  ///< gradient-buffer offset of window element 0
+  float* dst;    ///< the gradient buffer at offset lo: where window element i is flushed to (i added)
+  int size;      ///< elements of the window; 0: this tile's contributions of the site go to global memory
+  int pad;
+};
+
+/// Bytes reserved per GradWindowSlot (BackwardConfig.cpp sizes shared memory with the same number).
+constexpr int kGradWindowSlotBytes = 32;
+static_assert(sizeof(GradWindowSlot) <= kGradWindowSlotBytes, "GradWindowSlot outgrew its reservation");
+
 template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockM_, int kBlockN_, int kNWarps_, int kSdpWarpsM_,
-          int kDkvWarpsN_, int kDqWarpsM_, int kStages_, bool kAtomicDq_, int kGemmUnroll_, bool kDqFirst_>
+          int kDkvWarpsN_, int kDqWarpsM_, int kStages_, bool kAtomicDq_, int kGemmUnroll_, bool kDqFirst_,
+          int kGradWindows_ = 0, int kGradWindowFloats_ = 0>
 struct BwdTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -78,6 +93,10 @@ struct BwdTraits {
   /// The atomic dQ product runs before dV and dK (its reductions then drain while they run) instead of
   /// after them.
   static constexpr bool kDqFirst = kDqFirst_;
+  /// Accumulation sites of score_mod_grad (the first kGradWindows) that add into a shared-memory window
+  /// of kGradWindowFloats floats per tile (0: every captured-tensor gradient goes straight to global memory).
+  static constexpr int kGradWindows = kGradWindows_;
+  static constexpr int kGradWindowFloats = kGradWindowFloats_;
 
   static constexpr int kSdpWarpsM = kSdpWarpsM_;
   static constexpr int kSdpWarpsN = kNWarps / kSdpWarpsM;
@@ -114,7 +133,11 @@ struct BwdTraits {
   static constexpr int kRowStatBytes = kBlockM * 4;  ///< one float per q row
   static constexpr int kDeltaOffset = kLseOffset + kStages * kRowStatBytes;
   static constexpr int kRingOffset = kDeltaOffset + kStages * kRowStatBytes;
-  static constexpr int kSmemBytes = kRingOffset + kBwdRingBytes;
+  /// The gradient windows (none without kGradWindows): their GradWindowSlot [ring slot][site], then the
+  /// float windows [site][kGradWindowFloats].
+  static constexpr int kGradSlotOffset = kRingOffset + kBwdRingBytes;
+  static constexpr int kGradWindowOffset = kGradSlotOffset + BwdTileRing::kSlots * kGradWindows * kGradWindowSlotBytes;
+  static constexpr int kSmemBytes = kGradWindowOffset + kGradWindows * kGradWindowFloats * 4;
 
   static_assert(kStages == 1 || kStages == 2, "the Q / dO ring has one or two stages");
   static_assert(kSdpTM >= 1 && kSdpTN % 2 == 0 && kBlockM % (kSdpWarpsM * kMmaRows) == 0, "bad S/dP warp grid");
@@ -122,6 +145,7 @@ struct BwdTraits {
   static_assert(kDqTM >= 1 && kDqTN % 2 == 0, "bad dQ warp grid");
   static_assert(kBlockM % kMmaK == 0 && kBlockN % kMmaK == 0, "tiles step k in 16s");
   static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
+  static_assert(kGradWindows >= 0 && (kGradWindows == 0) == (kGradWindowFloats == 0), "bad gradient windows");
 };
 
 /// The deterministic dQ kernel: a CTA owns kBlockM query rows of one (batch, head), each warp 16 of them,

@@ -5,6 +5,7 @@ inline constexpr bool kMaskModIsNoop = false;
 inline constexpr bool kScoreCanBeNegInf = true;
 inline constexpr bool kHasTensorGrads = true;
 inline constexpr bool kMaskReadsTensors = false;
+inline constexpr int kGradSites = 2;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, q_idx));
@@ -23,11 +24,21 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v4;
 }
 
-FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+template <class Grads>
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const Grads& grads) {
   const float v0 = (-grad_out);
-  fj::accumulateGrad(grads.grad[0], grads.stride[0], cap.tensor[0], v0, b, h, kv_idx);
-  fj::accumulateGrad(grads.grad[0], grads.stride[0], cap.tensor[0], grad_out, b, h, q_idx);
+  grads.accumulate(0, 0, cap.tensor[0], v0, b, h, kv_idx);
+  grads.accumulate(1, 0, cap.tensor[0], grad_out, b, h, q_idx);
   return grad_out;
+}
+
+FJ_HD void score_mod_grad_windows(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap, const fj::GradArgs& grads, fj::IvOffset* offsets, int* slots) {
+  const fj::IvInt v0[] = {b, h, kv_idx};
+  offsets[0] = fj::ivGradOffset(cap.tensor[0], grads.stride[0], 3, v0);
+  slots[0] = 0;
+  const fj::IvInt v1[] = {b, h, q_idx};
+  offsets[1] = fj::ivGradOffset(cap.tensor[0], grads.stride[0], 3, v1);
+  slots[1] = 0;
 }
 
 FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
@@ -65,9 +76,16 @@ struct Hooks {
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
   }
+  static constexpr int kGradSites = fjv::kGradSites;
+  template <class Grads>
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
-                                    const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+                                    const fj::CaptureArgs& cap, const Grads& grads) {
     return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);
+  }
+  static FJ_HD void score_mod_grad_windows(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
+                                           const fj::CaptureArgs& cap, const fj::GradArgs& grads,
+                                           fj::IvOffset* offsets, int* slots) {
+    fjv::score_mod_grad_windows(b, h, q_idx, kv_idx, cap, grads, offsets, slots);
   }
 };
 }  // namespace fjv

@@ -5,6 +5,7 @@ inline constexpr bool kMaskModIsNoop = false;
 inline constexpr bool kScoreCanBeNegInf = true;
 inline constexpr bool kHasTensorGrads = true;
 inline constexpr bool kMaskReadsTensors = false;
+inline constexpr int kGradSites = 1;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   const int v0 = 1023;
@@ -22,14 +23,26 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v0;
 }
 
-FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+template <class Grads>
+FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const Grads& grads) {
   const int v0 = 1023;
   const int v1 = 0;
   const int v2 = fj::subI(q_idx, kv_idx);
   const int v3 = fj::maxI(v2, v1);
   const int v4 = fj::minI(v3, v0);
-  fj::accumulateGrad(grads.grad[0], grads.stride[0], cap.tensor[0], grad_out, h, v4);
+  grads.accumulate(0, 0, cap.tensor[0], grad_out, h, v4);
   return grad_out;
+}
+
+FJ_HD void score_mod_grad_windows(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap, const fj::GradArgs& grads, fj::IvOffset* offsets, int* slots) {
+  const fj::IvInt v0 = fj::ivInt(1023, 1023);
+  const fj::IvInt v1 = fj::ivInt(0, 0);
+  const fj::IvInt v2 = fj::ivSub(q_idx, kv_idx);
+  const fj::IvInt v3 = fj::ivMax(v2, v1);
+  const fj::IvInt v4 = fj::ivMin(v3, v0);
+  const fj::IvInt v5[] = {h, v4};
+  offsets[0] = fj::ivGradOffset(cap.tensor[0], grads.stride[0], 2, v5);
+  slots[0] = 0;
 }
 
 FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
@@ -65,9 +78,16 @@ struct Hooks {
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
   }
+  static constexpr int kGradSites = fjv::kGradSites;
+  template <class Grads>
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
-                                    const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
+                                    const fj::CaptureArgs& cap, const Grads& grads) {
     return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);
+  }
+  static FJ_HD void score_mod_grad_windows(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
+                                           const fj::CaptureArgs& cap, const fj::GradArgs& grads,
+                                           fj::IvOffset* offsets, int* slots) {
+    fjv::score_mod_grad_windows(b, h, q_idx, kv_idx, cap, grads, offsets, slots);
   }
 };
 }  // namespace fjv

@@ -24,6 +24,11 @@ using ScoreFn = float (*)(float, int, int, int, int, const fj::CaptureArgs*);
 using MaskFn = bool (*)(int, int, int, int, const fj::CaptureArgs*);
 using GradFn = float (*)(float, int, int, int, int, float, const fj::CaptureArgs*, const fj::GradArgs*);
 using MaskIntervalFn = void (*)(const long long*, const fj::CaptureArgs*, int*);
+/// score_mod_grad through a recording sink: writes (site, slot, offset) of every in-bounds gradient write
+/// (at most `max`), returns how many.
+using GradWritesFn = int (*)(float, int, int, int, int, const fj::CaptureArgs*, const fj::GradArgs*, long long*, int);
+/// score_mod_grad_windows over the box {b, h, q, kv ranges}.
+using GradWindowsFn = void (*)(const long long*, const fj::CaptureArgs*, const fj::GradArgs*, fj::IvOffset*, int*);
 
 /// A shared library built from several variants; variant k's hooks are `score_k`, `mask_k`, ...
 class HostLibrary {
@@ -59,7 +64,16 @@ class HostLibrary {
  private:
   static std::string source(const std::vector<Variant>& variants) {
     std::string s =
-        "#include <cmath>\n#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n";
+        "#include <cmath>\n#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n"
+        // A gradient sink that records where score_mod_grad writes instead of adding.
+        "struct RecordingSink {\n"
+        "  const fj::GradArgs* g; long long* out; int max; int* n;\n"
+        "  template <class... I> void accumulate(int site, int slot, const fj::TensorArg& t, float, I... idx) const {\n"
+        "    long long off = fj::gradOffset(g->stride[slot], t, idx...);\n"
+        "    if (off < 0 || *n >= max) return;\n"
+        "    out[3 * *n] = site; out[3 * *n + 1] = slot; out[3 * *n + 2] = off; ++*n;\n"
+        "  }\n"
+        "};\n";
     for (size_t k = 0; k < variants.size(); ++k) {
       // Each prelude in its own enclosing namespace: fjv::... inside it resolves to that variant's fjv.
       s += fmt::format("namespace v{} {{\n{}}}  // namespace v{}\n", k, variants[k].prelude, k);
@@ -76,6 +90,17 @@ class HostLibrary {
         s += fmt::format(
             "extern \"C\" float grad_{0}(float s, int b, int h, int q, int kv, float g, const fj::CaptureArgs* c, "
             "const fj::GradArgs* gr) {{ return v{0}::fjv::score_mod_grad(s, b, h, q, kv, g, *c, *gr); }}\n",
+            k);
+      if (variants[k].gradSites > 0)
+        s += fmt::format(
+            "extern \"C\" int grad_writes_{0}(float s, int b, int h, int q, int kv, const fj::CaptureArgs* c, "
+            "const fj::GradArgs* gr, long long* out, int max) {{\n"
+            "  int n = 0; RecordingSink sink{{gr, out, max, &n}};\n"
+            "  v{0}::fjv::score_mod_grad(s, b, h, q, kv, 1.0f, *c, sink); return n; }}\n"
+            "extern \"C\" void grad_windows_{0}(const long long* x, const fj::CaptureArgs* c, const fj::GradArgs* gr, "
+            "fj::IvOffset* offsets, int* slots) {{\n"
+            "  v{0}::fjv::score_mod_grad_windows(fj::ivInt(x[0], x[1]), fj::ivInt(x[2], x[3]), fj::ivInt(x[4], x[5]), "
+            "fj::ivInt(x[6], x[7]), *c, *gr, offsets, slots); }}\n",
             k);
     }
     return s;

@@ -3,7 +3,9 @@
 // (the report docs/kernels-backward.md quotes); the benchmark configuration spills at most a few scalars.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 
 #include "codegen/BackwardConfig.h"
 #include "codegen/Variant.h"
@@ -53,7 +55,8 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   Variant variant = generateVariant(v.score, v.mask, {true});
   const Target targets[] = {{9, 0, DType::BF16, 128}, {8, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}};
   for (const Target& t : targets) {
-    BwdKernelConfig config = defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor);
+    BwdKernelConfig config =
+        defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor, 128, 128, false, variant.gradSites);
     requireBwdSupported(config, 128, 128);
     ResourceUsage main = build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, GetParam());
     // The configuration the benchmarks time (bf16, D = 128, Hopper) may spill a few loop scalars (full
@@ -64,7 +67,8 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   }
   // The deterministic dQ kernel, on the benchmark target.
   const Target hopper = targets[0];
-  BwdKernelConfig det = defaultBwdConfig(hopper.dtype, hopper.headDim, hopper.headDim, 9, 0, 128, 128, true);
+  BwdKernelConfig det =
+      defaultBwdConfig(hopper.dtype, hopper.headDim, hopper.headDim, 9, 0, 128, 128, true, variant.gradSites);
   requireBwdSupported(det, 128, 128);
   ResourceUsage dq = build(&variant, det, BwdKernelKind::Dq, hopper, kBwdDqKernelName, GetParam());
   EXPECT_EQ(dq.spillStoreBytes, 0) << GetParam() << ": dQ kernel spills";
@@ -111,4 +115,49 @@ TEST(BackwardCompile, ConfigRulesFollowTheMaskBlocks) {
   EXPECT_EQ(bwdPaddedLenQ(1), 128);
   EXPECT_EQ(bwdPaddedLenQ(128), 128);
   EXPECT_EQ(bwdPaddedLenQ(129), 256);
+}
+
+TEST(BackwardCompile, GradWindowsFitTheSharedMemory) {
+  // No accumulation sites: no windows, the shared memory of before. One or two sites: 2048 floats each,
+  // three or more: four windows of 1024 (16 KiB in all), within every GPU's limit or none at all.
+  BwdKernelConfig plain = defaultBwdConfig(DType::BF16, 128, 128, 9, 0);
+  EXPECT_EQ(plain.gradWindows, 0);
+  EXPECT_EQ(bwdDkDvSharedMemoryBytes(plain), 175232);
+  for (int sites : {1, 2, 3, 7}) {
+    BwdKernelConfig c = defaultBwdConfig(DType::BF16, 128, 128, 9, 0, 128, 128, false, sites);
+    EXPECT_EQ(c.gradWindows, std::min(sites, 4));
+    EXPECT_EQ(c.gradWindowFloats, sites <= 2 ? 2048 : 1024);
+    EXPECT_TRUE(checkBwdConfig(c).ok) << checkBwdConfig(c).message;
+  }
+  for (int major : {8, 9})
+    for (int minor : {0, 6, 9})
+      for (int d : {64, 128, 256}) {
+        // Windows never make a configuration fail: they take what the tiles leave (sm_86's 99 KiB do not
+        // fit D = 256 even without them).
+        if (!checkBwdConfig(defaultBwdConfig(DType::F16, d, d, major, minor)).ok) continue;
+        BwdKernelConfig c = defaultBwdConfig(DType::F16, d, d, major, minor, 128, 128, false, 2);
+        EXPECT_TRUE(checkBwdConfig(c).ok) << "sm_" << major << minor << " D" << d << ": " << checkBwdConfig(c).message;
+        EXPECT_EQ(c.gradWindows == 0, c.gradWindowFloats == 0);
+        std::printf("[ windows ] sm_%d%d D%d: %d windows of %d floats, smem %d B\n", major, minor, d, c.gradWindows,
+                    c.gradWindowFloats, bwdDkDvSharedMemoryBytes(c));
+      }
+}
+
+TEST(BackwardCompile, MoreGradientSitesThanWindows) {
+  // Five reads of one tensor (the fifth site has no window) compile for sm_80 and sm_90a.
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  std::vector<float> data(512);
+  CapturedTensor g("g", TensorView(data.data(), DType::F32, Device::cpu(), {512}), true);
+  ScoreMod score("many_sites", [g](Expr s, Expr, Expr, Expr q, Expr kv) {
+    return s + g[q] - g[kv] + 0.5f * g[(q + kv) % 512] + 0.25f * g[abs(q - kv)] + 0.125f * g[floordiv(q, 2)];
+  });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  Variant variant = generateVariant(score, causal, {true});
+  EXPECT_EQ(variant.gradSites, 5);
+  for (const Target& t : {Target{9, 0, DType::BF16, 128}, Target{8, 0, DType::BF16, 128}}) {
+    BwdKernelConfig config =
+        defaultBwdConfig(t.dtype, t.headDim, t.headDim, t.major, t.minor, 128, 128, false, variant.gradSites);
+    EXPECT_EQ(config.gradWindows, 4);
+    build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, "many_sites");
+  }
 }

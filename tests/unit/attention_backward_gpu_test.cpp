@@ -6,8 +6,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
+#include <random>
 #include <tuple>
 
 #include "BackwardTestUtil.h"
@@ -110,10 +113,52 @@ std::string expectClose(const GradValues& got, const GradValues& lowPrecision, c
   return summary;
 }
 
+/// A float32 host tensor of random values in [-1, 1) for a test variant's capture.
+std::shared_ptr<examples::HostTensor> randomCapture(std::vector<int64_t> shape, uint32_t seed) {
+  auto t = std::make_shared<examples::HostTensor>();
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::mt19937 gen(seed);
+  std::vector<float> values(n);
+  for (float& x : values) x = std::uniform_real_distribution<float>(-1, 1)(gen);
+  t->bytes.resize(values.size() * sizeof(float));
+  std::memcpy(t->bytes.data(), values.data(), t->bytes.size());
+  t->view = TensorView(t->bytes.data(), DType::F32, Device::cpu(), std::move(shape));
+  return t;
+}
+
+/// Variants for the dK/dV kernel's gradient windows beyond the seeds (relative_bias: windows that fit;
+/// gated_decay: a tensor read twice, overlapping windows), all causal:
+///   grad_full_bias  s + full[q][kv] + w[h]: full's window spans 64 rows of Lkv, too large past Lkv ~ 30
+///                   (global atomics), w's is one element (every lane of a warp adds to it)
+///   grad_many_sites five reads of g: more sites than windows (the fifth adds to global memory), windows
+///                   of different widths on one buffer
+examples::SeedVariant makeVariant(const std::string& name, const examples::Shape& shape) {
+  if (name != "grad_full_bias" && name != "grad_many_sites") return examples::makeSeedVariant(name, shape);
+  examples::SeedVariant v;
+  v.name = name;
+  v.shape = shape;
+  v.mask = MaskMod("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  if (name == "grad_full_bias") {
+    v.data = {randomCapture({shape.Lq, shape.Lkv}, 31), randomCapture({shape.H}, 32)};
+    CapturedTensor full("full_bias", v.data[0]->view, true), w("head_bias", v.data[1]->view, true);
+    v.score = ScoreMod(name, [full, w](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + full[q][kv] + w[h]; });
+  } else {
+    const int64_t L = std::max(shape.Lq, shape.Lkv);
+    v.data = {randomCapture({L}, 33)};
+    CapturedTensor g("g", v.data[0]->view, true);
+    const int len = static_cast<int>(L);
+    v.score = ScoreMod(name, [g, len](Expr s, Expr, Expr, Expr q, Expr kv) {
+      return s + g[q] - g[kv] + 0.5f * g[(q + kv) % len] + 0.25f * g[abs(q - kv)] + 0.125f * g[floordiv(q, 2)];
+    });
+  }
+  return v;
+}
+
 void runCase(const std::string& name, const Case& c, uint32_t seed, bool deterministic) {
   const examples::Shape shape{c.B, c.Hq, c.Lq, c.Lkv};
-  examples::SeedVariant cpu = examples::makeSeedVariant(name, shape);
-  examples::SeedVariant gpu = examples::makeSeedVariant(name, shape);  // same data, placed on the GPU
+  examples::SeedVariant cpu = makeVariant(name, shape);
+  examples::SeedVariant gpu = makeVariant(name, shape);  // same data, placed on the GPU
   gpu.placeCaptures(kGpu);
   BlockMask cpuMask = createBlockMask(cpu.mask, c.B, c.Hq, c.Lq, c.Lkv, Device::cpu());
   BlockMask gpuMask = createBlockMask(gpu.mask, c.B, c.Hq, c.Lq, c.Lkv, kGpu);
@@ -151,6 +196,28 @@ TEST_P(AttentionBackwardGpuSeeds, DeterministicModeMatchesTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSeeds, ::testing::ValuesIn(examples::seedVariantNames()),
                          [](const auto& info) { return info.param; });
+
+/// Captured-tensor gradients through the dK/dV kernel's shared-memory windows (see makeVariant; the seeds
+/// relative_bias and gated_decay run above): windows too large for their capacity, more sites than
+/// windows, a one-element window, odd sizes (tiles clipped at the sequence ends), GQA; then relative_bias
+/// and gated_decay with small windows (gradWindowFloats=64: relative_bias's 191-element windows fall back
+/// near the diagonal) and with none (gradWindows=0: the global atomics alone).
+TEST(AttentionBackwardGpu, CapturedGradientWindows) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  const Case cases[] = {{1, 2, 2, 17, 17, 64, DType::BF16},     {2, 4, 1, 127, 129, 128, DType::BF16},
+                        {1, 4, 2, 300, 1000, 64, DType::F16},   {1, 2, 2, 1000, 300, 128, DType::BF16}};
+  uint32_t seed = 1700;
+  for (const char* name : {"grad_full_bias", "grad_many_sites"})
+    for (const Case& c : cases)
+      for (bool deterministic : {false, true}) runCase(name, c, seed += 3, deterministic);
+  for (const char* config : {"gradWindowFloats=64", "gradWindows=0"}) {
+    setenv("FLEXJIT_BWD_CONFIG", config, 1);
+    SCOPED_TRACE(config);
+    for (const char* name : {"relative_bias", "gated_decay", "grad_many_sites"})
+      for (const Case& c : {cases[1], cases[3]}) runCase(name, c, seed += 3, false);
+    unsetenv("FLEXJIT_BWD_CONFIG");
+  }
+}
 
 /// The alternatives to the defaults (FLEXJIT_BWD_CONFIG overrides): 2-step unrolling (no spills),
 /// FlashAttention-2's 128-row q tiles for D = 64, the one-stage ring of smaller GPUs, the 64-row kv tiles

@@ -237,3 +237,87 @@ TEST(CodegenHost, IntervalFormsAreNeverWrong) {
   }
   EXPECT_GT(decided, boxes / 5) << "the analysis should decide a good share of small boxes";
 }
+
+TEST(CodegenHost, GradWindowsContainEveryGradientWrite) {
+  // score_mod_grad_windows bounds, per accumulation site, the gradient-buffer offsets the site writes over
+  // a box; the dK/dV kernel relies on it (an offset outside its window goes to global memory, but a wrong
+  // window with a wrong slot would not). Random gradients (rank-1 tensor, index % 64) and structured ones
+  // (ranks 2 and 3, strided gradient buffers, an index read from an int tensor, an index made from the
+  // score, a tensor read twice), every position of random boxes.
+  TestTensors tt(/*requiresGrad=*/true);
+  RandomExprGen gen(kSeed + 3, tt.options(false));
+  constexpr int kB = 2, kH = 3, kL = 40;
+  std::vector<float> bias(kH * kL), gate(kB * kH * kL);
+  CapturedTensor bias2("bias2", TensorView(bias.data(), DType::F32, Device::cpu(), {kH, kL}), true);
+  CapturedTensor gate3("gate3", TensorView(gate.data(), DType::F32, Device::cpu(), {kB, kH, kL}), true);
+  CapturedTensor ids = tt.it;
+  std::vector<ScoreMod> mods;
+  for (int i = 0; i < 150; ++i) mods.push_back(ScoreMod::fromBody(fmt::format("gw{}", i), gen.floatExpr()));
+  mods.emplace_back("relative", [bias2](Expr s, Expr, Expr h, Expr q, Expr kv) {
+    return s + bias2[h][clamp(q - kv, 0, kL - 1)];
+  });
+  mods.emplace_back("gated", [gate3](Expr s, Expr b, Expr h, Expr q, Expr kv) {
+    return s + gate3[b][h][q] - gate3[b][h][kv];
+  });
+  mods.emplace_back("bucketed", [bias2, ids](Expr s, Expr, Expr h, Expr q, Expr kv) {
+    return s + bias2[h % 2][floordiv(q, 8) + ids[kv % kTensorLen] % 4];
+  });
+  mods.emplace_back("score_index", [bias2](Expr s, Expr, Expr h, Expr, Expr) {
+    return s * bias2[h][clamp(toInt(s * 4.0f) + 8, 0, 15)];
+  });
+  std::vector<Variant> variants;
+  for (const ScoreMod& m : mods) variants.push_back(generateVariant(m, MaskMod::noop()));
+  HostLibrary lib(variants, "gradwindows");
+  ASSERT_TRUE(lib.ok());
+
+  constexpr int kMaxWrites = 64;
+  int writes = 0, tight = 0, withSites = 0;
+  for (size_t k = 0; k < mods.size(); ++k) {
+    const Variant& v = variants[k];
+    if (v.gradSites == 0) continue;
+    ++withSites;
+    auto record = lib.get<GradWritesFn>("grad_writes", k);
+    auto windows = lib.get<GradWindowsFn>("grad_windows", k);
+    ASSERT_TRUE(record && windows) << mods[k].canonicalForm();
+    fj::CaptureArgs cap = hostCaptures(v);
+    // Gradient buffers padded like a strided view: every stride 3x the contiguous one, the last one 2.
+    fj::GradArgs ga{};
+    for (size_t j = 0; j < v.captures.tensors.size(); ++j) {
+      const auto& t = v.captures.tensors[j];
+      long long contiguous = 1;
+      for (int d = t->rank - 1; d >= 0; --d) {
+        ga.stride[j][d] = d == t->rank - 1 ? 2 : 3 * contiguous;
+        contiguous *= t->view->shape[d];
+      }
+    }
+    for (int t = 0; t < 12; ++t) {
+      int b0 = gen.pick(kB), h0 = gen.pick(kH), q0 = gen.pick(70), kv0 = gen.pick(70);
+      const long long box[8] = {b0, b0 + gen.pick(2), h0, h0 + gen.pick(2), q0, q0 + gen.pick(12), kv0, kv0 + gen.pick(12)};
+      std::vector<fj::IvOffset> offsets(v.gradSites);
+      std::vector<int> slots(v.gradSites, -1);
+      windows(box, &cap, &ga, offsets.data(), slots.data());
+      for (const fj::IvOffset& o : offsets) tight += !fj::ivEmpty(o) && o.hi - o.lo < 64;
+      for (long long b = box[0]; b <= box[1]; ++b)
+        for (long long h = box[2]; h <= box[3]; ++h)
+          for (long long q = box[4]; q <= box[5]; ++q)
+            for (long long kv = box[6]; kv <= box[7]; ++kv) {
+              long long out[3 * kMaxWrites];
+              const float s = gen.uniform(-3, 3);
+              int n = record(s, int(b), int(h), int(q), int(kv), &cap, &ga, out, kMaxWrites);
+              for (int w = 0; w < n; ++w) {
+                const long long site = out[3 * w], slot = out[3 * w + 1], off = out[3 * w + 2];
+                ASSERT_LT(site, v.gradSites);
+                const fj::IvOffset o = offsets[site];
+                ASSERT_EQ(slot, slots[site]) << mods[k].canonicalForm() << " site " << site;
+                ASSERT_TRUE(o.lo <= off && off <= o.hi)
+                    << mods[k].canonicalForm() << " site " << site << " writes offset " << off << " outside ["
+                    << o.lo << ", " << o.hi << "] at b=" << b << " h=" << h << " q=" << q << " kv=" << kv;
+                ++writes;
+              }
+            }
+    }
+  }
+  EXPECT_GE(withSites, 50) << "random expressions should often read the gradient tensor";
+  EXPECT_GT(writes, 10000);
+  EXPECT_GT(tight, 100) << "windows should often be much smaller than the tensors";
+}

@@ -38,7 +38,7 @@ int runCompile(const Args& a) {
     bwd = cachedVariant(v.score, v.mask, true);
   });
   FwdKernelConfig fc = defaultFwdConfig(dtype, headDim, headDim, info.computeMajor, info.computeMinor);
-  BwdKernelConfig bc = backwardConfigFor(dtype, shape, info, blocks, false);
+  BwdKernelConfig bc = backwardConfigFor(dtype, shape, info, blocks, false, *bwd);
   const std::string tag = variantTag(v.score, v.mask);
   double fwdMs = 0;
   double totalMs = wallMs([&] {

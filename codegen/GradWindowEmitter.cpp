@@ -1,0 +1,65 @@
+// The gradient windows of score_mod_grad: per accumulation site (fj.grad_accumulate), the interval of the
+// offset it writes in its gradient buffer over one tile's box of positions. The dK/dV kernel sizes a
+// shared-memory window with it (docs/kernels-backward.md); only the ops the indices depend on are emitted,
+// in their interval forms (IntervalEmitter), so the function is as sound as the block classifier.
+#include <fmt/format.h>
+
+#include "codegen/FunctionEmitter.h"
+#include "compiler/Dialect.h"
+
+using namespace mlir;
+
+namespace flexjit {
+
+namespace {
+
+/// Every op that the indices of an accumulation site depend on.
+llvm::DenseSet<Operation*> indexSlice(func::FuncOp fn) {
+  llvm::DenseSet<Operation*> slice;
+  llvm::SmallVector<Value> work;
+  fn.walk([&](fjir::GradAccumulateOp acc) { work.append(acc.getIndices().begin(), acc.getIndices().end()); });
+  while (!work.empty()) {
+    Operation* def = work.pop_back_val().getDefiningOp();
+    if (!def || !slice.insert(def).second) continue;
+    work.append(def->getOperands().begin(), def->getOperands().end());
+  }
+  return slice;
+}
+
+}  // namespace
+
+std::string GradWindowEmitter::emitWindows(func::FuncOp fn, const std::string& name) {
+  slice_ = indexSlice(fn);
+  emitBody(fn, name);
+  return fmt::format("FJ_HD void {}({}) {{\n{}}}\n", name, paramList(fn), body());
+}
+
+std::string GradWindowEmitter::argExpr(func::FuncOp fn, unsigned index) const {
+  // An index computed from the score or the incoming gradient may be anything they allow.
+  if (auto p = fn.getArgAttrOfType<StringAttr>(index, fjir::kParamAttr))
+    if (p.getValue() == "score" || p.getValue() == "grad_out") return "fj::ivFloatFull()";
+  return IntervalEmitter::argExpr(fn, index);
+}
+
+std::string GradWindowEmitter::paramList(func::FuncOp) const {
+  return "fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap, "
+         "const fj::GradArgs& grads, fj::IvOffset* offsets, int* slots";
+}
+
+bool GradWindowEmitter::emitOp(Operation* op) {
+  if (auto acc = dyn_cast<fjir::GradAccumulateOp>(op)) {
+    auto fn = op->getParentOfType<func::FuncOp>();
+    const int site = gradSiteOf(op), slot = slotOf(fn, acc.getGrad(), fjir::kGradSlotAttr);
+    std::string idx = fresh(), list;
+    for (Value v : acc.getIndices()) list += (list.empty() ? "" : ", ") + use(v);
+    statement(fmt::format("const fj::IvInt {}[] = {{{}}};", idx, list));
+    statement(fmt::format("offsets[{0}] = fj::ivGradOffset(cap.tensor[{1}], grads.stride[{1}], {2}, {3});", site, slot,
+                          acc.getIndices().size(), idx));
+    statement(fmt::format("slots[{}] = {};", site, slot));
+    return true;
+  }
+  if (!slice_.contains(op)) return true;  // the value or derivative of the score: not needed here
+  return IntervalEmitter::emitOp(op);
+}
+
+}  // namespace flexjit
