@@ -42,7 +42,7 @@ FwdConfigCheck fail(FwdConfigStatus status, const std::string& message) { return
 bool FwdKernelConfig::operator==(const FwdKernelConfig& o) const {
   return dtype == o.dtype && headDim == o.headDim && headDimV == o.headDimV && archMajor == o.archMajor &&
          archMinor == o.archMinor && blockM == o.blockM && blockN == o.blockN && subN == o.subN &&
-         numWarps == o.numWarps && qInRegs == o.qInRegs;
+         numWarps == o.numWarps && qInRegs == o.qInRegs && decideSubTiles == o.decideSubTiles;
 }
 
 int maxSharedMemoryPerBlock(int archMajor, int archMinor) {
@@ -175,7 +175,9 @@ std::string fwdInstantiationSource(const FwdKernelConfig& c) {
     << ", tile " << c.blockM << "x" << c.blockN << " (S " << c.subN << " wide), " << c.numWarps << " warps, Q in "
     << (c.qInRegs ? "registers" : "shared memory") << ", sm_" << c.archMajor << c.archMinor << ".\n"
     << "namespace fjk {\n"
-    << "using GeneratedVariant = fjv::Hooks;  // the prelude's adapter\n"
+    << (c.decideSubTiles ? "using GeneratedVariant = fjv::Hooks;  // the prelude's adapter\n"
+                         : "struct GeneratedVariant : fjv::Hooks {  // the prelude's adapter, sub-tiles undecided\n"
+                           "  static constexpr bool kMaskIntervalIsCheap = false;\n};\n")
     << "using GeneratedFwdTraits = FwdTraits<" << (bf16 ? "true" : "false") << ", " << c.headDim << ", "
     << c.headDimV << ", " << c.blockM << ", " << c.blockN << ", " << c.numWarps << ", "
     << (c.qInRegs ? "true" : "false") << ", " << c.subN << ">;\n"

@@ -28,6 +28,10 @@ struct FwdKernelConfig {
   int subN = 32;          ///< columns of S computed at once (kSubN); divides blockN
   int numWarps = 4;       ///< warps per CTA; each owns blockM / numWarps rows
   bool qInRegs = false;   ///< keep Q fragments in registers instead of re-reading shared memory
+  /// In partial blocks, decide each warp's sub-tile with mask_mod's interval form where the variant allows it
+  /// (fjv::Hooks::kMaskIntervalIsCheap). Off by default: on H100 it gained 3% on causal D128 but lost 6% on
+  /// causal D64 and 5-8% on NATTEN / SASA (the interval code costs registers); FLEXJIT_FWD_CONFIG turns it on.
+  bool decideSubTiles = false;
 
   bool operator==(const FwdKernelConfig& o) const;
 };
@@ -98,6 +102,13 @@ inline constexpr int kFwdScheduleHeads = 8;
 /// the defaults spill a few registers' worth and are measured faster than narrower S slices without
 /// spills (see defaultFwdConfig). Past this the runtime steps to narrower slices (runtime/KernelBuild.cpp).
 inline constexpr int kToleratedSpillBytes = 64;
+
+/// mask_mod operations past which the forward computes S at most kCostlyMaskSubN columns at a time: in
+/// the partial blocks such masks (NATTEN, SASA: 18 operations with floor divisions) evaluate per element,
+/// and on H100 they ran 25-55% faster with 32-column slices than with the wide defaults (docs/performance.md),
+/// while cheap masks (causal: 1 operation, sliding window, prefix LM: 3-5) gain from the wide ones.
+inline constexpr int kCostlyMaskOps = 8;
+inline constexpr int kCostlyMaskSubN = 32;
 
 /// Name of the extern "C" kernel that fwdInstantiationSource defines.
 inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";

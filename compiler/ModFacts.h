@@ -10,6 +10,7 @@ struct ModFacts {
   bool scoreCanBeNegInf = true;  ///< score_mod may return -inf (masks through the score)
   bool hasTensorGrads = false;   ///< some captured tensor requires a gradient
   bool maskReadsTensors = false; ///< mask_mod reads a captured tensor (its interval form then scans values)
+  int maskOps = 0;               ///< operations in the simplified mask_mod (constants and return not counted)
 };
 
 }  // namespace flexjit

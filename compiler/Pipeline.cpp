@@ -61,6 +61,9 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
   facts.scoreCanBeNegInf = RangeAnalysis(scoreFn, everywhere).classify() != BlockClass::Full;
   for (const auto& t : score.tensors()) facts.hasTensorGrads |= t->requiresGrad;
   facts.maskReadsTensors = maskFn.walk([](fjir::LoadOp) { return WalkResult::interrupt(); }).wasInterrupted();
+  maskFn.walk([&](Operation* op) {
+    if (!op->hasTrait<OpTrait::ConstantLike>() && !isa<func::ReturnOp, func::FuncOp>(op)) ++facts.maskOps;
+  });
   return facts;
 }
 

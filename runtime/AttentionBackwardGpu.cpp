@@ -23,6 +23,7 @@
 #include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"
+#include "runtime/ConfigOverrides.h"
 #include "runtime/CudaDriver.h"
 #include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
@@ -100,24 +101,13 @@ void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, 
 }
 
 /// Applies FLEXJIT_BWD_CONFIG's "key=value,..." overrides to a default configuration.
-void applyConfigOverrides(BwdKernelConfig& c) {
-  const char* env = std::getenv("FLEXJIT_BWD_CONFIG");
-  if (!env || !*env) return;
-  const std::map<std::string, int*> fields = {
-      {"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},   {"sdpWarpsM", &c.sdpWarpsM},
-      {"dkvWarpsN", &c.dkvWarpsN}, {"dqWarpsM", &c.dqWarpsM},   {"stages", &c.stages},    {"unroll", &c.gemmUnroll},
-      {"dqBlockM", &c.dqBlockM},   {"dqBlockN", &c.dqBlockN},   {"dqWarps", &c.dqNumWarps},
-      {"dqFirst", &c.dqFirst},     {"gradWindows", &c.gradWindows}, {"gradWindowFloats", &c.gradWindowFloats}};
-  std::stringstream ss(env);
-  for (std::string item; std::getline(ss, item, ',');) {
-    const size_t eq = item.find('=');
-    auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
-    if (it == fields.end())
-      throw Error(fmt::format("FLEXJIT_BWD_CONFIG: unknown entry '{}' (expected key=value with a key among blockM, "
-                              "blockN, warps, sdpWarpsM, dkvWarpsN, dqWarpsM, stages, unroll, dqBlockM, dqBlockN, "
-                              "dqWarps, dqFirst, gradWindows, gradWindowFloats)", item));
-    *it->second = std::atoi(item.c_str() + eq + 1);
-  }
+void applyBwdOverrides(BwdKernelConfig& c) {
+  applyConfigOverrides("FLEXJIT_BWD_CONFIG",
+                       {{"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},
+                        {"sdpWarpsM", &c.sdpWarpsM}, {"dkvWarpsN", &c.dkvWarpsN}, {"dqWarpsM", &c.dqWarpsM},
+                        {"stages", &c.stages},       {"unroll", &c.gemmUnroll},   {"dqBlockM", &c.dqBlockM},
+                        {"dqBlockN", &c.dqBlockN},   {"dqWarps", &c.dqNumWarps},  {"dqFirst", &c.dqFirst},
+                        {"gradWindows", &c.gradWindows}, {"gradWindowFloats", &c.gradWindowFloats}});
 }
 
 constexpr size_t kFloatBytes = 4;
@@ -132,7 +122,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   BwdKernelConfig config =
       defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor, info.computeMinor,
                        blockMask.blockQ, blockMask.blockKV, deterministic, variant.gradSites);
-  applyConfigOverrides(config);
+  applyBwdOverrides(config);
   // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
   // than the variant has sites.
   config.gradWindows = std::min(config.gradWindows, variant.gradSites);

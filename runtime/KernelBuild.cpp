@@ -5,6 +5,8 @@
 #include <map>
 #include <mutex>
 
+#include "dsl/Error.h"
+#include "runtime/ConfigOverrides.h"
 #include "runtime/KernelCache.h"
 
 namespace flexjit {
@@ -66,15 +68,24 @@ ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKern
 
 }  // namespace
 
-ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& config, const std::string& tag) {
+ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& requested, const std::string& tag) {
+  FwdKernelConfig config = requested;
+  if (variant.facts.maskOps > kCostlyMaskOps && config.subN > kCostlyMaskSubN) config.subN = kCostlyMaskSubN;
+  int qInRegs = config.qInRegs, decideSubTiles = config.decideSubTiles;
+  // Only fields that keep the tiles' fit to the BlockMask's blocks (checked by the caller) may change.
+  applyConfigOverrides("FLEXJIT_FWD_CONFIG",
+                       {{"subN", &config.subN}, {"qInRegs", &qInRegs}, {"decideSubTiles", &decideSubTiles}});
+  config.qInRegs = qInRegs != 0, config.decideSubTiles = decideSubTiles != 0;
+  if (FwdConfigCheck check = checkFwdConfig(config); !check.ok())
+    throw Error("FLEXJIT_FWD_CONFIG: " + check.message);
   // Index by the variant object (cachedVariant keeps one per structure) and the config, so a repeated
   // call skips source assembly, hashing and the spill search entirely.
   static std::mutex mutex;
   static std::map<std::string, ForwardBuild> index;
-  std::string key = fmt::format("{}/{}/{}/{}/{}/{}.{}/{}x{}x{}x{}/{}", static_cast<const void*>(&variant),
+  std::string key = fmt::format("{}/{}/{}/{}/{}/{}.{}/{}x{}x{}x{}/{}/{}", static_cast<const void*>(&variant),
                                 static_cast<int>(config.dtype), config.headDim, config.headDimV, config.archMajor,
                                 config.archMinor, config.blockM, config.blockN, config.subN, config.numWarps,
-                                config.qInRegs, tag);
+                                config.qInRegs, config.decideSubTiles, tag);
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = index.find(key);
