@@ -55,6 +55,29 @@ int FunctionEmitter::gradSiteCount(func::FuncOp fn) {
   return sites;
 }
 
+bool FunctionEmitter::gradSiteMixesQAndKv(func::FuncOp fn) {
+  bool mixed = false;
+  fn.walk([&](fjir::GradAccumulateOp site) {
+    bool q = false, kv = false;
+    llvm::SmallVector<Value> stack(site.getIndices().begin(), site.getIndices().end());
+    llvm::DenseSet<Value> seen;
+    while (!stack.empty()) {
+      Value v = stack.pop_back_val();
+      if (!seen.insert(v).second) continue;
+      if (auto arg = dyn_cast<BlockArgument>(v)) {
+        if (auto p = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), fjir::kParamAttr)) {
+          q |= p.getValue() == "q_idx";
+          kv |= p.getValue() == "kv_idx";
+        }
+      } else if (Operation* def = v.getDefiningOp()) {
+        stack.append(def->operand_begin(), def->operand_end());
+      }
+    }
+    mixed |= q && kv;
+  });
+  return mixed;
+}
+
 std::string FunctionEmitter::argExpr(func::FuncOp fn, unsigned index) const {
   if (auto p = fn.getArgAttrOfType<StringAttr>(index, fjir::kParamAttr)) return p.getValue().str();
   if (auto s = fn.getArgAttrOfType<IntegerAttr>(index, fjir::kScalarSlotAttr))

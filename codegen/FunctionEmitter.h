@@ -23,6 +23,9 @@ class FunctionEmitter {
   /// the scalar hook and its gradient windows (GradWindowEmitter) agree on the numbers through these.
   static int gradSiteOf(mlir::Operation* op);
   static int gradSiteCount(mlir::func::FuncOp fn);
+  /// Whether some accumulation site's index depends on both q_idx and kv_idx (a relative position, say):
+  /// such sites spread a tile's contributions over many addresses, where shared-memory windows pay.
+  static bool gradSiteMixesQAndKv(mlir::func::FuncOp fn);
 
  protected:
   /// C++ type of a value of MLIR type `t` in this emitter (float / fj::IvFloat ...).

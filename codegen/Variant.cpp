@@ -143,7 +143,10 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   p += fmt::format("inline constexpr bool kScoreCanBeNegInf = {};\n", boolText(v.facts.scoreCanBeNegInf));
   p += fmt::format("inline constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
   p += fmt::format("inline constexpr bool kMaskReadsTensors = {};\n", boolText(v.facts.maskReadsTensors));
-  if (options.withGradient) v.gradSites = FunctionEmitter::gradSiteCount(lowered.lookup("score_mod_grad"));
+  if (options.withGradient) {
+    v.gradSites = FunctionEmitter::gradSiteCount(lowered.lookup("score_mod_grad"));
+    v.gradSitesMixQAndKv = FunctionEmitter::gradSiteMixesQAndKv(lowered.lookup("score_mod_grad"));
+  }
   if (v.gradSites > 0) p += fmt::format("inline constexpr int kGradSites = {};\n", v.gradSites);
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");

@@ -38,6 +38,9 @@ struct Variant {
   /// Accumulation sites (captured-tensor gradient writes) of score_mod_grad; each has a gradient window
   /// (fjv::score_mod_grad_windows) that the dK/dV kernel may give shared memory (BwdKernelConfig).
   int gradSites = 0;
+  /// Some site's index depends on both q_idx and kv_idx (FunctionEmitter::gradSiteMixesQAndKv): the backward
+  /// gives the sites shared-memory windows only then (measured, docs/kernels-backward.md).
+  bool gradSitesMixQAndKv = false;
 };
 
 /// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.

@@ -122,6 +122,11 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   BwdKernelConfig config =
       defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor, info.computeMinor,
                        blockMask.blockQ, blockMask.blockKV, deterministic, variant.gradSites);
+  // Windows only where a site's index mixes q and kv (relative bias: 4 -> 70 TFLOP/s on H100). Sites indexed
+  // by q alone or kv alone (gated decay's G[q], G[kv]) send the lanes of an mma row or column to one shared
+  // element, whose float atomics are compare-and-swap loops: 48 -> 28 TFLOP/s, so they keep global atomics
+  // (an override gradWindows=N still turns windows on).
+  if (!variant.gradSitesMixQAndKv) config.gradWindows = 0;
   applyBwdOverrides(config);
   // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
   // than the variant has sites.

@@ -161,3 +161,29 @@ TEST(BackwardCompile, MoreGradientSitesThanWindows) {
     build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, "many_sites");
   }
 }
+
+// The backward gives gradient windows only to variants with a site whose index mixes q and kv: the learned
+// relative bias (bias[h][clamp(q - kv)]) yes; the gated decay (G[b][h][q], G[b][h][kv]) no.
+TEST(BackwardGradWindows, OnlySitesMixingQAndKvQualify) {
+  auto mixes = [](const char* name) {
+    examples::SeedVariant v = examples::makeSeedVariant(name);
+    Variant variant = generateVariant(v.score, v.mask, {true});
+    EXPECT_GT(variant.gradSites, 0) << name;
+    return variant.gradSitesMixQAndKv;
+  };
+  EXPECT_TRUE(mixes("relative_bias"));
+  EXPECT_FALSE(mixes("gated_decay"));
+  std::vector<float> data(64, 0.0f);
+  CapturedTensor g("g", TensorView(data.data(), DType::F32, Device::cpu(), {64}), true);
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  // Through an intermediate value and a second operand: still both.
+  Variant sum = generateVariant(ScoreMod("sum", [g](Expr s, Expr, Expr, Expr q, Expr kv) {
+                                  return s + g[(q * 3 + kv) % 64];
+                                }),
+                                causal, {true});
+  EXPECT_TRUE(sum.gradSitesMixQAndKv);
+  Variant head = generateVariant(ScoreMod("head", [g](Expr s, Expr, Expr h, Expr, Expr) { return s * g[h]; }), causal,
+                                 {true});
+  EXPECT_EQ(head.gradSites, 1);
+  EXPECT_FALSE(head.gradSitesMixQAndKv);
+}

@@ -200,8 +200,9 @@ INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSeeds, ::testing::ValuesIn(e
 /// Captured-tensor gradients through the dK/dV kernel's shared-memory windows (see makeVariant; the seeds
 /// relative_bias and gated_decay run above): windows too large for their capacity, more sites than
 /// windows, a one-element window, odd sizes (tiles clipped at the sequence ends), GQA; then relative_bias
-/// and gated_decay with small windows (gradWindowFloats=64: relative_bias's 191-element windows fall back
-/// near the diagonal) and with none (gradWindows=0: the global atomics alone).
+/// and gated_decay with small windows forced on (gradWindows=4,gradWindowFloats=64: relative_bias's
+/// 191-element windows fall back near the diagonal; gated_decay has none by default, its sites index q or kv
+/// alone) and with none (gradWindows=0: the global atomics alone).
 TEST(AttentionBackwardGpu, CapturedGradientWindows) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
   const Case cases[] = {{1, 2, 2, 17, 17, 64, DType::BF16},     {2, 4, 1, 127, 129, 128, DType::BF16},
@@ -210,7 +211,7 @@ TEST(AttentionBackwardGpu, CapturedGradientWindows) {
   for (const char* name : {"grad_full_bias", "grad_many_sites"})
     for (const Case& c : cases)
       for (bool deterministic : {false, true}) runCase(name, c, seed += 3, deterministic);
-  for (const char* config : {"gradWindowFloats=64", "gradWindows=0"}) {
+  for (const char* config : {"gradWindows=4,gradWindowFloats=64", "gradWindows=0"}) {
     setenv("FLEXJIT_BWD_CONFIG", config, 1);
     SCOPED_TRACE(config);
     for (const char* name : {"relative_bias", "gated_decay", "grad_many_sites"})
