@@ -9,7 +9,7 @@ fraction of 128 x 128 blocks computed (the same density for every implementation
     python3 bench/run_bench.py --flexjit build/bin/flexjit --out bench-results [--backward] [--python-frontend]
 
 --backward times every implementation's backward too (flexjit: `flexjit bench --backward`; the peers:
-out.backward with a fixed random gradient). --python-frontend also times flexjit through its Python package
+torch.autograd.grad with a fixed random gradient). --python-frontend also times flexjit through its Python package
 on the very score_mod / mask_mod functions torch FlexAttention gets.
 """
 import argparse
@@ -41,15 +41,20 @@ def median_ms(fn):
     return do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
-def _timed(fn, backward):
-    """fwd_ms (and bwd_ms: out.backward with a fixed random gradient) of an attention call."""
+def _timed(fn, backward, leaves=()):
+    """fwd_ms (and bwd_ms: the gradients of `leaves` for a fixed random output gradient) of an attention call.
+
+    The backward is timed with torch.autograd.grad, which returns fresh gradients: out.backward would add
+    each repetition's gradients into .grad, an extra elementwise pass over every input that flexjit's own
+    C++ timing (`flexjit bench`) does not have. The runs in docs/performance.md up to 2026-11-23 used
+    out.backward (every Python-timed column, flexjit's and the peers', paid that pass)."""
     t0 = time.perf_counter()
     out = fn()
     torch.cuda.synchronize()
     result = {"first_call_s": time.perf_counter() - t0, "fwd_ms": median_ms(fn)}
     if backward:
         grad = torch.randn_like(out)
-        result["bwd_ms"] = median_ms(lambda: out.backward(grad, retain_graph=True))
+        result["bwd_ms"] = median_ms(lambda: torch.autograd.grad(out, leaves, grad, retain_graph=True))
     return result
 
 
@@ -63,14 +68,15 @@ def time_torch_flex(name, B, H, S, D, dtype, backward=False):
     # flex_attention, which materialises the B*H*S*S scores (32 GiB here) and runs out of memory.
     torch._dynamo.reset()
     flex = torch.compile(flex_attention, dynamic=False)
-    score_mod, mask_mod, _ = torch_variants.build(name, B, H, S, requires_grad=backward)
+    score_mod, mask_mod, captured = torch_variants.build(name, B, H, S, requires_grad=backward)
     q, k, v = _inputs(B, H, S, D, dtype, backward)
     block_mask = None
     density = 1.0
     if mask_mod is not None:
         block_mask = create_block_mask(mask_mod, None, None, S, S, device="cuda")
         density = 1.0 - block_mask.sparsity() / 100.0
-    result = _timed(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask), backward)
+    result = _timed(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask), backward,
+                    [q, k, v, *captured])
     result["density"] = density
     return result
 
@@ -78,14 +84,15 @@ def time_torch_flex(name, B, H, S, D, dtype, backward=False):
 def time_flexjit_python(name, B, H, S, D, dtype, backward=False):
     """flexjit through its Python frontend, on the very functions torch flex gets (issue 5's comparison)."""
     import flexjit
-    score_mod, mask_mod, _ = torch_variants.build(name, B, H, S, requires_grad=backward)
+    score_mod, mask_mod, captured = torch_variants.build(name, B, H, S, requires_grad=backward)
     q, k, v = _inputs(B, H, S, D, dtype, backward)
     block_mask = None
     density = 1.0
     if mask_mod is not None:
         block_mask = flexjit.create_block_mask(mask_mod, None, None, S, S, device="cuda")
         density = 1.0 - block_mask.sparsity() / 100.0
-    result = _timed(lambda: flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask), backward)
+    result = _timed(lambda: flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask), backward,
+                    [q, k, v, *captured])
     result["density"] = density
     return result
 
@@ -95,7 +102,7 @@ def time_sdpa(backend, causal, B, H, S, D, dtype, backward=False):
     q, k, v = _inputs(B, H, S, D, dtype, backward)
     be = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}[backend]
     with sdpa_kernel([be]):
-        return _timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), backward)
+        return _timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), backward, [q, k, v])
 
 
 def time_torch_masks(seqs):
