@@ -166,14 +166,20 @@ FJ_HD float halfToFloat(unsigned short h) {
 }
 FJ_HD float bf16ToFloat(unsigned short h) { return bitsToFloat((unsigned)h << 16); }
 
-/// Offset of an element, or -1 when an index is outside the tensor (reads give 0, writes are dropped).
-FJ_HD long long elementOffset(const TensorArg& t, int rank, const int* idx) {
+/// Offset of element idx of a tensor shaped like `t` laid out with `stride` (t's own, or a gradient
+/// buffer's), or -1 when an index is outside the tensor (reads give 0, writes are dropped).
+FJ_HD long long stridedOffset(const TensorArg& t, const long long* stride, int rank, const int* idx) {
   long long off = 0;
   for (int d = 0; d < rank; ++d) {
     if ((unsigned)idx[d] >= (unsigned)t.size[d]) return -1;
-    off += (long long)idx[d] * t.stride[d];
+    off += (long long)idx[d] * stride[d];
   }
   return off;
+}
+
+/// Offset of an element in the tensor itself, or -1 when an index is outside it.
+FJ_HD long long elementOffset(const TensorArg& t, int rank, const int* idx) {
+  return stridedOffset(t, t.stride, rank, idx);
 }
 
 /// elementOffset for indices given as arguments: offsetOf(t, i, j).
@@ -188,12 +194,7 @@ FJ_HD long long offsetOf(const TensorArg& t, I... indices) {
 template <class... I>
 FJ_HD long long gradOffset(const long long* gradStride, const TensorArg& t, I... indices) {
   const int idx[] = {indices...};
-  long long off = 0;
-  for (int d = 0; d < (int)sizeof...(I); ++d) {
-    if ((unsigned)idx[d] >= (unsigned)t.size[d]) return -1;
-    off += (long long)idx[d] * gradStride[d];
-  }
-  return off;
+  return stridedOffset(t, gradStride, (int)sizeof...(I), idx);
 }
 
 /// Adds a gradient contribution at tensor[indices] into a float32 gradient buffer with the tensor's shape
