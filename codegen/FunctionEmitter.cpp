@@ -55,25 +55,28 @@ int FunctionEmitter::gradSiteCount(func::FuncOp fn) {
   return sites;
 }
 
+std::set<std::string> FunctionEmitter::indexDependencies(Operation* site, llvm::DenseSet<Operation*>& ops) {
+  auto acc = cast<fjir::GradAccumulateOp>(site);
+  auto fn = site->getParentOfType<func::FuncOp>();
+  std::set<std::string> params;
+  llvm::SmallVector<Value> work(acc.getIndices().begin(), acc.getIndices().end());
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    if (auto arg = dyn_cast<BlockArgument>(v)) {
+      if (auto p = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), fjir::kParamAttr)) params.insert(p.str());
+    } else if (Operation* def = v.getDefiningOp(); def && ops.insert(def).second) {
+      work.append(def->operand_begin(), def->operand_end());
+    }
+  }
+  return params;
+}
+
 bool FunctionEmitter::gradSiteMixesQAndKv(func::FuncOp fn) {
   bool mixed = false;
   fn.walk([&](fjir::GradAccumulateOp site) {
-    bool q = false, kv = false;
-    llvm::SmallVector<Value> stack(site.getIndices().begin(), site.getIndices().end());
-    llvm::DenseSet<Value> seen;
-    while (!stack.empty()) {
-      Value v = stack.pop_back_val();
-      if (!seen.insert(v).second) continue;
-      if (auto arg = dyn_cast<BlockArgument>(v)) {
-        if (auto p = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), fjir::kParamAttr)) {
-          q |= p.getValue() == "q_idx";
-          kv |= p.getValue() == "kv_idx";
-        }
-      } else if (Operation* def = v.getDefiningOp()) {
-        stack.append(def->operand_begin(), def->operand_end());
-      }
-    }
-    mixed |= q && kv;
+    llvm::DenseSet<Operation*> ops;
+    const std::set<std::string> params = indexDependencies(site, ops);
+    mixed |= params.count("q_idx") && params.count("kv_idx");
   });
   return mixed;
 }

@@ -5,6 +5,7 @@
 // so the same text compiles into GPU kernels and into CPU tests.
 #pragma once
 
+#include <set>
 #include <string>
 
 #include "llvm/ADT/DenseMap.h"
@@ -26,6 +27,9 @@ class FunctionEmitter {
   /// Whether some accumulation site's index depends on both q_idx and kv_idx (a relative position, say):
   /// such sites spread a tile's contributions over many addresses, where shared-memory windows pay.
   static bool gradSiteMixesQAndKv(mlir::func::FuncOp fn);
+  /// Adds to `ops` every op the indices of `site` depend on; returns the fj.param names of the function
+  /// arguments they reach ("q_idx", "kv_idx", ...).
+  static std::set<std::string> indexDependencies(mlir::Operation* site, llvm::DenseSet<mlir::Operation*>& ops);
 
  protected:
   /// C++ type of a value of MLIR type `t` in this emitter (float / fj::IvFloat ...).

@@ -11,25 +11,9 @@ using namespace mlir;
 
 namespace flexjit {
 
-namespace {
-
-/// Every op that the indices of an accumulation site depend on.
-llvm::DenseSet<Operation*> indexSlice(func::FuncOp fn) {
-  llvm::DenseSet<Operation*> slice;
-  llvm::SmallVector<Value> work;
-  fn.walk([&](fjir::GradAccumulateOp acc) { work.append(acc.getIndices().begin(), acc.getIndices().end()); });
-  while (!work.empty()) {
-    Operation* def = work.pop_back_val().getDefiningOp();
-    if (!def || !slice.insert(def).second) continue;
-    work.append(def->getOperands().begin(), def->getOperands().end());
-  }
-  return slice;
-}
-
-}  // namespace
-
 std::string GradWindowEmitter::emitWindows(func::FuncOp fn, const std::string& name) {
-  slice_ = indexSlice(fn);
+  slice_.clear();  // every op that the indices of some accumulation site depend on
+  fn.walk([&](fjir::GradAccumulateOp site) { indexDependencies(site, slice_); });
   emitBody(fn, name);
   return fmt::format("FJ_HD void {}({}) {{\n{}}}\n", name, paramList(fn), body());
 }
