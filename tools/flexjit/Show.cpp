@@ -20,21 +20,24 @@ namespace flexjit::cli {
 
 namespace {
 
-/// Counts of the instructions that tell whether a kernel is on the fast path.
-std::string ptxStatistics(const std::string& ptx) {
-  const std::pair<const char*, const char*> kinds[] = {
-      {"mma.sync (tensor cores)", "mma.sync"}, {"wgmma (Hopper tensor cores)", "wgmma."},
-      {"ldmatrix", "ldmatrix"},                {"cp.async (async copies)", "cp.async"},
-      {"ex2.approx (exp2)", "ex2.approx"},     {"tanh.approx", "tanh.approx"},
-      {"ld.global", "ld.global"},              {"st.global", "st.global"},
-      {"bar.sync", "bar.sync"},                {"shfl.sync", "shfl.sync"}};
+/// One line per (label, needle): how often the needle occurs in `text` (static instruction counts).
+std::string countLines(const std::string& text, std::initializer_list<std::pair<const char*, const char*>> kinds) {
   std::string out;
   for (auto [label, needle] : kinds) {
     size_t n = 0;
-    for (size_t pos = ptx.find(needle); pos != std::string::npos; pos = ptx.find(needle, pos + 1)) ++n;
+    for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
     out += fmt::format("  {:<30} {}\n", label, n);
   }
   return out;
+}
+
+/// Counts of the instructions that tell whether a kernel is on the fast path.
+std::string ptxStatistics(const std::string& ptx) {
+  return countLines(ptx, {{"mma.sync (tensor cores)", "mma.sync"}, {"wgmma (Hopper tensor cores)", "wgmma."},
+                          {"ldmatrix", "ldmatrix"},                {"cp.async (async copies)", "cp.async"},
+                          {"ex2.approx (exp2)", "ex2.approx"},     {"tanh.approx", "tanh.approx"},
+                          {"ld.global", "ld.global"},              {"st.global", "st.global"},
+                          {"bar.sync", "bar.sync"},                {"shfl.sync", "shfl.sync"}});
 }
 
 /// cuobjdump from the CUDA toolkit: $CUDA_HOME/bin, /usr/local/cuda/bin, or PATH; empty when absent.
@@ -75,20 +78,15 @@ std::string disassemble(const std::vector<char>& cubin) {
     pclose(pipe);
   }
   std::remove(path);
-  const std::pair<const char*, const char*> kinds[] = {
-      {"HMMA (tensor cores)", " HMMA."}, {"MUFU.EX2", " MUFU.EX2"}, {"FFMA", " FFMA "}, {"FMUL", " FMUL "},
-      {"FADD", " FADD "},                {"FMNMX", " FMNMX"},       {"IMAD", " IMAD"},  {"LDG", " LDG."},
-      {"LDSM (ldmatrix)", " LDSM."},     {"LDL/STL (spills)", " LDL"}, {"BAR", " BAR."}, {"SHFL", " SHFL."}};
   size_t total = 0;
   for (size_t pos = sass.find("/*"); pos != std::string::npos; pos = sass.find("/*", pos + 1))
     if (pos + 6 < sass.size() && sass.compare(pos + 6, 3, "*/ ") == 0) ++total;  // "/*0a80*/ " instruction addresses
-  std::string out = fmt::format("-- SASS ({}) --\n{}\n-- SASS statistics (static counts) --\n", tool, sass);
-  for (auto [label, needle] : kinds) {
-    size_t n = 0;
-    for (size_t pos = sass.find(needle); pos != std::string::npos; pos = sass.find(needle, pos + 1)) ++n;
-    out += fmt::format("  {:<30} {}\n", label, n);
-  }
-  return out + fmt::format("  {:<30} {}\n", "instructions", total);
+  return fmt::format("-- SASS ({}) --\n{}\n-- SASS statistics (static counts) --\n", tool, sass) +
+         countLines(sass, {{"HMMA (tensor cores)", " HMMA."}, {"MUFU.EX2", " MUFU.EX2"}, {"FFMA", " FFMA "},
+                           {"FMUL", " FMUL "}, {"FADD", " FADD "}, {"FMNMX", " FMNMX"}, {"IMAD", " IMAD"},
+                           {"LDG", " LDG."}, {"LDSM (ldmatrix)", " LDSM."}, {"LDL/STL (spills)", " LDL"},
+                           {"BAR", " BAR."}, {"SHFL", " SHFL."}}) +
+         fmt::format("  {:<30} {}\n", "instructions", total);
 }
 
 }  // namespace
@@ -118,8 +116,6 @@ int runShow(const Args& a) {
   auto [major, minor] = parseArchNumber(arch);
   FwdKernelConfig config = defaultFwdConfig(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor);
   requireFwdSupported(config, kDefaultMaskBlock, kDefaultMaskBlock);
-  std::string source = forwardSource(variant, config);
-  if (stage == "cuda") fmt::print("{}\n", source);
   if (all("ptx") || stage == "cuda" || stage == "sass") {
     ForwardBuild build;
     double ms = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });
@@ -131,6 +127,8 @@ int runShow(const Args& a) {
     fmt::print("  registers {}, static smem {} B, dynamic smem {} B, stack {} B, spills {} B stored / {} B loaded\n",
                use.registers, use.staticSharedBytes, fwdSharedMemoryBytes(c), use.stackFrameBytes, use.spillStoreBytes,
                use.spillLoadBytes);
+    // The source of the configuration built (the runtime may narrow the default's S slices).
+    if (stage == "cuda") fmt::print("{}\n", forwardSource(variant, c));
     fmt::print("{}\n", ptxStatistics(build.kernel->ptx));
     if (stage == "ptx") fmt::print("{}\n", build.kernel->ptx);
     if (stage == "sass") fmt::print("{}", disassemble(build.kernel->cubin));
