@@ -182,13 +182,7 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
     const int kv_after = t + 2 < n_tiles ? work.cursor.kv_start(t + 2) : 0;
     const bool partial = t < work.cursor.partial_tiles;
     const int q_first = work.q0 + warp * Tr::kWarpRows + (lane >> 2);
-    // FJ_FWD_UNROLL_SUBTILES (an experiment knob, off by default): unrolled, ptxas may overlap one
-    // sub-tile's P V with the next one's Q K^T, at the price of registers.
-#if defined(FJ_FWD_UNROLL_SUBTILES) && FJ_FWD_UNROLL_SUBTILES
-#pragma unroll
-#else
 #pragma unroll 1
-#endif
     for (int sub = 0; sub < Tr::kSubTiles; ++sub) {
       const int kv0 = kv_cur + sub * Tr::kSubN;
       // A (sub-)tile of the last mask block can start at or past Lkv (Lkv not a multiple of the mask
