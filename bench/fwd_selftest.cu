@@ -7,8 +7,11 @@
 // then times the peer shapes of shared/ANCHORS.md. Prints PASS/FAIL per check and a summary.
 //
 //   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I. bench/fwd_selftest.cu -o fwd_selftest
-//   ./fwd_selftest [--no-bench] [--bench-only] [--profile] [--normal]   (run from the repository root: NVRTC reads
-//   the sources; --profile runs only the default D128 noop kernel, a few launches, for ncu)
+//   ./fwd_selftest [--no-bench] [--bench-only] [--profile] [--normal] [--family sm80|sm90]   (run from the
+//   repository root: NVRTC reads the sources; --profile runs only the default D128 noop kernel, a few
+//   launches, for ncu; --family checks and times one kernel family only, both by default)
+// Both forward families are instantiated: sm80 (mma.sync) and, on Hopper, sm90 (wgmma + TMA). Building
+// with -DFJ_SELFTEST_SM90_ONLY leaves the sm80 instantiations out (a faster build while iterating).
 //
 // The host code of codegen/AttentionConfig.cpp is compiled into this file so that one nvcc command builds
 // it; NVRTC and the driver API are loaded at run time (dlopen), as flexjit's runtime does.
@@ -19,10 +22,13 @@
 #include <dlfcn.h>
 #include <nvrtc.h>
 
-#include "dsl/Semantics.h"
+#include "dsl/Interval.h"
 #include "codegen/templates/fastmath.cuh"
-#include "codegen/templates/attention_fwd.cuh"
+#include "codegen/templates/sm80/attention_fwd.cuh"
+#include "codegen/templates/sm90/attention_fwd.cuh"
 #include "codegen/AttentionConfig.cpp"
+#include "dsl/Types.cpp"
+#include "runtime/TmaMaps.h"
 
 #include <algorithm>
 #include <atomic>
@@ -114,10 +120,28 @@ struct VarKillRows {
   static ST_HD bool mask_mod(int, int, int q, int, const fj::CaptureArgs&) { return q >= 5; }
 };
 
+/// score_mod returns NaN on rows q % 7 == 3 (causal): those rows must come out NaN (O and LSE), not
+/// masked, as torch's do.
+struct VarNanRows {
+  static constexpr const char* kName = "nanrows";
+  static constexpr bool kScoreModIsNoop = false, kMaskModIsNoop = false, kMaskUsesB = false;
+  static ST_HD float score_mod(float s, int, int, int q, int, const fj::CaptureArgs&) {
+    return q % 7 == 3 ? fj::quietNaN() : s;
+  }
+  static ST_HD bool mask_mod(int, int, int q, int kv, const fj::CaptureArgs&) { return q >= kv; }
+};
+
 // ---- kernel registry: every instantiation this harness can launch ----
 template <class Tr, class Var>
 __global__ void __launch_bounds__(Tr::kNThreads, 1) fwd_kernel(const __grid_constant__ fjk::FwdParams p) {
   fjk::attention_fwd<Tr, Var>(p);
+}
+
+template <class Tr, class Var>
+__global__ void __launch_bounds__(Tr::kNThreads, 1) fwd_kernel_sm90(const __grid_constant__ fjk::Sm90FwdParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  fjk::attention_fwd_sm90<Tr, Var>(p);
+#endif
 }
 
 struct KernelEntry {
@@ -139,6 +163,42 @@ static void add_kernel() {
   c.archMajor = c.archMinor = 0;
   registry().push_back({Var::kName, c, (const void*)&fwd_kernel<Tr, Var>, Tr::kSmemBytes});
 }
+/// An sm90-family instantiation of the default tiles for (D, Dv).
+template <class Var, bool kBf16, int D, int Dv>
+static void add_kernel_sm90() {
+  const FwdKernelConfig c = flexjit::defaultSm90FwdConfig(kBf16 ? DType::BF16 : DType::F16, D, Dv, 0, 0);
+  constexpr int kBlockN = (D > Dv ? D : Dv) > 128 ? 64 : 128;  // defaultSm90FwdConfig's choice, checked below
+  using Tr = fjk::Sm90FwdTraits<kBf16, D, Dv, kBlockN, 2, 2>;
+  if (c.blockN != kBlockN) std::printf("FAIL  sm90 registry: blockN %d != default %d\n", kBlockN, c.blockN);
+  registry().push_back({Var::kName, c, (const void*)&fwd_kernel_sm90<Tr, Var>, Tr::kSmemBytes});
+}
+/// An sm90 alternative the benchmark compares with the default (a deeper ring).
+template <class Var, bool kBf16, int D, int Dv, int BN, int kStages>
+static void add_kernel_sm90_alt() {
+  FwdKernelConfig c = flexjit::defaultSm90FwdConfig(kBf16 ? DType::BF16 : DType::F16, D, Dv, 0, 0);
+  c.blockN = c.subN = BN, c.stages = kStages;
+  using Tr = fjk::Sm90FwdTraits<kBf16, D, Dv, BN, kStages, 2>;
+  registry().push_back({Var::kName, c, (const void*)&fwd_kernel_sm90<Tr, Var>, Tr::kSmemBytes});
+}
+#define FJ_SM90(V, BF)                 \
+  add_kernel_sm90<V, BF, 64, 64>();    \
+  add_kernel_sm90<V, BF, 128, 128>();
+static void register_sm90_kernels() {
+  FJ_SM90(VarNoop, true) FJ_SM90(VarNoop, false) FJ_SM90(VarCausal, true) FJ_SM90(VarCausal, false)
+  FJ_SM90(VarSliding, true) FJ_SM90(VarSliding, false) FJ_SM90(VarSoftcap, true) FJ_SM90(VarSoftcap, false)
+  FJ_SM90(VarDocument, true) FJ_SM90(VarDocument, false) FJ_SM90(VarAlibi, true) FJ_SM90(VarAlibi, false)
+  FJ_SM90(VarKillRows, true) FJ_SM90(VarKillRows, false) FJ_SM90(VarNanRows, true) FJ_SM90(VarNanRows, false)
+  add_kernel_sm90<VarNoop, true, 256, 256>();
+  add_kernel_sm90<VarCausal, true, 256, 256>();
+  add_kernel_sm90<VarKillRows, true, 256, 256>();
+  add_kernel_sm90<VarCausal, false, 256, 256>();
+  add_kernel_sm90<VarCausal, true, 128, 64>();  // Dv != D
+  add_kernel_sm90<VarCausal, true, 64, 128>();
+  add_kernel_sm90_alt<VarNoop, true, 128, 128, 128, 3>();
+  add_kernel_sm90_alt<VarCausal, true, 128, 128, 128, 3>();
+  add_kernel_sm90_alt<VarNoop, false, 64, 64, 128, 3>();
+  add_kernel_sm90_alt<VarCausal, false, 64, 64, 128, 3>();
+}
 // Defaults of defaultFwdConfig for sm_90 (checked at run time) and the alternatives the benchmark compares.
 #define FJ_DEFAULTS(V, BF)                               \
   add_kernel<V, BF, 64, 64, 128, 128, 4, true, 64>();   \
@@ -148,6 +208,8 @@ static void add_kernel() {
   add_kernel<V, BF, 96, 96, 128, 64, 4, false, 32>();     \
   add_kernel<V, BF, 256, 256, 64, 32, 4, false, 32>();
 static void register_kernels() {
+  register_sm90_kernels();
+#ifndef FJ_SELFTEST_SM90_ONLY
   FJ_DEFAULTS(VarNoop, true) FJ_DEFAULTS(VarNoop, false) FJ_DEFAULTS(VarCausal, true) FJ_DEFAULTS(VarCausal, false)
   FJ_DEFAULTS(VarSliding, true) FJ_DEFAULTS(VarSliding, false) FJ_DEFAULTS(VarSoftcap, true)
   FJ_DEFAULTS(VarSoftcap, false) FJ_DEFAULTS(VarDocument, true) FJ_DEFAULTS(VarDocument, false)
@@ -166,6 +228,8 @@ static void register_kernels() {
   FJ_BENCH_ALT(false, 64, 64, 128, 64, 4, true, 64)
   FJ_BENCH_ALT(false, 64, 64, 128, 128, 4, false, 128)
   FJ_BENCH_ALT(false, 64, 64, 128, 128, 4, false, 64)
+  FJ_DEFAULTS(VarNanRows, true) FJ_DEFAULTS(VarNanRows, false)
+#endif
 }
 static const KernelEntry* find_kernel(const std::string& var, const FwdKernelConfig& want) {
   for (const KernelEntry& e : registry()) {
@@ -404,7 +468,15 @@ static bool run_case(const Case& c, const FwdKernelConfig& cfg, const Launcher& 
       float x = (float)(dot * scale);
       if (!Var::kScoreModIsNoop) x = Var::score_mod(x, b, h, i, j, cap.host);
       s[j] = Var::mask_mod(b, h, i, j, cap.host) ? (double)x : -INFINITY;
-      m = std::max(m, s[j]);
+      if (std::isnan(s[j])) m = NAN;
+      if (!std::isnan(m)) m = std::max(m, s[j]);
+    }
+    if (std::isnan(m)) {  // a NaN score: every output of the row and its LSE must be NaN
+      for (int d = 0; d < Dv; ++d)
+        if (!std::isnan(from_bits(c.bf16, ob[offset_of(c.bshd, b, h, i, Hq, Lq, Dv) + d]))) bad[r] = 1;
+      if (!std::isnan(lse[(size_t)r])) bad[r] = 1;
+      err[r] = err_lp[r] = err_lse[r] = 0;
+      return;
     }
     double l = 0, lse_ref = -INFINITY;
     if (m != -INFINITY) {
@@ -443,8 +515,30 @@ static bool run_case(const Case& c, const FwdKernelConfig& cfg, const Launcher& 
   return ok;
 }
 
+static flexjit::TensorMapEncodeTiledFn tensor_map_encoder() {
+  static flexjit::TensorMapEncodeTiledFn fn = [] {
+    void* cu = dlopen("libcuda.so.1", RTLD_NOW);
+    return cu ? (flexjit::TensorMapEncodeTiledFn)dlsym(cu, "cuTensorMapEncodeTiled") : nullptr;
+  }();
+  return fn;
+}
 static Launcher registry_launcher(const KernelEntry& e) {
   CK(cudaFuncSetAttribute(e.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, e.smem));
+  if (e.cfg.family == flexjit::KernelFamily::Sm90) {
+    return [fn = e.fn, smem = e.smem, cfg = e.cfg](const fjk::FwdParams& p, const flexjit::FwdLaunch& l) {
+      if (l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) return;
+      fjk::Sm90FwdParams P{};
+      P.p = p;
+      const CUresult r = tensor_map_encoder() ? flexjit::encodeSm90FwdMaps(tensor_map_encoder(), P, cfg)
+                                              : CUDA_ERROR_NOT_FOUND;
+      if (r != CUDA_SUCCESS) {
+        std::printf("cuTensorMapEncodeTiled failed: %d\n", (int)r);
+        return;
+      }
+      void* args[] = {&P};
+      CK(cudaLaunchKernel(fn, dim3(l.grid[0], l.grid[1], l.grid[2]), dim3(l.block[0]), args, smem, 0));
+    };
+  }
   return [fn = e.fn, smem = e.smem](const fjk::FwdParams& p, const flexjit::FwdLaunch& l) {
     if (l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) return;
     void* args[] = {const_cast<fjk::FwdParams*>(&p)};
@@ -462,21 +556,46 @@ static void report(bool ok, const std::string& what, const std::string& detail) 
 }
 static std::string describe(const Case& c, const FwdKernelConfig& cfg) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-8s %s D%d/%d B%d H%d/%d Lq%d Lkv%d mb%dx%d%s%s%s tile %dx%d/%dw%d%s",
-                c.var.c_str(), c.bf16 ? "bf16" : "fp16", c.D, c.Dv, c.B, c.Hq, c.Hkv, c.Lq, c.Lkv, c.mbq, c.mbkv,
+  std::snprintf(buf, sizeof buf, "%s %-8s %s D%d/%d B%d H%d/%d Lq%d Lkv%d mb%dx%d%s%s%s tile %dx%d/%dw%d%s",
+                flexjit::familyName(cfg.family), c.var.c_str(), c.bf16 ? "bf16" : "fp16", c.D, c.Dv, c.B, c.Hq, c.Hkv, c.Lq, c.Lkv, c.mbq, c.mbkv,
                 c.bshd ? " bshd" : "", c.broadcast_mask ? " bcast" : "", c.no_full_list ? " nofull" : "", cfg.blockM,
                 cfg.blockN, cfg.subN, cfg.numWarps, cfg.qInRegs ? "q" : "");
   return buf;
 }
+/// Which families --family selected (both by default; sm90 only on an sm_90 GPU).
+static bool g_sm80 = true, g_sm90 = true;
+static bool family_enabled(flexjit::KernelFamily f, int major, int minor) {
+#ifdef FJ_SELFTEST_SM90_ONLY
+  if (f == flexjit::KernelFamily::Sm80) return false;
+#endif
+  if (f == flexjit::KernelFamily::Sm90) return g_sm90 && major == 9 && minor == 0;
+  return g_sm80;
+}
+/// The default configuration of a family for a case; false when the family cannot run it (sm90: head dims
+/// other than 64 / 128 / 256, or BlockMask blocks that are not multiples of its 128 x 128 tiles).
+static bool family_config(flexjit::KernelFamily f, const Case& c, int major, int minor, FwdKernelConfig& cfg) {
+  const DType dt = c.bf16 ? DType::BF16 : DType::F16;
+  if (f == flexjit::KernelFamily::Sm80) {
+    cfg = flexjit::defaultFwdConfig(dt, c.D, c.Dv, major, minor, c.mbq, c.mbkv);
+    return true;
+  }
+  cfg = flexjit::defaultSm90FwdConfig(dt, c.D, c.Dv, major, minor);
+  return flexjit::checkFwdConfig(cfg).ok() && flexjit::checkFwdMaskBlocks(cfg, c.mbq, c.mbkv).ok();
+}
 template <class Var>
 static void check_case(const Case& c, int major, int minor) {
-  const FwdKernelConfig cfg = flexjit::defaultFwdConfig(c.bf16 ? DType::BF16 : DType::F16, c.D, c.Dv, major, minor,
-                                                        c.mbq, c.mbkv);
-  const KernelEntry* e = find_kernel(c.var, cfg);
-  if (!e) return report(false, describe(c, cfg), "no instantiation of the default config in this harness");
-  std::string detail;
-  const bool ok = run_case<Var>(c, cfg, registry_launcher(*e), detail);
-  report(ok, describe(c, cfg), detail);
+  for (flexjit::KernelFamily f : {flexjit::KernelFamily::Sm80, flexjit::KernelFamily::Sm90}) {
+    FwdKernelConfig cfg;
+    if (!family_enabled(f, major, minor) || !family_config(f, c, major, minor, cfg)) continue;
+    const KernelEntry* e = find_kernel(c.var, cfg);
+    if (!e) {
+      report(false, describe(c, cfg), "no instantiation of the default config in this harness");
+      continue;
+    }
+    std::string detail;
+    const bool ok = run_case<Var>(c, cfg, registry_launcher(*e), detail);
+    report(ok, describe(c, cfg), detail);
+  }
 }
 template <class F>
 static void with_variant(const std::string& v, F&& f) {
@@ -487,11 +606,12 @@ static void with_variant(const std::string& v, F&& f) {
   else if (v == "document") f(VarDocument{});
   else if (v == "alibi") f(VarAlibi{});
   else if (v == "killrows") f(VarKillRows{});
+  else if (v == "nanrows") f(VarNanRows{});
 }
 
 static void correctness(int major, int minor) {
   const int sizes[][2] = {{1, 1}, {17, 17}, {127, 129}, {129, 127}, {1000, 1000}, {17, 1000}, {1000, 17}};
-  const char* vars[] = {"noop", "causal", "sliding", "softcap", "document", "alibi", "killrows"};
+  const char* vars[] = {"noop", "causal", "sliding", "softcap", "document", "alibi", "killrows", "nanrows"};
   int n = 0;
   for (const char* v : vars)
     for (int d : {64, 128})
@@ -522,13 +642,17 @@ static void correctness(int major, int minor) {
   for (auto& s : {std::make_pair(127, 129), std::make_pair(1000, 1000)}) {
     Case c{"causal", true, 128, 64, 2, 4, 2, s.first, s.second};
     check_case<VarCausal>(c, major, minor);
+    Case wide{"causal", true, 64, 128, 2, 4, 2, s.first, s.second};
+    check_case<VarCausal>(wide, major, minor);
   }
   // The benchmark's alternative tilings compute the same function.
   for (const KernelEntry& e : registry()) {
     FwdKernelConfig cfg = e.cfg;
     cfg.archMajor = major, cfg.archMinor = minor;
     const bool bf16 = cfg.dtype == DType::BF16;
+    if (!family_enabled(cfg.family, major, minor)) continue;
     if (cfg == flexjit::defaultFwdConfig(cfg.dtype, cfg.headDim, cfg.headDimV, major, minor)) continue;
+    if (cfg == flexjit::defaultSm90FwdConfig(cfg.dtype, cfg.headDim, cfg.headDimV, major, minor)) continue;
     for (auto& s : {std::make_pair(127, 129), std::make_pair(1000, 1000)}) {
       Case c{e.variant, bf16, cfg.headDim, cfg.headDimV, 2, 4, 2, s.first, s.second};
       with_variant(e.variant, [&](auto var) {
@@ -690,7 +814,7 @@ static void nvrtc_check(const RtApi& api, const char* prelude, Case c, int major
   std::vector<std::string> seen;
   std::string src;
   expand_includes(std::string("#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n") + prelude +
-                      "#include \"" + flexjit::kFwdKernelTemplate + "\"\n",
+                      "#include \"" + flexjit::fwdKernelTemplate(cfg.family) + "\"\n",
                   seen, src);
   src += flexjit::fwdInstantiationSource(cfg);
   const std::string what = "nvrtc   " + describe(c, cfg);
@@ -797,8 +921,8 @@ static void bench_one(const KernelEntry& e, bool bf16, int B, int H, int S, int 
   cudaFuncAttributes attr;
   CK(cudaFuncGetAttributes(&attr, e.fn));
   char buf[256];
-  std::snprintf(buf, sizeof buf, "| %s B%d H%d S%d D%d | %-8s | %3dx%-3d S%-3d w%d %-5s G%-3d | %3d regs, %3d B local, %6d B smem | %.3f | %.4f ms | %.1f |",
-                bf16 ? "bf16" : "fp16", B, H, S, D, Var::kName, e.cfg.blockM, e.cfg.blockN, e.cfg.subN, e.cfg.numWarps,
+  std::snprintf(buf, sizeof buf, "| %s B%d H%d S%d D%d | %-8s | %s %3dx%-3d S%-3d w%d st%d %-5s G%-3d | %3d regs, %3d B local, %6d B smem | %.3f | %.4f ms | %.1f |",
+                bf16 ? "bf16" : "fp16", B, H, S, D, Var::kName, flexjit::familyName(e.cfg.family), e.cfg.blockM, e.cfg.blockN, e.cfg.subN, e.cfg.numWarps, e.cfg.stages,
                 e.cfg.qInRegs ? "Qreg" : "Qsmem", p.sched_heads, attr.numRegs, (int)attr.localSizeBytes, e.smem, density, med,
                 flops / (med * 1e-3) / 1e12);
   table.push_back(buf);
@@ -819,19 +943,24 @@ static void benchmark(int major, int minor, std::vector<std::string>& table) {
     fill_random<<<1024, 256>>>(k.p, n, 2u, s.bf16, g_normal);
     fill_random<<<1024, 256>>>(v.p, n, 3u, s.bf16, g_normal);
     CK(cudaGetLastError());
-    const FwdKernelConfig def = flexjit::defaultFwdConfig(s.bf16 ? DType::BF16 : DType::F16, s.D, s.D, major, minor);
+    const DType dt = s.bf16 ? DType::BF16 : DType::F16;
+    const FwdKernelConfig def = flexjit::defaultFwdConfig(dt, s.D, s.D, major, minor);
+    const FwdKernelConfig def90 = flexjit::defaultSm90FwdConfig(dt, s.D, s.D, major, minor);
     for (const KernelEntry& e : registry()) {
       FwdKernelConfig c = e.cfg;
       c.archMajor = major, c.archMinor = minor;
       if (c.dtype != def.dtype || c.headDim != s.D || c.headDimV != s.D) continue;
-      const bool isDefault = c == def;
+      if (!family_enabled(c.family, major, minor)) continue;
+      const bool isDefault = c == def || c == def90;
       if (!isDefault && e.variant != "noop" && e.variant != "causal") continue;
-      if (e.variant == "document" || e.variant == "alibi" || e.variant == "killrows") continue;
+      if (e.variant == "killrows" || e.variant == "nanrows") continue;
+      if ((e.variant == "document" || e.variant == "alibi") && c.family == flexjit::KernelFamily::Sm80) continue;
       if (g_profile && (!isDefault || e.variant != "noop" || !s.bf16)) continue;
       with_variant(e.variant, [&](auto var) {
         bench_one<decltype(var)>(e, s.bf16, s.B, s.H, s.S, s.D, q.p, k.p, v.p, o.p, lse.p, table);
         // Scheduling groups: one head at a time (FlashAttention-2's order) and all heads at once.
-        if (isDefault && !g_profile && (e.variant == "noop" || e.variant == "causal"))
+        if (isDefault && !g_profile && c.family == flexjit::KernelFamily::Sm80 &&
+            (e.variant == "noop" || e.variant == "causal"))
           for (int g : {1, s.B * s.H})
             bench_one<decltype(var)>(e, s.bf16, s.B, s.H, s.S, s.D, q.p, k.p, v.p, o.p, lse.p, table, g);
       });
@@ -846,6 +975,11 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
     if (!std::strcmp(argv[i], "--profile")) tests = false, g_profile = true;
     if (!std::strcmp(argv[i], "--normal")) g_normal = true;
+    if (!std::strcmp(argv[i], "--family") && i + 1 < argc) {
+      g_sm80 = !std::strcmp(argv[i + 1], "sm80");
+      g_sm90 = !std::strcmp(argv[i + 1], "sm90");
+      ++i;
+    }
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark on one GPU, in one run: flexjit vs torch FlexAttention (torch.compile, Triton) vs
-SDPA FlashAttention-2 vs cuDNN, for the seed variants at the shapes of ../shared/ANCHORS.md.
+"""Side-by-side benchmark on one GPU, in one run: flexjit vs torch FlexAttention (torch.compile, Triton; and its
+FLASH backend, FlashAttention-4, with --flash) vs SDPA FlashAttention-2 vs cuDNN, for the seed variants at the
+shapes of ../shared/ANCHORS.md.
 
 flexjit is timed by `flexjit bench` (its own CUDA-event medians); the peers here with
 triton.testing.do_bench (median). TFLOP/s use FLOPs = 4 * B * H * S * S * D * density, density = the
@@ -8,6 +9,8 @@ fraction of 128 x 128 blocks computed (the same density for every implementation
 
     python3 bench/run_bench.py --flexjit build/bin/flexjit --out bench-results [--backward] [--python-frontend]
 
+--flash adds torch flex's FLASH backend (kernel_options={"BACKEND": "FLASH"}; needs the FlashAttention-4 wheels,
+../shared/tools/fa4_wheels.sh); it refuses captured tensors that require grad, recorded as its error.
 --backward times every implementation's backward too (flexjit: `flexjit bench --backward`; the peers:
 torch.autograd.grad with a fixed random gradient). --python-frontend also times flexjit through its Python package
 on the very score_mod / mask_mod functions torch FlexAttention gets.
@@ -62,7 +65,7 @@ def _inputs(B, H, S, D, dtype, backward):
     return [torch.randn(B, H, S, D, device="cuda", dtype=dtype, requires_grad=backward) for _ in range(3)]
 
 
-def time_torch_flex(name, B, H, S, D, dtype, backward=False):
+def time_torch_flex(name, B, H, S, D, dtype, backward=False, backend=None):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     # A fresh dynamo state per variant: past the recompile limit torch.compile silently falls back to eager
     # flex_attention, which materialises the B*H*S*S scores (32 GiB here) and runs out of memory.
@@ -75,8 +78,9 @@ def time_torch_flex(name, B, H, S, D, dtype, backward=False):
     if mask_mod is not None:
         block_mask = create_block_mask(mask_mod, None, None, S, S, device="cuda")
         density = 1.0 - block_mask.sparsity() / 100.0
-    result = _timed(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask), backward,
-                    [q, k, v, *captured])
+    options = {"BACKEND": backend} if backend else None
+    result = _timed(lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options),
+                    backward, [q, k, v, *captured])
     result["density"] = density
     return result
 
@@ -128,13 +132,15 @@ def _record(row, key, fn):
         row[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
 
 
-def run_peers(names, shapes, backward=False, python_frontend=False):
+def run_peers(names, shapes, backward=False, python_frontend=False, flash=False):
     import gc
     rows = []
     for (B, H, S, D, dtype) in shapes:
         for name in names:
             row = {"variant": name, "B": B, "H": H, "S": S, "D": D, "dtype": DTYPE_NAME[dtype]}
             _record(row, "torch_flex", lambda: time_torch_flex(name, B, H, S, D, dtype, backward))
+            if flash:
+                _record(row, "flash", lambda: time_torch_flex(name, B, H, S, D, dtype, backward, "FLASH"))
             if python_frontend:
                 _record(row, "flexjit_python", lambda: time_flexjit_python(name, B, H, S, D, dtype, backward))
             if name in ("noop", "causal"):
@@ -147,7 +153,7 @@ def run_peers(names, shapes, backward=False, python_frontend=False):
     return rows
 
 
-PEERS = ("flexjit_python", "torch_flex", "fa2", "cudnn")
+PEERS = ("flexjit_python", "torch_flex", "flash", "fa2", "cudnn")
 
 
 def tflops_of(entry, row, density, key="fwd_ms", factor=1.0):
@@ -175,18 +181,25 @@ def merge(peers, flexjit_results):
 
 
 def print_table(table, which="tflops", title="forward"):
+    """One row per variant and shape. The ratios compare flexjit's Python frontend (timed by do_bench like the
+    peers) when it ran, else flexjit's own CLI timing, with torch flex (Triton) and with its FLASH backend."""
     has_py = any(r[which].get("flexjit_python") for r in table)
+    has_flash = any("flash" in r for r in table)
     head = f"{'variant':<16} {'shape':<22} {'flexjit':>9}" + (f" {'fj (py)':>8}" if has_py else "")
-    print(head + f" {'torch flex':>11} {'FA2':>7} {'cuDNN':>7} {'vs flex':>8}")
+    head += f" {'torch flex':>11}" + (f" {'FLASH':>7}" if has_flash else "")
+    print(head + f" {'FA2':>7} {'cuDNN':>7} {'vs flex':>8}" + (f" {'vs FLASH':>9}" if has_flash else ""))
     for r in table:
         t = r[which]
         fmt = lambda x: f"{x:.0f}" if x else "-"  # noqa: E731
-        ratio = f"{t['flexjit'] / t['torch_flex']:.2f}x" if t["flexjit"] and t["torch_flex"] else "-"
-        flex = fmt(t["torch_flex"]) if "error" not in r.get("torch_flex", {}) else "fails"
+        ours = t.get("flexjit_python") or t["flexjit"]
+        ratio = lambda peer: f"{ours / t[peer]:.2f}x" if ours and t.get(peer) else "-"  # noqa: E731
+        cell = lambda peer: fmt(t[peer]) if "error" not in r.get(peer, {}) else "fails"  # noqa: E731
         shape = f"B{r['B']} H{r['H']} S{r['S']} D{r['D']} {r['dtype'][:4]}"
-        py = f" {fmt(t.get('flexjit_python')):>8}" if has_py else ""
-        print(f"{r['variant']:<16} {shape:<22} {fmt(t['flexjit']):>9}{py} {flex:>11} {fmt(t['fa2']):>7} "
-              f"{fmt(t['cudnn']):>7} {ratio:>8}")
+        line = f"{r['variant']:<16} {shape:<22} {fmt(t['flexjit']):>9}"
+        line += f" {fmt(t.get('flexjit_python')):>8}" if has_py else ""
+        line += f" {cell('torch_flex'):>11}" + (f" {cell('flash'):>7}" if has_flash else "")
+        line += f" {fmt(t['fa2']):>7} {fmt(t['cudnn']):>7} {ratio('torch_flex'):>8}"
+        print(line + (f" {ratio('flash'):>9}" if has_flash else ""))
     print(f"({title} TFLOP/s; density-weighted FLOPs; '-' = not applicable)")
 
 
@@ -199,12 +212,12 @@ def write_chart(table, path):
         print(f"matplotlib is not installed: no chart written ({path})", file=sys.stderr)
         return
     labels = [f"{r['variant']}\nD{r['D']}" for r in table]
-    peers = ["flexjit", "torch_flex", "fa2", "cudnn"]
+    peers = ["flexjit", "torch_flex", "flash", "fa2", "cudnn"]
     fig, ax = plt.subplots(figsize=(max(10, len(table) * 0.9), 5))
-    width = 0.2
+    width = 0.16
     for i, p in enumerate(peers):
-        ax.bar([x + i * width for x in range(len(table))], [r["tflops"][p] or 0 for r in table], width, label=p)
-    ax.set_xticks([x + 1.5 * width for x in range(len(table))])
+        ax.bar([x + i * width for x in range(len(table))], [r["tflops"].get(p) or 0 for r in table], width, label=p)
+    ax.set_xticks([x + 2 * width for x in range(len(table))])
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("forward TFLOP/s")
     ax.legend()
@@ -221,6 +234,7 @@ def main():
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--mask-seqs", default="8192,131072,1048576", help="causal create_block_mask timings")
     ap.add_argument("--backward", action="store_true", help="also time the backward (every implementation)")
+    ap.add_argument("--flash", action="store_true", help="also time torch flex's FLASH backend (FlashAttention-4)")
     ap.add_argument("--python-frontend", action="store_true",
                     help="also time flexjit through its Python package on torch's own mod functions")
     args = ap.parse_args()
@@ -235,7 +249,7 @@ def main():
                     "--mask-seqs", args.mask_seqs] + (["--backward"] if args.backward else []), check=True)
     with open(fj_json) as f:
         fj = json.load(f)
-    peers = [] if args.skip_peers else run_peers(names, shapes, args.backward, args.python_frontend)
+    peers = [] if args.skip_peers else run_peers(names, shapes, args.backward, args.python_frontend, args.flash)
     if args.skip_peers:
         peers = [{"variant": r["variant"], "B": r["B"], "H": r["H"], "S": r["S"], "D": r["D"], "dtype": r["dtype"]}
                  for r in fj["results"]]

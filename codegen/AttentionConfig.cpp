@@ -1,12 +1,15 @@
 // Tile choice, validation, launch geometry and the instantiation source of the attention forward kernel.
 //
-// The shared-memory formula and the tiling rules mirror fjk::FwdTraits in
-// codegen/templates/attention_fwd_traits.cuh; bench/fwd_selftest.cu checks that both agree.
+// The sm90 family's shared-memory size comes from the layout header its kernel compiles too
+// (codegen/templates/sm90/fwd_layout.h). The sm80 formula and tiling rules mirror fjk::FwdTraits in
+// codegen/templates/sm80/attention_fwd_traits.cuh; bench/fwd_selftest.cu checks that both agree.
 #include "codegen/AttentionConfig.h"
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 
+#include "codegen/templates/sm90/fwd_layout.h"
 #include "dsl/Error.h"
 
 namespace flexjit {
@@ -37,12 +40,35 @@ int fragmentRegisters(const FwdKernelConfig& c, bool withQ) {
 
 FwdConfigCheck fail(FwdConfigStatus status, const std::string& message) { return {status, message}; }
 
+// The sm90 family: one producer warpgroup and two consumer warpgroups of 64 rows each.
+constexpr int kSm90Warps = 12;
+constexpr int kSm90BlockM = 128;
+constexpr int kSm90Consumers = 2;
+constexpr int kSm90ChunkCols = 64;  // head dims come in 128-byte swizzled chunks of 64 elements
+
+bool sm90HeadDimOk(int d) { return d == 64 || d == 128 || d == 256; }
+
 }  // namespace
 
+const char* familyName(KernelFamily family) { return family == KernelFamily::Sm90 ? "sm90" : "sm80"; }
+
 bool FwdKernelConfig::operator==(const FwdKernelConfig& o) const {
-  return dtype == o.dtype && headDim == o.headDim && headDimV == o.headDimV && archMajor == o.archMajor &&
-         archMinor == o.archMinor && blockM == o.blockM && blockN == o.blockN && subN == o.subN &&
-         numWarps == o.numWarps && qInRegs == o.qInRegs && decideSubTiles == o.decideSubTiles;
+  std::string a = describe(), b = o.describe();
+  return a == b;
+}
+
+std::string FwdKernelConfig::describe() const {
+  std::ostringstream s;
+  bool first = true;
+  forEachField(*this, [&](const char* name, const auto& field) {
+    s << (first ? "" : " ") << name << '=';
+    first = false;
+    using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_same_v<T, KernelFamily>) s << familyName(field);
+    else if constexpr (std::is_same_v<T, DType>) s << dtypeName(field);
+    else s << static_cast<int>(field);
+  });
+  return s.str();
 }
 
 int maxSharedMemoryPerBlock(int archMajor, int archMinor) {
@@ -53,6 +79,8 @@ int maxSharedMemoryPerBlock(int archMajor, int archMinor) {
 }
 
 int fwdSharedMemoryBytes(const FwdKernelConfig& c) {
+  if (c.family == KernelFamily::Sm90)
+    return fjk::sm90_fwd_layout(c.headDim, c.headDimV, c.blockM, c.blockN, c.stages).bytes;
   const int qPitch = c.headDim + kRowPadElems;
   const int oPitch = c.headDimV + kRowPadElems;
   const int qRegion = c.blockM * std::max(qPitch, oPitch);  // O is staged in the Q region
@@ -99,6 +127,48 @@ FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int arc
   return c;
 }
 
+FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
+  FwdKernelConfig c;
+  c.family = KernelFamily::Sm90;
+  c.dtype = dtype;
+  c.headDim = headDim;
+  c.headDimV = headDimV;
+  c.archMajor = archMajor;
+  c.archMinor = archMinor;
+  c.numWarps = kSm90Warps;
+  c.blockM = kSm90BlockM;
+  // A 256-wide O accumulator takes 128 registers per consumer thread: S narrows to 64 columns so that
+  // O, S and P fit in the consumers' 232 registers.
+  c.blockN = std::max(headDim, headDimV) > 128 ? 64 : 128;
+  c.subN = c.blockN;
+  c.qInRegs = false;
+  c.stages = 2;
+  return c;
+}
+
+namespace {
+
+FwdConfigCheck checkSm90FwdConfig(const FwdKernelConfig& c) {
+  if (c.archMajor != 9 || c.archMinor != 0)
+    return fail(FwdConfigStatus::UnsupportedArch, "flex attention: the sm90 kernel family needs an sm_90 (Hopper) GPU, "
+                                                  "found sm_" + std::to_string(c.archMajor) + std::to_string(c.archMinor) +
+                                                  "; use family=80 in FLEXJIT_FWD_CONFIG");
+  if (!sm90HeadDimOk(c.headDim) || !sm90HeadDimOk(c.headDimV))
+    return fail(FwdConfigStatus::UnsupportedHeadDim,
+                "flex attention: the sm90 kernel family takes head dims 64, 128 and 256 (got D=" +
+                    std::to_string(c.headDim) + ", Dv=" + std::to_string(c.headDimV) + "); other dims run on sm80");
+  if (c.numWarps != kSm90Warps || c.blockM != kSm90BlockM || (c.blockN != 64 && c.blockN != 128) ||
+      c.stages < 2 || c.stages > 4 || c.headDim % kSm90ChunkCols != 0)
+    return fail(FwdConfigStatus::BadTile, "flex attention: invalid sm90 tiles blockM=" + std::to_string(c.blockM) +
+                                              " blockN=" + std::to_string(c.blockN) +
+                                              " stages=" + std::to_string(c.stages) +
+                                              " numWarps=" + std::to_string(c.numWarps) +
+                                              " (blockM 128, blockN 64 or 128, stages 2-4, 12 warps)");
+  return {};
+}
+
+}  // namespace
+
 FwdConfigCheck checkFwdConfig(const FwdKernelConfig& c) {
   if (c.dtype != DType::F16 && c.dtype != DType::BF16) {
     return fail(FwdConfigStatus::UnsupportedDType, "flex attention: q, k and v must be float16 or bfloat16");
@@ -113,7 +183,9 @@ FwdConfigCheck checkFwdConfig(const FwdKernelConfig& c) {
     return fail(FwdConfigStatus::UnsupportedArch, "flex attention needs an sm_80 (Ampere) or newer GPU, found sm_" +
                                                       std::to_string(c.archMajor) + std::to_string(c.archMinor));
   }
-  if (c.numWarps < 1 || !isPositiveMultiple(c.blockM, c.numWarps * kMmaRows) || !isPositiveMultiple(c.subN, kMmaK) ||
+  if (c.family == KernelFamily::Sm90) {
+    if (FwdConfigCheck check = checkSm90FwdConfig(c); !check.ok()) return check;
+  } else if (c.numWarps < 1 || !isPositiveMultiple(c.blockM, c.numWarps * kMmaRows) || !isPositiveMultiple(c.subN, kMmaK) ||
       !isPositiveMultiple(c.blockN, c.subN)) {
     return fail(FwdConfigStatus::BadTile, "flex attention: invalid tiles blockM=" + std::to_string(c.blockM) +
                                               " blockN=" + std::to_string(c.blockN) +
@@ -168,13 +240,28 @@ FwdLaunch fwdLaunch(const FwdKernelConfig& c, int batch, int headsQ, int lenQ) {
   return l;
 }
 
-std::string fwdInstantiationSource(const FwdKernelConfig& c) {
+std::string fwdConfigSummary(const FwdKernelConfig& c) {
+  std::ostringstream s;
+  s << familyName(c.family) << " family, tile " << c.blockM << "x" << c.blockN;
+  if (c.family == KernelFamily::Sm90)
+    s << ", " << c.stages << "-stage TMA ring, " << c.numWarps << " warps";
+  else
+    s << ", S slices of " << c.subN << ", " << c.numWarps << " warps, Q in "
+      << (c.qInRegs ? "registers" : "shared memory");
+  return s.str();
+}
+
+const char* fwdKernelTemplate(KernelFamily family) {
+  return family == KernelFamily::Sm90 ? "codegen/templates/sm90/attention_fwd.cuh"
+                                      : "codegen/templates/sm80/attention_fwd.cuh";
+}
+
+namespace {
+
+std::string sm80Instantiation(const FwdKernelConfig& c) {
   const bool bf16 = c.dtype == DType::BF16;
   std::ostringstream s;
-  s << "// flexjit attention forward: " << (bf16 ? "bf16" : "fp16") << ", D=" << c.headDim << ", Dv=" << c.headDimV
-    << ", tile " << c.blockM << "x" << c.blockN << " (S " << c.subN << " wide), " << c.numWarps << " warps, Q in "
-    << (c.qInRegs ? "registers" : "shared memory") << ", sm_" << c.archMajor << c.archMinor << ".\n"
-    << "namespace fjk {\n"
+  s << "namespace fjk {\n"
     << (c.decideSubTiles ? "using GeneratedVariant = fjv::Hooks;  // the prelude's adapter\n"
                          : "struct GeneratedVariant : fjv::Hooks {  // the prelude's adapter, sub-tiles undecided\n"
                            "  static constexpr bool kMaskIntervalIsCheap = false;\n};\n")
@@ -187,6 +274,35 @@ std::string fwdInstantiationSource(const FwdKernelConfig& c) {
     << "  fjk::attention_fwd<fjk::GeneratedFwdTraits, fjk::GeneratedVariant>(p);\n"
     << "}\n";
   return s.str();
+}
+
+std::string sm90Instantiation(const FwdKernelConfig& c) {
+  std::ostringstream s;
+  s << "namespace fjk {\n"
+    << "using GeneratedFwdTraits = Sm90FwdTraits<" << (c.dtype == DType::BF16 ? "true" : "false") << ", "
+    << c.headDim << ", " << c.headDimV << ", " << c.blockN << ", " << c.stages << ", " << kSm90Consumers << ">;\n"
+    << "}  // namespace fjk\n"
+    // The register cap at entry (one CTA per SM) is what lets setmaxnreg move registers between roles.
+    << "extern \"C\" __global__ void __launch_bounds__(" << fwdThreads(c) << ", 1)\n"
+    << kFwdKernelName << "(const __grid_constant__ fjk::Sm90FwdParams p) {\n"
+    << "  fjk::attention_fwd_sm90<fjk::GeneratedFwdTraits, fjv::Hooks>(p);\n"
+    << "}\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string fwdInstantiationSource(const FwdKernelConfig& c) {
+  const bool bf16 = c.dtype == DType::BF16;
+  std::ostringstream s;
+  s << "// flexjit attention forward, " << familyName(c.family) << " family: " << (bf16 ? "bf16" : "fp16")
+    << ", D=" << c.headDim << ", Dv=" << c.headDimV << ", tile " << c.blockM << "x" << c.blockN;
+  if (c.family == KernelFamily::Sm90)
+    s << ", " << c.stages << "-stage TMA ring, " << c.numWarps << " warps (1 producer + 2 consumer warpgroups)";
+  else
+    s << " (S " << c.subN << " wide), " << c.numWarps << " warps, Q in " << (c.qInRegs ? "registers" : "shared memory");
+  s << ", sm_" << c.archMajor << c.archMinor << ".\n";
+  return s.str() + (c.family == KernelFamily::Sm90 ? sm90Instantiation(c) : sm80Instantiation(c));
 }
 
 }  // namespace flexjit

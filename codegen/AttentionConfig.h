@@ -16,8 +16,20 @@
 
 namespace flexjit {
 
-/// The inputs of one forward-kernel build: what the kernel template is specialised on.
+/// The forward kernel families. Each has its own mainloop template over the shared pieces of
+/// codegen/templates/common/; runtime/Planner.h picks one per problem.
+enum class KernelFamily {
+  Sm80,  ///< mma.sync + ldmatrix + cp.async (FlashAttention-2 style); any GPU from sm_80 on
+  Sm90,  ///< wgmma + TMA + mbarrier ring, warp-specialised (Hopper, sm_90a only)
+};
+/// "sm80" / "sm90", for dump names, messages and FLEXJIT_FWD_CONFIG.
+const char* familyName(KernelFamily family);
+
+/// The inputs of one forward-kernel build, the forward's KernelSpec: what the kernel template is
+/// specialised on. Its field list (forEachField) drives equality, the readable description, the index key
+/// of built kernels and the FLEXJIT_FWD_CONFIG overrides, so a new field is written down once.
 struct FwdKernelConfig {
+  KernelFamily family = KernelFamily::Sm80;
   DType dtype = DType::BF16;  ///< of Q, K, V and O: F16 or BF16
   int headDim = 128;          ///< D of Q and K; a multiple of 16, at most 256
   int headDimV = 128;         ///< Dv of V and O; a multiple of 16, at most 256
@@ -32,16 +44,31 @@ struct FwdKernelConfig {
   /// (fjv::Hooks::kMaskIntervalIsCheap). Off by default: on H100 it gained 3% on causal D128 but lost 6% on
   /// causal D64 and 5-8% on NATTEN / SASA (the interval code costs registers); FLEXJIT_FWD_CONFIG turns it on.
   bool decideSubTiles = false;
+  int stages = 2;  ///< depth of the K/V ring (sm90; the sm80 family always double-buffers)
 
+  /// Calls f(name, field) for every field, in declaration order (field is an lvalue of its own type).
+  template <class Self, class F>
+  static void forEachField(Self& c, F&& f) {
+    f("family", c.family), f("dtype", c.dtype), f("D", c.headDim), f("Dv", c.headDimV), f("archMajor", c.archMajor),
+        f("archMinor", c.archMinor), f("blockM", c.blockM), f("blockN", c.blockN), f("subN", c.subN),
+        f("numWarps", c.numWarps), f("qInRegs", c.qInRegs), f("decideSubTiles", c.decideSubTiles),
+        f("stages", c.stages);
+  }
   bool operator==(const FwdKernelConfig& o) const;
+  /// "family=sm90 dtype=bf16 D=128 ...": every field, for messages, dumps and index keys.
+  std::string describe() const;
 };
+
+/// A short readable summary for tables and headers: "sm90 family, tile 128x128, 2-stage TMA ring, 12 warps" or
+/// "sm80 family, tile 128x64, S slices of 64, 4 warps, Q in shared memory".
+std::string fwdConfigSummary(const FwdKernelConfig& config);
 
 /// Why a configuration or a BlockMask cannot run; Ok otherwise.
 enum class FwdConfigStatus {
   Ok,
   UnsupportedDType,    ///< Q/K/V must be fp16 or bf16
   UnsupportedHeadDim,  ///< D and Dv must be multiples of 16 in [16, 256]
-  UnsupportedArch,     ///< sm_80 or newer is required (bf16 mma.sync, cp.async)
+  UnsupportedArch,     ///< sm_80 or newer is required (bf16 mma.sync, cp.async); sm90 needs exactly sm_90
   BadTile,             ///< blockM / blockN / subN / numWarps do not form a valid tiling
   SharedMemoryTooLarge,///< the tiles need more shared memory than one block may have on this GPU
   BadMaskBlock,        ///< BlockMask block sizes are not multiples of the kernel tiles
@@ -63,6 +90,11 @@ int maxSharedMemoryPerBlock(int archMajor, int archMinor);
 FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
                                  int maskBlockQ = 128, int maskBlockKV = 128);
 
+/// The default tiles of the sm90 family for a dtype / head dims: 128 query rows (two consumer warpgroups),
+/// kv tiles of 128 (64 for 256-wide heads, whose O accumulator needs the registers), a two-stage ring.
+/// Run checkFwdConfig / checkFwdMaskBlocks on the result.
+FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
+
 /// Validates a configuration (dtype, head dims, arch, tiling, shared memory).
 FwdConfigCheck checkFwdConfig(const FwdKernelConfig& config);
 
@@ -77,7 +109,8 @@ void requireFwdSupported(const FwdKernelConfig& config, int maskBlockQ, int mask
 /// limit as the dynamic part.
 inline constexpr int kFwdStaticSmemBytes = 128;
 
-/// Dynamic shared memory of one CTA, in bytes (equals fjk::FwdTraits<...>::kSmemBytes).
+/// Dynamic shared memory of one CTA, in bytes (equals the family's traits' kSmemBytes: both compute it with
+/// the same layout header).
 int fwdSharedMemoryBytes(const FwdKernelConfig& config);
 /// Threads per CTA.
 int fwdThreads(const FwdKernelConfig& config);
@@ -113,12 +146,13 @@ inline constexpr int kCostlyMaskSubN = 32;
 /// Name of the extern "C" kernel that fwdInstantiationSource defines.
 inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";
 
-/// The kernel template to #include after the variant prelude (repository-root path, as embedded); it
-/// includes attention_params.h, tile_mma.cuh, online_softmax.cuh and attention_fwd_{traits,phases}.cuh.
-inline constexpr const char* kFwdKernelTemplate = "codegen/templates/attention_fwd.cuh";
+/// The kernel template of a family to #include after the variant prelude (repository-root path, as
+/// embedded): codegen/templates/sm80/attention_fwd.cuh or codegen/templates/sm90/attention_fwd.cuh.
+const char* fwdKernelTemplate(KernelFamily family);
 
 /// The generated tail of the NVRTC source: adapts fjv:: to the kernel's Variant interface and defines
-/// extern "C" __global__ flexjit_attention_fwd(const __grid_constant__ fjk::FwdParams).
+/// extern "C" __global__ flexjit_attention_fwd(const __grid_constant__ fjk::FwdParams) (sm80) or
+/// (const __grid_constant__ fjk::Sm90FwdParams) (sm90).
 std::string fwdInstantiationSource(const FwdKernelConfig& config);
 
 }  // namespace flexjit

@@ -1,7 +1,7 @@
 // Tile choice, validation, launch geometry and the instantiation sources of the attention backward.
 //
 // The shared-memory formulas and tiling rules mirror fjk::BwdTraits / DqTraits in
-// codegen/templates/attention_bwd_traits.cuh (whose static_asserts would reject what checkBwdConfig lets
+// codegen/templates/sm80/attention_bwd_traits.cuh (whose static_asserts would reject what checkBwdConfig lets
 // through); tests/unit/attention_backward_compile_test.cpp compiles the defaults for every seed variant.
 #include "codegen/BackwardConfig.h"
 
@@ -269,9 +269,9 @@ BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ) {
 
 const char* bwdKernelTemplate(BwdKernelKind kind) {
   switch (kind) {
-    case BwdKernelKind::Aux: return "codegen/templates/attention_bwd_aux.cuh";
-    case BwdKernelKind::DkDv: return "codegen/templates/attention_bwd_dkdv.cuh";
-    case BwdKernelKind::Dq: return "codegen/templates/attention_bwd_dq.cuh";
+    case BwdKernelKind::Aux: return "codegen/templates/sm80/attention_bwd_aux.cuh";
+    case BwdKernelKind::DkDv: return "codegen/templates/sm80/attention_bwd_dkdv.cuh";
+    case BwdKernelKind::Dq: return "codegen/templates/sm80/attention_bwd_dq.cuh";
   }
   return "";
 }

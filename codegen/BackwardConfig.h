@@ -4,7 +4,7 @@
 //
 // The backward is three NVRTC programs:
 //   Aux   preprocess (Delta, LSE2) and the dQ convert kernel; depends only on dtype and head dims.
-//   DkDv  the main kernel (codegen/templates/attention_bwd_dkdv.cuh): dK, dV and, unless deterministic,
+//   DkDv  the main kernel (codegen/templates/sm80/attention_bwd_dkdv.cuh): dK, dV and, unless deterministic,
 //         dQ through float atomics into a float32 accumulator.
 //   Dq    the deterministic dQ kernel (attention_bwd_dq.cuh), built only when it is asked for.
 // The source of DkDv / Dq is the include-expansion of dsl/Interval.h, fastmath.cuh, the variant prelude

@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "codegen/BackwardConfig.h"
-#include "codegen/templates/attention_bwd_params.h"
+#include "codegen/templates/common/attention_bwd_params.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"

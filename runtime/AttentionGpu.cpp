@@ -6,13 +6,16 @@
 #include <mutex>
 
 #include "codegen/AttentionConfig.h"
-#include "codegen/templates/attention_params.h"
+#include "codegen/templates/common/attention_params.h"
+#include "codegen/templates/sm90/fwd_params.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/Captures.h"
 #include "runtime/CudaDriver.h"
 #include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
+#include "runtime/Planner.h"
+#include "runtime/TmaMaps.h"
 
 namespace flexjit {
 
@@ -26,6 +29,45 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
   return it->second;
 }
 
+namespace {
+
+/// The planner's view of a forward call on this device.
+ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
+                              const AttentionShape& s, const DeviceInfo& info, const BlockMask& blockMask,
+                              const Variant& variant) {
+  ForwardProblem fp;
+  fp.dtype = q.dtype;
+  fp.headDim = static_cast<int>(s.D);
+  fp.headDimV = static_cast<int>(s.Dv);
+  fp.archMajor = info.computeMajor;
+  fp.archMinor = info.computeMinor;
+  fp.maskBlockQ = blockMask.blockQ;
+  fp.maskBlockKV = blockMask.blockKV;
+  auto describable = [](const TensorView& t) {
+    return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
+                          static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
+  };
+  fp.tmaDescribable = describable(q) && describable(k) && describable(v) && describable(out);
+  fp.driverHasTensorMaps = CudaDriver::get().hasTensorMaps();
+  fp.facts = variant.facts;
+  return fp;
+}
+
+/// Launches the sm90 kernel: the common parameters plus the TMA maps encoded over the same tensors.
+void launchSm90(const LoadedKernel& fn, const FwdKernelConfig& config, const fjk::FwdParams& p, const FwdLaunch& launch,
+                CUstream stream) {
+  fjk::Sm90FwdParams P{};
+  P.p = p;
+  const CudaDriver& driver = CudaDriver::get();
+  driver.check(encodeSm90FwdMaps(driver.api().cuTensorMapEncodeTiled, P, config), "cuTensorMapEncodeTiled");
+  void* args[] = {&P};
+  driver.launchKernel(fn.function, Dim3{launch.grid[0], launch.grid[1], launch.grid[2]},
+                      Dim3{launch.block[0], launch.block[1], launch.block[2]},
+                      static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
+}
+
+}  // namespace
+
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                 const BlockMask& blockMask, const AttentionShape& s, const TensorView& out, const TensorView& lse,
                 const AttentionOptions& options) {
@@ -34,13 +76,11 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false);
-  FwdKernelConfig config = defaultFwdConfig(q.dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor,
-                                            info.computeMinor, blockMask.blockQ, blockMask.blockKV);
-  requireFwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+  const ForwardPlan plan = planForward(forwardProblem(q, k, v, out, s, info, blockMask, *variant));
   if (options.compileBackwardAhead)  // before the forward's own compile, so the two run side by side
     compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask);
-  ForwardBuild build = forwardKernel(*variant, config, variantTag(scoreMod, mask));
-  config = build.config;
+  ForwardBuild build = forwardKernel(*variant, plan.config, variantTag(scoreMod, mask));
+  const FwdKernelConfig& config = build.config;
 
   fjk::FwdParams p{};
   p.q = q.data;
@@ -61,11 +101,12 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;
   p.sched_heads = launch.scheduleHeads;
   LoadedKernel fn = ModuleCache::global().load(*build.kernel, launch.sharedMemoryBytes, kFwdKernelName);
+  const CUstream stream = static_cast<CUstream>(options.stream);
+  if (config.family == KernelFamily::Sm90) return launchSm90(fn, config, p, launch, stream);
   void* args[] = {&p};
   CudaDriver::get().launchKernel(fn.function, Dim3{launch.grid[0], launch.grid[1], launch.grid[2]},
                                  Dim3{launch.block[0], launch.block[1], launch.block[2]},
-                                 static_cast<unsigned>(launch.sharedMemoryBytes), static_cast<CUstream>(options.stream),
-                                 args);
+                                 static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
 }
 
 }  // namespace flexjit

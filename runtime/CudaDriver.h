@@ -33,7 +33,7 @@ namespace flexjit {
   X(cuPointerGetAttribute) X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
 
 // Resolved when the driver has them; null otherwise (check before use).
-#define FLEXJIT_CUDA_DRIVER_OPTIONAL_FUNCTIONS(X) X(cuLaunchKernelEx)
+#define FLEXJIT_CUDA_DRIVER_OPTIONAL_FUNCTIONS(X) X(cuLaunchKernelEx) X(cuTensorMapEncodeTiled)
 
 /// Raw driver entry points. Member names follow the driver's (cuda.h's macros map them consistently).
 struct DriverApi {
@@ -100,6 +100,8 @@ class CudaDriver {
   /// Whether cuLaunchKernelEx (clusters, launch attributes) is available.
   bool hasLaunchKernelEx() const { return api_.cuLaunchKernelEx != nullptr; }
   void launchKernelEx(const CUlaunchConfig& config, CUfunction function, void** params) const;
+  /// Whether cuTensorMapEncodeTiled (TMA descriptors, CUDA 12.0+ drivers) is available.
+  bool hasTensorMaps() const { return api_.cuTensorMapEncodeTiled != nullptr; }
   int occupancyMaxActiveBlocks(CUfunction function, int blockSize, size_t dynamicSharedBytes) const;
 
   CUdeviceptr memAlloc(size_t bytes) const;

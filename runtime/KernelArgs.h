@@ -2,7 +2,7 @@
 // of a tensor, and torch-layout tensors (strides, block-mask lists) as the kernels read them.
 #pragma once
 
-#include "codegen/templates/attention_params.h"
+#include "codegen/templates/common/attention_params.h"
 #include "dsl/TensorView.h"
 #include "runtime/Attention.h"
 #include "runtime/Tensor.h"

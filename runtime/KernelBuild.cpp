@@ -6,7 +6,6 @@
 #include <mutex>
 
 #include "dsl/Error.h"
-#include "runtime/ConfigOverrides.h"
 #include "runtime/KernelCache.h"
 
 namespace flexjit {
@@ -22,7 +21,7 @@ const DeviceInfo& cachedDeviceInfo(int ordinal) {
 
 std::string forwardSource(const Variant& variant, const FwdKernelConfig& config) {
   std::string src = "#include \"dsl/Interval.h\"\n#include \"codegen/templates/fastmath.cuh\"\n" + variant.prelude;
-  src += fmt::format("#include \"{}\"\n", kFwdKernelTemplate);
+  src += fmt::format("#include \"{}\"\n", fwdKernelTemplate(config.family));
   src += fwdInstantiationSource(config);
   return expandIncludes(src);
 }
@@ -36,8 +35,10 @@ namespace {
 
 /// Configurations to try, in order, when the previous one spills more than kToleratedSpillBytes: Q in
 /// shared memory, then S computed in narrower slices (each halving saves subN / 4 registers per thread).
+/// The sm90 family has one configuration per head dim: nothing to fall back to.
 std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
   std::vector<FwdKernelConfig> out{base};
+  if (base.family == KernelFamily::Sm90) return out;
   FwdKernelConfig c = base;
   if (c.qInRegs) {
     c.qInRegs = false;
@@ -55,7 +56,8 @@ ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKern
   ForwardBuild best;
   for (const FwdKernelConfig& c : spillFallbacks(base)) {
     const CompiledKernel& k = KernelCache::global().getOrCompile(
-        KernelRequest{forwardSource(variant, c), "fwd_" + tag, CompileOptions{archOf(c), {}, false}});
+        KernelRequest{forwardSource(variant, c), fmt::format("fwd_{}_{}", familyName(c.family), tag),
+                      CompileOptions{archOf(c), {}, false}});
     // A kernel without a ptxas report (e.g. a PTX-only build JIT-compiled by the driver) counts as
     // not spilling: the search can only judge what it can see.
     auto report = k.resources.find(kFwdKernelName);
@@ -68,24 +70,12 @@ ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKern
 
 }  // namespace
 
-ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& requested, const std::string& tag) {
-  FwdKernelConfig config = requested;
-  if (variant.facts.maskOps > kCostlyMaskOps && config.subN > kCostlyMaskSubN) config.subN = kCostlyMaskSubN;
-  int qInRegs = config.qInRegs, decideSubTiles = config.decideSubTiles;
-  // Only fields that keep the tiles' fit to the BlockMask's blocks (checked by the caller) may change.
-  applyConfigOverrides("FLEXJIT_FWD_CONFIG",
-                       {{"subN", &config.subN}, {"qInRegs", &qInRegs}, {"decideSubTiles", &decideSubTiles}});
-  config.qInRegs = qInRegs != 0, config.decideSubTiles = decideSubTiles != 0;
-  if (FwdConfigCheck check = checkFwdConfig(config); !check.ok())
-    throw Error("FLEXJIT_FWD_CONFIG: " + check.message);
-  // Index by the variant object (cachedVariant keeps one per structure) and the config, so a repeated
-  // call skips source assembly, hashing and the spill search entirely.
+ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& config, const std::string& tag) {
+  // Index by the variant object (cachedVariant keeps one per structure) and every field of the config, so a
+  // repeated call skips source assembly, hashing and the spill search entirely.
   static std::mutex mutex;
   static std::map<std::string, ForwardBuild> index;
-  std::string key = fmt::format("{}/{}/{}/{}/{}/{}.{}/{}x{}x{}x{}/{}/{}", static_cast<const void*>(&variant),
-                                static_cast<int>(config.dtype), config.headDim, config.headDimV, config.archMajor,
-                                config.archMinor, config.blockM, config.blockN, config.subN, config.numWarps,
-                                config.qInRegs, config.decideSubTiles, tag);
+  const std::string key = fmt::format("{}/{}/{}", static_cast<const void*>(&variant), config.describe(), tag);
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = index.find(key);

@@ -21,10 +21,10 @@ struct ForwardBuild {
   int spillBytes = 0;  ///< of the chosen configuration (0 unless every candidate spilled)
 };
 
-/// The compiled forward kernel of `variant`, starting from `config` (NVRTC on first use, then memory /
-/// disk cache). A heavy score_mod can push the default tiles over the register budget; when the
-/// kernel spills, narrower S slices (and Q in shared memory) are tried and the first configuration that
-/// does not spill is used (else the one that spills least).
+/// The compiled forward kernel of `variant`, starting from `config` (the planner's, runtime/Planner.h;
+/// NVRTC on first use, then memory / disk cache). A heavy score_mod can push the sm80 family's default
+/// tiles over the register budget; when the kernel spills, narrower S slices (and Q in shared memory) are
+/// tried and the first configuration that does not spill is used (else the one that spills least).
 ForwardBuild forwardKernel(const Variant& variant, const FwdKernelConfig& config, const std::string& tag);
 
 /// The NVRTC target for a configuration's compute capability ("sm_90a" on Hopper, "sm_80", ...).

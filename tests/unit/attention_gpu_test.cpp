@@ -1,7 +1,14 @@
 // The generated forward kernels on a GPU against the float64 reference (skipped without a GPU): every
-// seed variant, odd sizes, GQA, Lq != Lkv, fully masked rows, strided inputs, fp16 and bf16, D 64/128.
+// seed variant, odd sizes, GQA, Lq != Lkv, fully masked rows, NaN rows, strided inputs, fp16 and bf16, D 64/128.
+//
+// The forward tests run once per kernel family: "planned" takes the planner's choice (the sm90 family on a
+// Hopper GPU where it applies, sm80 elsewhere) and "sm80" forces the mma.sync family through
+// FLEXJIT_FWD_CONFIG=family=80, so both families pass the same cases on a Hopper GPU.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
 
 #include "AttentionTestUtil.h"
 #include "codegen/Variant.h"
@@ -43,10 +50,22 @@ void runCase(const std::string& name, const Case& c, uint32_t seed) {
                                        dtypeName(c.dtype), r.outError, r.outLowPrecisionError, r.lseError);
 }
 
+/// One forward kernel family for the length of a test (see the file comment).
+class AttentionGpuFamily : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+    if (GetParam() == "sm80") setenv("FLEXJIT_FWD_CONFIG", "family=80", 1);
+  }
+  void TearDown() override { unsetenv("FLEXJIT_FWD_CONFIG"); }
+};
+
 }  // namespace
 
-TEST(AttentionGpu, EverySeedVariantMatchesTheReference) {
-  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+INSTANTIATE_TEST_SUITE_P(Families, AttentionGpuFamily, ::testing::Values("planned", "sm80"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(AttentionGpuFamily, EverySeedVariantMatchesTheReference) {
   const Case cases[] = {{1, 2, 2, 1, 1, 64, DType::BF16},      {2, 4, 2, 17, 17, 128, DType::F16},
                         {1, 4, 1, 127, 129, 64, DType::BF16},  {2, 2, 2, 129, 127, 128, DType::BF16},
                         {1, 2, 2, 1000, 300, 64, DType::F16},  {1, 2, 1, 300, 1000, 128, DType::BF16}};
@@ -55,8 +74,7 @@ TEST(AttentionGpu, EverySeedVariantMatchesTheReference) {
     for (const Case& c : cases) runCase(name, c, seed += 3);
 }
 
-TEST(AttentionGpu, FullyMaskedRowsAndOtherHeadDims) {
-  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+TEST_P(AttentionGpuFamily, FullyMaskedRowsAndOtherHeadDims) {
   MaskMod late("late_rows", [](Expr, Expr, Expr q, Expr kv) { return (q >= 5) & (kv <= q); });
   for (int64_t D : {32, 64, 96, 128, 256}) {
     BlockMask cpu = createBlockMask(late, 1, 2, 200, 200, Device::cpu());
@@ -68,8 +86,7 @@ TEST(AttentionGpu, FullyMaskedRowsAndOtherHeadDims) {
   }
 }
 
-TEST(AttentionGpu, StridedInputsAndNoBlockMask) {
-  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+TEST_P(AttentionGpuFamily, StridedInputsAndNoBlockMask) {
   // Q is a [B, L, H, D] tensor viewed as [B, H, L, D] (the layout of a fused QKV projection).
   Tensor qblh = randomTensor(DType::BF16, {2, 77, 4, 64}, kGpu, 11);
   TensorView q = qblh.view();
@@ -87,8 +104,39 @@ TEST(AttentionGpu, StridedInputsAndNoBlockMask) {
   EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3 * 8);
 }
 
-TEST(AttentionGpu, ChangingACapturedScalarDoesNotRecompile) {
-  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+TEST_P(AttentionGpuFamily, NaNRowsComeOutNaNAndOtherRowsAreUntouched) {
+  // NaN in one query row, and a score_mod that returns NaN on another: those rows (and only those) must be
+  // NaN in O and LSE, as in torch; a fully masked row stays O = 0, LSE = -inf.
+  ScoreMod nanOnRow7("nan_row7", [](Expr s, Expr, Expr, Expr q, Expr) { return where(q == 7, s * Expr(NAN), s); });
+  MaskMod causalLate("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
+  for (int64_t D : {64, 128}) {
+    Tensor qc = randomTensor(DType::BF16, {1, 2, 150, D}, Device::cpu(), 21);
+    writeFloat(qc.data(), DType::BF16, (1 * 150 + 40) * D + 3, std::numeric_limits<double>::quiet_NaN());  // h1 q40
+    Tensor q = qc.to(kGpu), k = randomTensor(DType::BF16, {1, 2, 150, D}, kGpu, 22),
+           v = randomTensor(DType::BF16, {1, 2, 150, D}, kGpu, 23);
+    BlockMask mask = createBlockMask(causalLate, 1, 2, 150, 150, kGpu);
+    AttentionResult r = flex_attention(q.view(), k.view(), v.view(), nanOnRow7, &mask);
+    std::vector<double> out = asDoubles(r.out), lse = asDoubles(r.lse);
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t i = 0; i < 150; ++i) {
+        const bool nanRow = i == 7 || (h == 1 && i == 40), masked = i < 2;
+        const double l = lse[h * 150 + i];
+        EXPECT_EQ(std::isnan(l), nanRow) << "D" << D << " h" << h << " row " << i << " lse " << l;
+        if (masked) {
+          EXPECT_EQ(l, -INFINITY) << "fully masked row " << i;
+        }
+        for (int64_t d = 0; d < D; ++d) {
+          const double o = out[(h * 150 + i) * D + d];
+          EXPECT_EQ(std::isnan(o), nanRow) << "D" << D << " h" << h << " row " << i << " col " << d;
+          if (masked) {
+            EXPECT_EQ(o, 0.0);
+          }
+        }
+      }
+  }
+}
+
+TEST_P(AttentionGpuFamily, ChangingACapturedScalarDoesNotRecompile) {
   CapturedScalar cap("cap", 20.0f);
   ScoreMod softcap("softcap_rt", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); });
   Tensor q = randomTensor(DType::BF16, {1, 1, 64, 64}, kGpu, 1, 4.0f), k = randomTensor(DType::BF16, {1, 1, 64, 64}, kGpu, 2, 4.0f),

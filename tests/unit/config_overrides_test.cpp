@@ -1,16 +1,10 @@
-// FLEXJIT_FWD_CONFIG / FLEXJIT_BWD_CONFIG parsing, and how the forward's configuration follows the mask's
-// cost and the overrides (NVRTC, no GPU).
+// FLEXJIT_FWD_CONFIG / FLEXJIT_BWD_CONFIG parsing (the forward planner's use of it: planner_test.cpp).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
-#include "codegen/AttentionConfig.h"
-#include "codegen/Variant.h"
 #include "dsl/Error.h"
-#include "examples/SeedVariants.h"
 #include "runtime/ConfigOverrides.h"
-#include "runtime/KernelBuild.h"
-#include "runtime/Nvrtc.h"
 
 using namespace flexjit;
 
@@ -51,27 +45,4 @@ TEST(ConfigOverrides, BadEntriesNameTheVariableAndTheKeys) {
     }
   }
   EXPECT_EQ(a, 1);
-}
-
-TEST(ForwardConfig, CostlyMasksGetNarrowSlicesAndOverridesApply) {
-  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
-  const FwdKernelConfig base = defaultFwdConfig(DType::BF16, 128, 128, 9, 0);
-  ASSERT_EQ(base.subN, 64);
-  examples::SeedVariant natten = examples::makeSeedVariant("natten");
-  Variant nattenVariant = generateVariant(natten.score, natten.mask, {false});
-  EXPECT_GT(nattenVariant.facts.maskOps, kCostlyMaskOps);
-  EXPECT_EQ(forwardKernel(nattenVariant, base, "override_test_natten").config.subN, kCostlyMaskSubN);
-
-  examples::SeedVariant causal = examples::makeSeedVariant("causal");
-  Variant causalVariant = generateVariant(causal.score, causal.mask, {false});
-  EXPECT_LE(causalVariant.facts.maskOps, kCostlyMaskOps);
-  EXPECT_EQ(forwardKernel(causalVariant, base, "override_test_causal").config.subN, 64);
-  {
-    ScopedEnv env("FLEXJIT_FWD_CONFIG", "subN=32,decideSubTiles=1");
-    ForwardBuild build = forwardKernel(causalVariant, base, "override_test_causal");
-    EXPECT_EQ(build.config.subN, 32);
-    EXPECT_TRUE(build.config.decideSubTiles);
-  }
-  ScopedEnv bad("FLEXJIT_FWD_CONFIG", "subN=24");
-  EXPECT_THROW(forwardKernel(causalVariant, base, "override_test_causal"), Error);
 }

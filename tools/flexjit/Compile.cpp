@@ -9,6 +9,7 @@
 #include "codegen/AttentionConfig.h"
 #include "codegen/Variant.h"
 #include "dsl/Error.h"
+#include "runtime/Planner.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"
@@ -37,7 +38,7 @@ int runCompile(const Args& a) {
     fwd = cachedVariant(v.score, v.mask, false);
     bwd = cachedVariant(v.score, v.mask, true);
   });
-  FwdKernelConfig fc = defaultFwdConfig(dtype, headDim, headDim, info.computeMajor, info.computeMinor);
+  FwdKernelConfig fc = planContiguousForward(dtype, headDim, headDim, info.computeMajor, info.computeMinor, fwd->facts).config;
   BwdKernelConfig bc = backwardConfigFor(dtype, shape, info, blocks, false, *bwd);
   const std::string tag = variantTag(v.score, v.mask);
   double fwdMs = 0;

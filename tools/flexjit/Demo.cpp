@@ -6,6 +6,7 @@
 #include "Runs.h"
 #include "codegen/AttentionConfig.h"
 #include "codegen/Variant.h"
+#include "runtime/Planner.h"
 #include "runtime/BlockMask.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/KernelCache.h"
@@ -23,17 +24,16 @@ void printCompileTable(const std::vector<std::string>& names, const std::string&
     examples::SeedVariant v = examples::makeSeedVariant(name);
     Variant variant;
     double lowerMs = wallMs([&] { variant = generateVariant(v.score, v.mask); });
-    FwdKernelConfig config = defaultFwdConfig(dtype, headDim, headDim, major, minor);
+    FwdKernelConfig config = planContiguousForward(dtype, headDim, headDim, major, minor, variant.facts).config;
     ForwardBuild build;
     auto before = KernelCache::global().stats();
     double compileMs = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });
     bool compiled = KernelCache::global().stats().compilations != before.compilations;
     const ResourceUsage& use = build.kernel->usage(kFwdKernelName);
     const FwdKernelConfig& c = build.config;
-    fmt::print("{:<16} {:>9.1f} {:>9} {:>6} {:>9.1f} {:>7}  {}x{} tile, S slices of {}, Q in {}\n", name, lowerMs,
+    fmt::print("{:<16} {:>9.1f} {:>9} {:>6} {:>9.1f} {:>7}  {}\n", name, lowerMs,
                compiled ? fmt::format("{:.0f}", compileMs) : std::string("cached"), use.registers,
-               fwdSharedMemoryBytes(c) / 1024.0, use.spillStoreBytes, c.blockM, c.blockN, c.subN,
-               c.qInRegs ? "registers" : "shared memory");
+               fwdSharedMemoryBytes(c) / 1024.0, use.spillStoreBytes, fwdConfigSummary(c));
   }
 }
 

@@ -11,6 +11,7 @@
 #include "codegen/AttentionConfig.h"
 #include "codegen/Variant.h"
 #include "dsl/Error.h"
+#include "runtime/Planner.h"
 #include "runtime/BlockMask.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/KernelCache.h"
@@ -33,8 +34,10 @@ std::string countLines(const std::string& text, std::initializer_list<std::pair<
 
 /// Counts of the instructions that tell whether a kernel is on the fast path.
 std::string ptxStatistics(const std::string& ptx) {
-  return countLines(ptx, {{"mma.sync (tensor cores)", "mma.sync"}, {"wgmma (Hopper tensor cores)", "wgmma."},
-                          {"ldmatrix", "ldmatrix"},                {"cp.async (async copies)", "cp.async"},
+  return countLines(ptx, {{"mma.sync (tensor cores)", "mma.sync"}, {"wgmma (Hopper tensor cores)", "wgmma.mma_async"},
+                          {"ldmatrix", "ldmatrix"},                {"cp.async (async copies)", "cp.async.cg"},
+                          {"cp.async.bulk.tensor (TMA)", "cp.async.bulk.tensor"},
+                          {"mbarrier", "mbarrier."},               {"setmaxnreg", "setmaxnreg"},
                           {"ex2.approx (exp2)", "ex2.approx"},     {"tanh.approx", "tanh.approx"},
                           {"ld.global", "ld.global"},              {"st.global", "st.global"},
                           {"bar.sync", "bar.sync"},                {"shfl.sync", "shfl.sync"}});
@@ -114,16 +117,17 @@ int runShow(const Args& a) {
   if (all("hooks")) fmt::print("-- generated CUDA hooks --\n{}\n", variant.prelude);
 
   auto [major, minor] = parseArchNumber(arch);
-  FwdKernelConfig config = defaultFwdConfig(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor);
-  requireFwdSupported(config, kDefaultMaskBlock, kDefaultMaskBlock);
+  const ForwardPlan plan =
+      planContiguousForward(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor, variant.facts);
+  const FwdKernelConfig& config = plan.config;
   if (all("ptx") || stage == "cuda" || stage == "sass") {
     ForwardBuild build;
     double ms = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });
     const FwdKernelConfig& c = build.config;
     const ResourceUsage& use = build.kernel->usage(kFwdKernelName);
-    fmt::print("-- forward kernel ({} D={} tile {}x{}, S slices of {}, {} warps, Q in {}) for {}: {:.0f} ms "
-               "(NVRTC, or the kernel cache) --\n", dtypeName(dtype), headDim, c.blockM, c.blockN, c.subN, c.numWarps,
-               c.qInRegs ? "registers" : "shared memory", arch, ms);
+    fmt::print("-- forward kernel ({} D={} {}) for {}: {:.0f} ms (NVRTC, or the kernel cache) --\n", dtypeName(dtype),
+               headDim, fwdConfigSummary(c), arch, ms);
+    fmt::print("  planner: {}\n", plan.reason);
     fmt::print("  registers {}, static smem {} B, dynamic smem {} B, stack {} B, spills {} B stored / {} B loaded\n",
                use.registers, use.staticSharedBytes, fwdSharedMemoryBytes(c), use.stackFrameBytes, use.spillStoreBytes,
                use.spillLoadBytes);

@@ -21,7 +21,7 @@
 // leaves them zero.
 #pragma once
 
-#include "codegen/templates/attention_bwd_phases.cuh"
+#include "codegen/templates/sm80/attention_bwd_phases.cuh"
 
 namespace fjk {
 

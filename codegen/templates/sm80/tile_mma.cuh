@@ -1,6 +1,5 @@
-// Warp-level tensor-core and copy primitives for the attention kernels (sm_80 and newer, Hopper included):
-// cp.async 16-byte copies into shared memory, ldmatrix fragment loads, mma.sync m16n8k16 with fp32
-// accumulation, and fp32 -> bf16x2 / f16x2 packing.
+// Warp-level tensor-core and copy primitives of the sm80 family (Ampere and newer): cp.async 16-byte
+// copies into shared memory, ldmatrix fragment loads and mma.sync m16n8k16 with fp32 accumulation.
 //
 // Everything is inline PTX because the kernels are compiled by NVRTC without the toolkit headers
 // (no cuda_fp16.h / cuda_bf16.h). Fragment layouts of mma.m16n8k16 (PTX ISA, "Matrix Fragments for
@@ -8,35 +7,12 @@
 //   A (16x16, row-major), 4 registers of 2 halves: a0 = A[g][2t..2t+1],   a1 = A[g+8][2t..2t+1],
 //                                                  a2 = A[g][2t+8..2t+9], a3 = A[g+8][2t+8..2t+9]
 //   B (16x8, "col" = n-major), 2 registers:        b0 = B[2t..2t+1][g],   b1 = B[2t+8..2t+9][g]
-//   C (16x8 fp32), 4 floats:                       c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
-// The C fragments of two neighbouring n-tiles are therefore exactly the A fragment of a 16x16 tile, which
-// is how P moves from the S = QK^T accumulator into the PV product without touching shared memory.
+//   C (16x8 fp32), 4 floats: see common/fragment.cuh.
 #pragma once
 
+#include "codegen/templates/common/fragment.cuh"
+
 namespace fjk {
-
-/// Threads per warp.
-constexpr int kWarpSize = 32;
-/// Rows and columns of one mma.m16n8k16 tile.
-constexpr int kMmaRows = 16;
-constexpr int kMmaCols = 8;
-constexpr int kMmaK = 16;
-/// Bytes moved by one cp.async / one ldmatrix row / one vector store.
-constexpr int kCopyBytes = 16;
-/// 16-bit elements per 16-byte piece.
-constexpr int kElemsPerCopy = 8;
-
-/// 16 bytes, the unit of every global <-> shared copy (no toolkit vector types under NVRTC).
-struct alignas(16) Bytes16 {
-  unsigned x, y, z, w;
-};
-
-/// The 32-bit shared-state-space address of a generic pointer into shared memory.
-__device__ __forceinline__ unsigned smem_addr(const void* ptr) {
-  unsigned addr;
-  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(addr) : "l"(ptr));
-  return addr;
-}
 
 /// Asynchronous 16-byte copy global -> shared. When `valid` is false nothing is read and the 16 bytes
 /// are zero-filled (src-size 0): out-of-range rows of Q/K/V become zeros, never garbage or NaN, so
@@ -81,29 +57,6 @@ __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const unsigned (&a)[4
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
-}
-
-/// Rounds two floats to the kernel's 16-bit type (round to nearest even) and packs them, `lo` in the
-/// low half (the lower column index of a fragment pair).
-template <bool kIsBf16>
-__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
-  unsigned r;
-  if constexpr (kIsBf16) {
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  } else {
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  }
-  return r;
-}
-
-/// Sum / max over the 4 lanes of a quad (the lanes that share one accumulator row).
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
 }  // namespace fjk

@@ -19,7 +19,7 @@
 // registers and written once, in a fixed order.
 #pragma once
 
-#include "codegen/templates/attention_bwd_grad_window.cuh"
+#include "codegen/templates/sm80/attention_bwd_grad_window.cuh"
 
 namespace fjk {
 

@@ -14,7 +14,7 @@
 // hit 8 distinct bank groups in both orientations.
 #pragma once
 
-#include "codegen/templates/bwd_primitives.cuh"
+#include "codegen/templates/sm80/bwd_primitives.cuh"
 
 namespace fjk {
 

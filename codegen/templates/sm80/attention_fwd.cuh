@@ -21,12 +21,9 @@
 // causal masks and keeps each group's K/V in L2.
 #pragma once
 
-#include "codegen/templates/attention_fwd_phases.cuh"
+#include "codegen/templates/sm80/attention_fwd_phases.cuh"
 
 namespace fjk {
-
-/// The shared memory of the running kernel; its size is FwdTraits::kSmemBytes (dynamic).
-extern __shared__ Bytes16 fjk_dynamic_smem[];
 
 /// Whether the variant lets the kernel decide a warp's sub-tile of a partial block with mask_mod's interval
 /// form (Var::kMaskIntervalIsCheap; hand-written variants without it never do).

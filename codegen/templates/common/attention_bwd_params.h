@@ -11,7 +11,7 @@
 // The workspace arrays (lse2, delta, dq_accum) are flexjit's own, contiguous, with len_q_pad rows per head.
 #pragma once
 
-#include "codegen/templates/attention_params.h"
+#include "codegen/templates/common/attention_params.h"
 
 namespace fjk {
 

@@ -13,7 +13,7 @@
 #pragma once
 
 #include "codegen/templates/fastmath.cuh"
-#include "codegen/templates/tile_mma.cuh"
+#include "codegen/templates/common/fragment.cuh"
 
 namespace fjk {
 
@@ -98,11 +98,13 @@ __device__ __forceinline__ void finalize_row_stats(const RowStats<kRows>& st, fl
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const float l = quad_sum(st.sum[r]);
-    // Fully masked row (every score -inf, so the max never left -inf and l == 0): torch's
-    // flex_attention returns O = 0 and LSE = -inf. Testing the max rather than dividing keeps
-    // 0 * (1/0) = NaN and log(0) out of the output. If any score is finite, its max term
-    // contributes 2^0 = 1, so l >= 1 and the normal path is safe.
-    const bool empty = st.max[r] == neg_inf() || !(l > 0.0f);
+    // Fully masked row (every score -inf, so every term is 2^-inf = 0 and l == 0 exactly): torch's
+    // flex_attention returns O = 0 and LSE = -inf. Testing l == 0 rather than dividing keeps
+    // 0 * (1/0) = NaN and log(0) out of the output. If any score is finite, its max term contributes
+    // 2^0 = 1, so l >= 1 and the normal path is safe. A NaN score (NaN in q or k, or a score_mod that
+    // returns NaN) makes l NaN: that row is not "masked" and must come out NaN (O and LSE), as torch's
+    // does, so the test is l == 0 and never !(l > 0). fmaxf ignores NaN, so the max alone cannot tell.
+    const bool empty = l == 0.0f;
     inv_sum[r] = empty ? 0.0f : 1.0f / l;
     // log2(sum 2^(x * factor)) = m * factor + log2(l); times ln 2 gives torch's natural-log LSE.
     lse[r] = empty ? neg_inf() : (st.max[r] * factor + fj::fastLog2(l)) * fj::kLn2;

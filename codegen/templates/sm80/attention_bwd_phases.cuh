@@ -7,7 +7,7 @@
 // kv_first + 8 j + e % 2, where q_first / kv_first are the indices of the lane's element (0, 0, 0).
 #pragma once
 
-#include "codegen/templates/attention_bwd_traits.cuh"
+#include "codegen/templates/sm80/attention_bwd_traits.cuh"
 
 namespace fjk {
 

@@ -3,7 +3,7 @@
 // cannot hoist. Kept apart from the kernel logic, which is plain C++ over these and tile_mma.cuh.
 #pragma once
 
-#include "codegen/templates/tile_mma.cuh"
+#include "codegen/templates/sm80/tile_mma.cuh"
 
 namespace fjk {
 

@@ -12,8 +12,8 @@
 // P and dS go through shared memory between the first and the other products.
 #pragma once
 
-#include "codegen/templates/attention_bwd_params.h"
-#include "codegen/templates/bwd_warp_gemm.cuh"
+#include "codegen/templates/common/attention_bwd_params.h"
+#include "codegen/templates/sm80/bwd_warp_gemm.cuh"
 
 namespace fjk {
 

@@ -7,9 +7,9 @@
 //   convert:    dQ = scale * dQ_accum, rounded to the 16-bit type, after the atomic dK/dV kernel.
 #pragma once
 
-#include "codegen/templates/attention_bwd_params.h"
+#include "codegen/templates/common/attention_bwd_params.h"
 #include "codegen/templates/fastmath.cuh"
-#include "codegen/templates/bwd_warp_gemm.cuh"
+#include "codegen/templates/sm80/bwd_warp_gemm.cuh"
 
 namespace fjk {
 

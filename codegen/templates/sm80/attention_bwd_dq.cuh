@@ -12,7 +12,7 @@
 //   dQ *= scale, staged in the Q region, written with 16-byte stores
 #pragma once
 
-#include "codegen/templates/attention_bwd_phases.cuh"
+#include "codegen/templates/sm80/attention_bwd_phases.cuh"
 
 namespace fjk {
 

@@ -1,0 +1,115 @@
+// The hooks applied to an accumulator tile, written once for every kernel family: mask_mod into one bit
+// per element, score_mod and the mask on the S scores, and P's conversion into the A operand of the PV
+// product.
+//
+// A tile type `Tile` names the m16n8 accumulator layout of common/fragment.cuh: Tile::kMmaM 16-row
+// m-tiles by Tile::kTilesN 8-column n-tiles per warp, s[i][j][e] holding row 16 i + g + 8 (e / 2) and column
+// 8 j + 2 t + e % 2 from the thread's first element (q_first, kv_first). The sm80 FwdTraits is such a type;
+// the sm90 family passes AccTile (one m-tile per warp of its warpgroup).
+#pragma once
+
+#include "codegen/templates/common/attention_params.h"
+#include "codegen/templates/common/fragment.cuh"
+#include "codegen/templates/common/online_softmax.cuh"
+
+namespace fjk {
+
+/// The m16n8 accumulator layout of kMmaM x kTilesN tiles per warp, fp32, with 16-bit operands.
+template <bool kIsBf16_, int kMmaM_, int kTilesN_>
+struct AccTile {
+  static constexpr bool kIsBf16 = kIsBf16_;
+  static constexpr int kMmaM = kMmaM_;
+  static constexpr int kTilesN = kTilesN_;
+  static constexpr int kStepsN = kTilesN / 2;  ///< 16-column k-steps of P as the A operand of PV
+  static constexpr int kRowsPerThread = 2 * kMmaM;
+};
+
+/// Whether a kv tile needs masking: none (a full block inside the sequence) or the precomputed
+/// per-element bits of TileMaskBits (a partial block, or a full block crossing Lkv).
+enum MaskMode { kMaskNone = 0, kMaskBits = 1 };
+
+/// One bit per accumulator element of a tile: the mask of a partial tile, evaluated before S exists.
+template <class Tile>
+struct TileMaskBits {
+  static constexpr int kWords = (Tile::kMmaM * Tile::kTilesN * 4 + 31) / 32;
+  unsigned word[kWords];
+};
+
+/// Evaluates the kv < Lkv bound and, for a partial block (kUseMaskMod), mask_mod for every element this
+/// lane holds in the tile. Running it before S = QK^T keeps the scores out of registers while
+/// mask_mod's own loads (captured tensors) are in flight. q_first / kv_first are the query / kv index of
+/// this lane's element 0 in m-tile 0, n-tile 0.
+template <class Tile, class Var, bool kUseMaskMod>
+__device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, const FwdParams& p, int b, int h, int q_first,
+                                                  int kv_first) {
+#pragma unroll
+  for (int w = 0; w < TileMaskBits<Tile>::kWords; ++w) bits.word[w] = 0u;
+#pragma unroll
+  for (int i = 0; i < Tile::kMmaM; ++i) {
+#pragma unroll
+    for (int j = 0; j < Tile::kTilesN; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        // Element e sits 8 rows lower for e >= 2 and one column right for odd e.
+        const int q_idx = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+        const int kv_idx = kv_first + j * kMmaCols + (e & 1);
+        // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
+        bool keep = kv_idx < p.len_kv;
+        if constexpr (kUseMaskMod && !Var::kMaskModIsNoop) keep = keep && Var::mask_mod(b, h, q_idx, kv_idx, p.cap);
+        const int n = (i * Tile::kTilesN + j) * 4 + e;
+        bits.word[n / 32] |= keep ? 1u << (n % 32) : 0u;
+      }
+    }
+  }
+}
+
+/// Applies score_mod and masking to one S tile in place, turning it into x units (see
+/// online_softmax.cuh): raw q.k without a score_mod, score_mod(q.k * scale, ...) with one. With
+/// kMaskBits, entries whose bit is clear become -inf. A full tile inside the sequence with no score_mod
+/// costs nothing here.
+template <class Tile, class Var, int kMode>
+__device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN][4], const TileMaskBits<Tile>& bits,
+                                           const FwdParams& p, int b, int h, int q_first, int kv_first) {
+  if constexpr (!Var::kScoreModIsNoop || kMode != kMaskNone) {
+#pragma unroll
+    for (int i = 0; i < Tile::kMmaM; ++i) {
+#pragma unroll
+      for (int j = 0; j < Tile::kTilesN; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[i][j][e];
+          if constexpr (!Var::kScoreModIsNoop) {
+            const int q_idx = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+            const int kv_idx = kv_first + j * kMmaCols + (e & 1);
+            x = Var::score_mod(x * p.scale, b, h, q_idx, kv_idx, p.cap);
+          }
+          if constexpr (kMode == kMaskBits) {
+            const int n = (i * Tile::kTilesN + j) * 4 + e;
+            if (!((bits.word[n / 32] >> (n % 32)) & 1u)) x = neg_inf();
+          }
+          s[i][j][e] = x;
+        }
+      }
+    }
+  }
+}
+
+/// Rounds the probabilities of one tile (s, already exponentiated) to the 16-bit type and moves them from
+/// the C layout of n-tiles 2kk, 2kk + 1 into the A layout of PV's k-step kk, entirely in registers. Done
+/// for the whole tile at once so the fp32 scores die before the V fragments are loaded.
+template <class Tile>
+__device__ __forceinline__ void convert_p(unsigned (&pa)[Tile::kMmaM][Tile::kStepsN][4],
+                                          const float (&s)[Tile::kMmaM][Tile::kTilesN][4]) {
+#pragma unroll
+  for (int i = 0; i < Tile::kMmaM; ++i) {
+#pragma unroll
+    for (int kk = 0; kk < Tile::kStepsN; ++kk) {
+      pa[i][kk][0] = pack_half2<Tile::kIsBf16>(s[i][2 * kk][0], s[i][2 * kk][1]);
+      pa[i][kk][1] = pack_half2<Tile::kIsBf16>(s[i][2 * kk][2], s[i][2 * kk][3]);
+      pa[i][kk][2] = pack_half2<Tile::kIsBf16>(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
+      pa[i][kk][3] = pack_half2<Tile::kIsBf16>(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
+    }
+  }
+}
+
+}  // namespace fjk

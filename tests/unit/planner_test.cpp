@@ -1,0 +1,136 @@
+// The forward planner: which family and tiles a problem gets, how the mask's cost and FLEXJIT_FWD_CONFIG
+// change them, and that what it plans compiles (NVRTC, no GPU).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "codegen/AttentionConfig.h"
+#include "codegen/Variant.h"
+#include "dsl/Error.h"
+#include "examples/SeedVariants.h"
+#include "runtime/KernelBuild.h"
+#include "runtime/Nvrtc.h"
+#include "runtime/Planner.h"
+
+using namespace flexjit;
+
+namespace {
+
+struct ScopedEnv {
+  const char* name;
+  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
+  ~ScopedEnv() { unsetenv(name); }
+};
+
+ForwardProblem problem(int major, int minor, int d = 128) {
+  ForwardProblem p;
+  p.archMajor = major;
+  p.archMinor = minor;
+  p.headDim = p.headDimV = d;
+  return p;
+}
+
+ModFacts factsOf(const char* seed) {
+  examples::SeedVariant v = examples::makeSeedVariant(seed);
+  return generateVariant(v.score, v.mask, {false}).facts;
+}
+
+}  // namespace
+
+TEST(Planner, HopperGetsTheSm90FamilyWhereItApplies) {
+  for (int d : {64, 128, 256}) {
+    const ForwardPlan plan = planForward(problem(9, 0, d));
+    EXPECT_EQ(plan.config.family, KernelFamily::Sm90) << d << ": " << plan.reason;
+    EXPECT_EQ(plan.config.blockM, 128);
+    EXPECT_EQ(plan.config.numWarps, 12);
+    EXPECT_EQ(plan.config.blockN, d == 256 ? 64 : 128);
+  }
+  // Head dims the sm90 tiles do not take, BlockMask blocks its 128 x 128 tiles do not divide, layouts TMA
+  // cannot describe and drivers without tensor maps all fall back to sm80, saying why.
+  ForwardProblem odd = problem(9, 0, 96);
+  ForwardProblem smallBlocks = problem(9, 0);
+  smallBlocks.maskBlockQ = smallBlocks.maskBlockKV = 64;
+  ForwardProblem broadcast = problem(9, 0);
+  broadcast.tmaDescribable = false;
+  ForwardProblem oldDriver = problem(9, 0);
+  oldDriver.driverHasTensorMaps = false;
+  for (const ForwardProblem& p : {odd, smallBlocks, broadcast, oldDriver}) {
+    const ForwardPlan plan = planForward(p);
+    EXPECT_EQ(plan.config.family, KernelFamily::Sm80) << plan.reason;
+    EXPECT_FALSE(sm90ForwardUnsupported(p).empty());
+    EXPECT_NE(plan.reason.find("sm80 family: "), std::string::npos) << plan.reason;
+  }
+  for (auto [major, minor] : {std::pair{8, 0}, {8, 6}, {8, 9}, {12, 0}})
+    EXPECT_EQ(planForward(problem(major, minor)).config.family, KernelFamily::Sm80) << major << minor;
+}
+
+TEST(Planner, CostlyMasksGetNarrowSm80Slices) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  ForwardProblem natten = problem(8, 0);
+  natten.facts = factsOf("natten");
+  EXPECT_GT(natten.facts.maskOps, kCostlyMaskOps);
+  EXPECT_EQ(planForward(natten).config.subN, kCostlyMaskSubN);
+  ForwardProblem causal = problem(8, 0);
+  causal.facts = factsOf("causal");
+  EXPECT_LE(causal.facts.maskOps, kCostlyMaskOps);
+  EXPECT_EQ(planForward(causal).config.subN, 64);
+}
+
+TEST(Planner, OverridesPickTheFamilyAndItsTunables) {
+  {
+    ScopedEnv env("FLEXJIT_FWD_CONFIG", "family=80,subN=32,decideSubTiles=1");
+    const FwdKernelConfig c = planForward(problem(9, 0)).config;
+    EXPECT_EQ(c.family, KernelFamily::Sm80);
+    EXPECT_EQ(c.subN, 32);
+    EXPECT_TRUE(c.decideSubTiles);
+  }
+  {
+    ScopedEnv env("FLEXJIT_FWD_CONFIG", "stages=3");
+    const FwdKernelConfig c = planForward(problem(9, 0)).config;
+    EXPECT_EQ(c.family, KernelFamily::Sm90);
+    EXPECT_EQ(c.stages, 3);
+  }
+  // Each failure names the variable and what to do: a key of the other family, a value out of range, a
+  // family that cannot run the problem, a family that does not exist.
+  struct Bad {
+    const char* env;
+    int major;
+    const char* says;
+  };
+  for (const Bad& bad : {Bad{"subN=32", 9, "among family, stages"}, Bad{"stages=3", 8, "among decideSubTiles"},
+                         Bad{"subN=24", 8, "invalid tiles"}, Bad{"stages=9", 9, "stages 2-4"},
+                         Bad{"family=90", 8, "family=90 cannot run"}, Bad{"family=70", 9, "not a kernel family"}}) {
+    ScopedEnv env("FLEXJIT_FWD_CONFIG", bad.env);
+    try {
+      planForward(problem(bad.major, 0));
+      ADD_FAILURE() << bad.env << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("FLEXJIT_FWD_CONFIG"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(bad.says), std::string::npos) << bad.env << ": " << e.what();
+    }
+  }
+}
+
+TEST(Planner, TheConfigurationIsOneFieldList) {
+  FwdKernelConfig a = defaultSm90FwdConfig(DType::BF16, 128, 128, 9, 0), b = a;
+  EXPECT_EQ(a, b);
+  b.stages = 3;
+  EXPECT_FALSE(a == b);
+  EXPECT_NE(a.describe(), b.describe());
+  EXPECT_NE(a.describe().find("family=sm90"), std::string::npos) << a.describe();
+  EXPECT_NE(a.describe().find("stages=2"), std::string::npos) << a.describe();
+  EXPECT_NE(fwdInstantiationSource(a), fwdInstantiationSource(b));
+}
+
+TEST(Planner, ThePlannedSm90KernelCompilesWithoutSpills) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant causal = examples::makeSeedVariant("causal");
+  Variant variant = generateVariant(causal.score, causal.mask, {false});
+  ForwardProblem p = problem(9, 0);
+  p.facts = variant.facts;
+  ForwardBuild build = forwardKernel(variant, planForward(p).config, "planner_test_causal");
+  EXPECT_EQ(build.config.family, KernelFamily::Sm90);
+  EXPECT_EQ(build.spillBytes, 0);
+  EXPECT_NE(build.kernel->ptx.find("wgmma.mma_async"), std::string::npos);
+  EXPECT_NE(build.kernel->ptx.find("cp.async.bulk.tensor"), std::string::npos);
+}
