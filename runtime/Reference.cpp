@@ -67,7 +67,9 @@ class RowScorer {
         dot += readFloat(q_.data, q_.dtype, offset(q_, b, h, i) + d) * readFloat(k_.data, k_.dtype, offset(k_, b, hk, j) + d);
       raw[j] = s_.scale * dot;
       t[j] = score_.scoreF64(raw[j], {int32_t(b), int32_t(h), int32_t(i), int32_t(j)});
-      m = std::max(m, t[j]);
+      // A NaN score (NaN in q or k, or a score_mod that returns NaN) makes the row's max NaN, so the whole
+      // row comes out NaN as in torch; std::max alone would drop it.
+      m = std::isnan(t[j]) || std::isnan(m) ? std::numeric_limits<double>::quiet_NaN() : std::max(m, t[j]);
     }
     return m;
   }
@@ -89,15 +91,16 @@ class RowScorer {
   const BlockMask* bm_;
 };
 
-/// exp(t - m) for every kept position; returns the sum (0 for a fully masked row, whose softmax does
-/// not exist: O = 0, LSE = -inf, zero gradients, never NaN).
+/// exp(t - m) for every kept position, 0 for masked ones; returns the sum. A fully masked row (m = -inf)
+/// gives sum 0: its softmax does not exist, so O = 0, LSE = -inf and zero gradients. A row with a NaN
+/// score (m = NaN) gives NaN for every kept position and a NaN sum: O, LSE and its gradients are NaN.
 double expRow(std::vector<double>& t, double m) {
   double sum = 0;
   if (m == kNegInf) {
     for (double& x : t) x = 0;
     return 0;
   }
-  for (double& x : t) sum += (x = std::exp(x - m));
+  for (double& x : t) sum += (x = x == kNegInf ? 0.0 : std::exp(x - m));
   return sum;
 }
 
@@ -120,11 +123,12 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
       }
     for (int64_t d = 0; d < s.Dv; ++d) {
       double acc = 0;
-      for (int64_t j = 0; j < s.Lkv && sum > 0; ++j)
-        if (p[j] > 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
-      writeFloat(out.data, out.dtype, offset(out, b, h, i) + d, sum > 0 ? acc / sum : 0.0);
+      // sum == 0 only for a fully masked row; a NaN sum propagates into every output of the row.
+      for (int64_t j = 0; j < s.Lkv && sum != 0; ++j)
+        if (p[j] != 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+      writeFloat(out.data, out.dtype, offset(out, b, h, i) + d, sum != 0 ? acc / sum : 0.0);
     }
-    double l = sum > 0 ? m + std::log(sum) : kNegInf;
+    double l = sum != 0 ? m + std::log(sum) : kNegInf;
     static_cast<float*>(lse.data)[b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2]] = static_cast<float>(l);
   });
 }
@@ -154,7 +158,7 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
         double m = scorer.row(b, h, i, raw, p);
         double sum = expRow(p, m);
         std::vector<double> dqRow(s.D, 0.0);
-        if (sum > 0) {
+        if (sum != 0) {  // NaN rows take this path too: their gradients come out NaN
           for (double& x : p) x /= sum;
           dP.assign(static_cast<size_t>(s.Lkv), 0.0);
           double rowDot = 0;  // D_i = sum_j P_ij dP_ij = rowsum(dO * O)

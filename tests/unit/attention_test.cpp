@@ -2,6 +2,10 @@
 #include <gtest/gtest.h>
 
 #include "AttentionTestUtil.h"
+#include "runtime/AttentionBackward.h"
+
+#include <cmath>
+#include <limits>
 #include "examples/SeedVariants.h"
 
 using namespace flexjit;
@@ -56,6 +60,38 @@ TEST(AttentionCpu, FullyMaskedRowsGiveZeroAndMinusInfinity) {
         if (i < 5) EXPECT_EQ(x, 0.0);
       }
     }
+}
+
+TEST(AttentionCpu, NaNPropagatesLikeTorch) {
+  // A NaN in q (row 4) and a score_mod returning NaN (row 6) turn those rows into NaN (O, LSE and their dq);
+  // they are not mistaken for fully masked rows (O = 0, LSE = -inf: rows 0 and 1 here), and the other rows
+  // are untouched.
+  ScoreMod nanRow("nan_row6", [](Expr s, Expr, Expr, Expr q, Expr) { return where(q == 6, s * NAN, s); });
+  MaskMod late("late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
+  Tensor q = randomTensor(DType::F32, {1, 1, 9, 8}, Device::cpu(), 3);
+  writeFloat(q.data(), DType::F32, 4 * 8 + 1, std::numeric_limits<double>::quiet_NaN());
+  Tensor k = randomTensor(DType::F32, {1, 1, 9, 8}, Device::cpu(), 4);
+  Tensor v = randomTensor(DType::F32, {1, 1, 9, 8}, Device::cpu(), 5);
+  Tensor dout = randomTensor(DType::F32, {1, 1, 9, 8}, Device::cpu(), 6);
+  BlockMask m = createBlockMask(late, 1, 1, 9, 9, Device::cpu(), 16, 16);
+  AttentionResult r = flex_attention(q.view(), k.view(), v.view(), nanRow, &m);
+  AttentionGradients g = flex_attention_backward(q.view(), k.view(), v.view(), r.out.view(), r.lse.view(), dout.view(),
+                                                 nanRow, &m);
+  std::vector<double> o = asDoubles(r.out), lse = asDoubles(r.lse), dq = asDoubles(g.dq);
+  for (int i = 0; i < 9; ++i) {
+    const bool nan = i == 4 || i == 6;
+    EXPECT_EQ(std::isnan(lse[i]), nan) << i;
+    if (i < 2) {
+      EXPECT_EQ(lse[i], -INFINITY) << i;
+    }
+    for (int d = 0; d < 8; ++d) {
+      EXPECT_EQ(std::isnan(o[i * 8 + d]), nan) << i << "," << d;
+      EXPECT_EQ(std::isnan(dq[i * 8 + d]), nan) << i << "," << d;
+      if (i < 2) {
+        EXPECT_EQ(o[i * 8 + d], 0.0);
+      }
+    }
+  }
 }
 
 TEST(AttentionCpu, ScoreModMaskingEqualsMaskMod) {
