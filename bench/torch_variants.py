@@ -38,6 +38,13 @@ def build(name, B, H, S, device="cuda", requires_grad=False):
     if name == "document":
         doc = (torch.arange(S) * 2 // S).to(torch.int32).to(device)
         return None, (lambda b, h, q, kv: (q >= kv) & (doc[q] == doc[kv])), []
+    if name == "packed_documents":
+        # Documents of random lengths in [64, 4096] packed back to back (the last one cut at S), causal within
+        # each: hundreds of document boundaries at long S, most 128 x 128 blocks near the diagonal partial.
+        lengths = torch.randint(64, 4097, (S // 64 + 1,), generator=g)
+        ids = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)[:S]
+        doc = ids.to(torch.int32).to(device)
+        return None, (lambda b, h, q, kv: (q >= kv) & (doc[q] == doc[kv])), []
     if name == "natten":
         half = NATTEN_K // 2
 
