@@ -23,6 +23,8 @@ Value FunctionEmitter::emitBody(func::FuncOp fn, const std::string& name) {
   body_.clear();
   next_ = 0;
   for (unsigned i = 0; i < fn.getNumArguments(); ++i) names_[fn.getArgument(i)] = argExpr(fn, i);
+  for (const auto& [value, expr] : preBound_) names_[value] = expr;
+  preBound_.clear();
   Value result;
   for (Operation& op : fn.front()) {
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {

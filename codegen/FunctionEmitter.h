@@ -53,6 +53,8 @@ class FunctionEmitter {
   void define(mlir::Operation* op, const std::string& expr);
   /// Appends a raw statement line.
   void statement(const std::string& line) { body_ += "  " + line + "\n"; }
+  /// Names `v` `expr` before emitBody walks the ops (emitBody keeps names bound this way).
+  void bind(mlir::Value v, const std::string& expr) { preBound_[v] = expr; }
   /// A fresh name for a helper variable.
   std::string fresh();
 
@@ -65,6 +67,7 @@ class FunctionEmitter {
 
  private:
   llvm::DenseMap<mlir::Value, std::string> names_;
+  llvm::DenseMap<mlir::Value, std::string> preBound_;
   std::string body_;
   int next_ = 0;
 };

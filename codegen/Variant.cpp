@@ -8,6 +8,7 @@
 
 #include "codegen/Embedded.h"
 #include "codegen/FunctionEmitter.h"
+#include "codegen/SplitEmitter.h"
 #include "compiler/Pipeline.h"
 #include "dsl/Error.h"
 
@@ -64,7 +65,40 @@ void expandInto(const std::string& text, std::set<std::string>& seen, std::strin
 /// The variant as the kernel templates take it: one type with the hooks as static members (and the
 /// gradient hook only when it was generated; with accumulation sites it is a template over the gradient
 /// sink and comes with its gradient windows).
-std::string hooksAdapter(bool withGradient, int gradSites) {
+/// The row / column split's members of the adapter (kernels detect them with kScoreSplit / kMaskSplit).
+std::string splitAdapter(bool scoreSplit, bool maskSplit) {
+  std::string s = fmt::format("  static constexpr bool kScoreSplit = {};\n  static constexpr bool kMaskSplit = {};\n",
+                              boolText(scoreSplit), boolText(maskSplit));
+  if (scoreSplit)
+    s += "  using ScoreRow = fjv::score_mod_Row;\n"
+         "  using ScoreCol = fjv::score_mod_Col;\n"
+         "  static FJ_HD ScoreRow score_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {\n"
+         "    return fjv::score_mod_row(b, h, q_idx, cap);\n"
+         "  }\n"
+         "  static FJ_HD ScoreCol score_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {\n"
+         "    return fjv::score_mod_col(b, h, kv_idx, cap);\n"
+         "  }\n"
+         "  static FJ_HD float score_mod_split(float score, int b, int h, int q_idx, int kv_idx, const ScoreRow& row,\n"
+         "                                     const ScoreCol& col, const fj::CaptureArgs& cap) {\n"
+         "    return fjv::score_mod_split(score, b, h, q_idx, kv_idx, row, col, cap);\n"
+         "  }\n";
+  if (maskSplit)
+    s += "  using MaskRow = fjv::mask_mod_Row;\n"
+         "  using MaskCol = fjv::mask_mod_Col;\n"
+         "  static FJ_HD MaskRow mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {\n"
+         "    return fjv::mask_mod_row(b, h, q_idx, cap);\n"
+         "  }\n"
+         "  static FJ_HD MaskCol mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {\n"
+         "    return fjv::mask_mod_col(b, h, kv_idx, cap);\n"
+         "  }\n"
+         "  static FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const MaskRow& row, const MaskCol& col,\n"
+         "                                   const fj::CaptureArgs& cap) {\n"
+         "    return fjv::mask_mod_split(b, h, q_idx, kv_idx, row, col, cap);\n"
+         "  }\n";
+  return s;
+}
+
+std::string hooksAdapter(bool withGradient, int gradSites, bool scoreSplit, bool maskSplit) {
   std::string s =
       "struct Hooks {\n"
       "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
@@ -81,7 +115,7 @@ std::string hooksAdapter(bool withGradient, int gradSites) {
       "  static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,\n"
       "                                            const fj::CaptureArgs& cap) {\n"
       "    return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);\n"
-      "  }\n";
+      "  }\n" + splitAdapter(scoreSplit, maskSplit);
   if (withGradient && gradSites > 0)
     s += "  static constexpr int kGradSites = fjv::kGradSites;\n"
          "  template <class Grads>\n"
@@ -150,6 +184,13 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   if (v.gradSites > 0) p += fmt::format("inline constexpr int kGradSites = {};\n", v.gradSites);
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
+  // The row / column split of each mod, where it hoists something (SplitEmitter.h): the kernels' tile
+  // loops evaluate the row part once per row and the column part once per column.
+  SplitEmitter split;
+  const std::string scoreSplit = v.facts.scoreIsNoop ? "" : split.emitSplit(lowered.lookup("score_mod"), "score_mod");
+  const std::string maskSplit = v.facts.maskIsNoop ? "" : split.emitSplit(lowered.lookup("mask_mod"), "mask_mod");
+  p += scoreSplit.empty() ? "" : "\n" + scoreSplit;
+  p += maskSplit.empty() ? "" : "\n" + maskSplit;
   if (options.withGradient) p += "\n" + scalar.emit(lowered.lookup("score_mod_grad"), "score_mod_grad");
   if (v.gradSites > 0) {
     GradWindowEmitter windows;
@@ -157,7 +198,7 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   }
   p += "\n" + interval.emit(lowered.lookup("mask_mod"), "mask_mod_interval");
   p += "\n" + interval.emit(lowered.lookup("score_mod"), "score_mod_interval");
-  p += "\n" + hooksAdapter(options.withGradient, v.gradSites);
+  p += "\n" + hooksAdapter(options.withGradient, v.gradSites, !scoreSplit.empty(), !maskSplit.empty());
   p += "}  // namespace fjv\n";
   return v;
 }

@@ -33,12 +33,18 @@ std::string archOf(const FwdKernelConfig& config) {
 
 namespace {
 
-/// Configurations to try, in order, when the previous one spills more than kToleratedSpillBytes: Q in
-/// shared memory, then S computed in narrower slices (each halving saves subN / 4 registers per thread).
-/// The sm90 family has one configuration per head dim: nothing to fall back to.
+/// Configurations to try, in order, when the previous one spills more than it may (spillBudget): sm80, Q in
+/// shared memory, then S computed in narrower slices (each halving saves subN / 4 registers per thread);
+/// sm90, kv tiles of 64 instead of 128 (32 fewer S registers per consumer thread, and they still divide the
+/// BlockMask's blocks).
 std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
   std::vector<FwdKernelConfig> out{base};
-  if (base.family == KernelFamily::Sm90) return out;
+  if (base.family == KernelFamily::Sm90) {
+    FwdKernelConfig narrow = base;
+    narrow.blockN = narrow.subN = 64;
+    if (base.blockN > narrow.blockN && checkFwdConfig(narrow).ok()) out.push_back(narrow);
+    return out;
+  }
   FwdKernelConfig c = base;
   if (c.qInRegs) {
     c.qInRegs = false;
@@ -52,6 +58,11 @@ std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
   return out;
 }
 
+/// Spill bytes a configuration may have and still be taken: the sm80 defaults spill a few registers' worth
+/// and are measured faster than their narrower fallbacks (kToleratedSpillBytes); the sm90 family's
+/// consumers have the registers to spill nothing.
+int spillBudget(const FwdKernelConfig& c) { return c.family == KernelFamily::Sm90 ? 0 : kToleratedSpillBytes; }
+
 ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKernelConfig& base, const std::string& tag) {
   ForwardBuild best;
   for (const FwdKernelConfig& c : spillFallbacks(base)) {
@@ -63,7 +74,7 @@ ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKern
     auto report = k.resources.find(kFwdKernelName);
     int spills = report == k.resources.end() ? 0 : static_cast<int>(report->second.spillStoreBytes);
     if (!best.kernel || spills < best.spillBytes) best = ForwardBuild{&k, c, spills};
-    if (spills <= kToleratedSpillBytes) break;
+    if (spills <= spillBudget(c)) break;
   }
   return best;
 }

@@ -22,6 +22,30 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v7;
 }
 
+struct mask_mod_Row {
+};
+struct mask_mod_Col {
+  int c0;
+  int c1;
+};
+FJ_HD mask_mod_Row mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+  return mask_mod_Row{};
+}
+FJ_HD mask_mod_Col mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 1;
+  const int v1 = 0;
+  const int v2 = fj::loadInt(cap.tensor[0], fj::kElemI64, fj::offsetOf(cap.tensor[0], kv_idx));
+  const int v3 = fj::loadInt(cap.tensor[1], fj::kElemI64, fj::offsetOf(cap.tensor[1], v2, v1));
+  const int v4 = fj::loadInt(cap.tensor[1], fj::kElemI64, fj::offsetOf(cap.tensor[1], v2, v0));
+  return mask_mod_Col{v3, v4};
+}
+FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const mask_mod_Row& row, const mask_mod_Col& col, const fj::CaptureArgs& cap) {
+  const bool v0 = (q_idx >= col.c0);
+  const bool v1 = (q_idx < col.c1);
+  const bool v2 = (v0 && v1);
+  return v2;
+}
+
 FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
   return grad_out;
 }
@@ -60,6 +84,20 @@ struct Hooks {
   static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
+  }
+  static constexpr bool kScoreSplit = false;
+  static constexpr bool kMaskSplit = true;
+  using MaskRow = fjv::mask_mod_Row;
+  using MaskCol = fjv::mask_mod_Col;
+  static FJ_HD MaskRow mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_row(b, h, q_idx, cap);
+  }
+  static FJ_HD MaskCol mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_col(b, h, kv_idx, cap);
+  }
+  static FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const MaskRow& row, const MaskCol& col,
+                                   const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_split(b, h, q_idx, kv_idx, row, col, cap);
   }
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
                                     const fj::CaptureArgs& cap, const fj::GradArgs& grads) {

@@ -19,6 +19,27 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v4;
 }
 
+struct mask_mod_Row {
+  int r0;
+};
+struct mask_mod_Col {
+  int c0;
+};
+FJ_HD mask_mod_Row mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+  const int v0 = fj::loadInt(cap.tensor[0], fj::kElemI32, fj::offsetOf(cap.tensor[0], q_idx));
+  return mask_mod_Row{v0};
+}
+FJ_HD mask_mod_Col mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = fj::loadInt(cap.tensor[0], fj::kElemI32, fj::offsetOf(cap.tensor[0], kv_idx));
+  return mask_mod_Col{v0};
+}
+FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const mask_mod_Row& row, const mask_mod_Col& col, const fj::CaptureArgs& cap) {
+  const bool v0 = (q_idx >= kv_idx);
+  const bool v1 = (row.r0 == col.c0);
+  const bool v2 = (v0 && v1);
+  return v2;
+}
+
 FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
   return grad_out;
 }
@@ -53,6 +74,20 @@ struct Hooks {
   static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
+  }
+  static constexpr bool kScoreSplit = false;
+  static constexpr bool kMaskSplit = true;
+  using MaskRow = fjv::mask_mod_Row;
+  using MaskCol = fjv::mask_mod_Col;
+  static FJ_HD MaskRow mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_row(b, h, q_idx, cap);
+  }
+  static FJ_HD MaskCol mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_col(b, h, kv_idx, cap);
+  }
+  static FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const MaskRow& row, const MaskCol& col,
+                                   const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_split(b, h, q_idx, kv_idx, row, col, cap);
   }
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
                                     const fj::CaptureArgs& cap, const fj::GradArgs& grads) {

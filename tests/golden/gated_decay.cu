@@ -24,6 +24,26 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v4;
 }
 
+struct score_mod_Row {
+  float r0;
+};
+struct score_mod_Col {
+  float c0;
+};
+FJ_HD score_mod_Row score_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+  const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, q_idx));
+  return score_mod_Row{v0};
+}
+FJ_HD score_mod_Col score_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+  const float v0 = fj::loadFloat(cap.tensor[0], fj::kElemF32, fj::offsetOf(cap.tensor[0], b, h, kv_idx));
+  return score_mod_Col{v0};
+}
+FJ_HD float score_mod_split(float score, int b, int h, int q_idx, int kv_idx, const score_mod_Row& row, const score_mod_Col& col, const fj::CaptureArgs& cap) {
+  const float v0 = (score + row.r0);
+  const float v1 = (v0 - col.c0);
+  return v1;
+}
+
 template <class Grads>
 FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const Grads& grads) {
   const float v0 = (-grad_out);
@@ -75,6 +95,20 @@ struct Hooks {
   static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
+  }
+  static constexpr bool kScoreSplit = true;
+  static constexpr bool kMaskSplit = false;
+  using ScoreRow = fjv::score_mod_Row;
+  using ScoreCol = fjv::score_mod_Col;
+  static FJ_HD ScoreRow score_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+    return fjv::score_mod_row(b, h, q_idx, cap);
+  }
+  static FJ_HD ScoreCol score_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::score_mod_col(b, h, kv_idx, cap);
+  }
+  static FJ_HD float score_mod_split(float score, int b, int h, int q_idx, int kv_idx, const ScoreRow& row,
+                                     const ScoreCol& col, const fj::CaptureArgs& cap) {
+    return fjv::score_mod_split(score, b, h, q_idx, kv_idx, row, col, cap);
   }
   static constexpr int kGradSites = fjv::kGradSites;
   template <class Grads>

@@ -32,6 +32,44 @@ FJ_HD bool mask_mod(int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& 
   return v17;
 }
 
+struct mask_mod_Row {
+  int r0;
+  int r1;
+};
+struct mask_mod_Col {
+  int c0;
+  int c1;
+};
+FJ_HD mask_mod_Row mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 124;
+  const int v1 = 3;
+  const int v2 = 128;
+  const int v3 = fj::floorDivI(q_idx, v2);
+  const int v4 = fj::maxI(v3, v1);
+  const int v5 = fj::minI(v4, v0);
+  const int v6 = fj::modI(q_idx, v2);
+  const int v7 = fj::maxI(v6, v1);
+  const int v8 = fj::minI(v7, v0);
+  return mask_mod_Row{v5, v8};
+}
+FJ_HD mask_mod_Col mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+  const int v0 = 128;
+  const int v1 = fj::floorDivI(kv_idx, v0);
+  const int v2 = fj::modI(kv_idx, v0);
+  return mask_mod_Col{v1, v2};
+}
+FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const mask_mod_Row& row, const mask_mod_Col& col, const fj::CaptureArgs& cap) {
+  const int v0 = 3;
+  const int v1 = fj::subI(row.r0, col.c0);
+  const int v2 = fj::absI(v1);
+  const bool v3 = (v2 <= v0);
+  const int v4 = fj::subI(row.r1, col.c1);
+  const int v5 = fj::absI(v4);
+  const bool v6 = (v5 <= v0);
+  const bool v7 = (v3 && v6);
+  return v7;
+}
+
 FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out, const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
   return grad_out;
 }
@@ -77,6 +115,20 @@ struct Hooks {
   static FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx,
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
+  }
+  static constexpr bool kScoreSplit = false;
+  static constexpr bool kMaskSplit = true;
+  using MaskRow = fjv::mask_mod_Row;
+  using MaskCol = fjv::mask_mod_Col;
+  static FJ_HD MaskRow mask_mod_row(int b, int h, int q_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_row(b, h, q_idx, cap);
+  }
+  static FJ_HD MaskCol mask_mod_col(int b, int h, int kv_idx, const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_col(b, h, kv_idx, cap);
+  }
+  static FJ_HD bool mask_mod_split(int b, int h, int q_idx, int kv_idx, const MaskRow& row, const MaskCol& col,
+                                   const fj::CaptureArgs& cap) {
+    return fjv::mask_mod_split(b, h, q_idx, kv_idx, row, col, cap);
   }
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
                                     const fj::CaptureArgs& cap, const fj::GradArgs& grads) {

@@ -50,6 +50,8 @@ struct Hooks {
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
   }
+  static constexpr bool kScoreSplit = false;
+  static constexpr bool kMaskSplit = false;
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,
                                     const fj::CaptureArgs& cap, const fj::GradArgs& grads) {
     return fjv::score_mod_grad(score, b, h, q_idx, kv_idx, grad_out, cap, grads);

@@ -78,6 +78,8 @@ struct Hooks {
                                             const fj::CaptureArgs& cap) {
     return fjv::mask_mod_interval(b, h, q_idx, kv_idx, cap);
   }
+  static constexpr bool kScoreSplit = false;
+  static constexpr bool kMaskSplit = false;
   static constexpr int kGradSites = fjv::kGradSites;
   template <class Grads>
   static FJ_HD float score_mod_grad(float score, int b, int h, int q_idx, int kv_idx, float grad_out,

@@ -86,6 +86,19 @@ class HostLibrary {
           "  fj::IvBool r = v{0}::fjv::mask_mod_interval(fj::ivInt(x[0], x[1]), fj::ivInt(x[2], x[3]), "
           "fj::ivInt(x[4], x[5]), fj::ivInt(x[6], x[7]), *c);\n  out[0] = r.canFalse; out[1] = r.canTrue; }}\n",
           k);
+      // The row / column split, reassembled: it must compute exactly the unsplit mod.
+      if (variants[k].prelude.find("score_mod_split(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float score_split_{0}(float s, int b, int h, int q, int kv, const fj::CaptureArgs* c) {{\n"
+            "  return v{0}::fjv::score_mod_split(s, b, h, q, kv, v{0}::fjv::score_mod_row(b, h, q, *c), "
+            "v{0}::fjv::score_mod_col(b, h, kv, *c), *c); }}\n",
+            k);
+      if (variants[k].prelude.find("mask_mod_split(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" bool mask_split_{0}(int b, int h, int q, int kv, const fj::CaptureArgs* c) {{\n"
+            "  return v{0}::fjv::mask_mod_split(b, h, q, kv, v{0}::fjv::mask_mod_row(b, h, q, *c), "
+            "v{0}::fjv::mask_mod_col(b, h, kv, *c), *c); }}\n",
+            k);
       if (variants[k].prelude.find("score_mod_grad(") != std::string::npos)
         s += fmt::format(
             "extern \"C\" float grad_{0}(float s, int b, int h, int q, int kv, float g, const fj::CaptureArgs* c, "

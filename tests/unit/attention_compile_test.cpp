@@ -41,7 +41,7 @@ TEST_P(ForwardCompileTest, CompilesForSm80AndSm90a) {
                   static_cast<int>(use.registers), static_cast<int>(use.spillStoreBytes));
       const std::string what = GetParam() + " " + familyName(t.family) + " " + build.kernel->arch + " D" + std::to_string(d);
       if (t.family == KernelFamily::Sm90) {
-        EXPECT_EQ(use.spillStoreBytes, 0) << what;
+        EXPECT_EQ(use.spillStoreBytes, 0) << what << " (blockN " << build.config.blockN << ")";
         EXPECT_NE(build.kernel->ptx.find("wgmma.mma_async"), std::string::npos) << what;
         EXPECT_NE(build.kernel->ptx.find("cp.async.bulk.tensor"), std::string::npos) << what;
       } else {

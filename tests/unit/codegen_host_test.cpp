@@ -119,6 +119,50 @@ TEST(CodegenHost, EveryOpMatchesTheInterpreterBitForBit) {
   EXPECT_GT(checked, 10000);
 }
 
+TEST(CodegenHost, RowColumnSplitsComputeTheSameMod) {
+  // Random mods whose parts depend on the row or the column alone (tensor reads at q or kv, integer
+  // arithmetic on one index) get split (SplitEmitter.h); reassembled, each split must equal the unsplit mod
+  // bit for bit at random positions, and enough of them must be split for the check to mean something.
+  TestTensors tt(false);
+  RandomExprGen gen(kSeed + 11, tt.options(false));
+  RandomExprOptions maskOptions = tt.options(false);
+  maskOptions.allowScore = false;
+  RandomExprGen maskGen(kSeed + 13, maskOptions);
+  std::vector<ScoreMod> mods = perOpMods();
+  std::vector<MaskMod> masks;
+  for (int i = 0; i < 300; ++i) mods.push_back(ScoreMod::fromBody(fmt::format("srandom{}", i), gen.floatExpr()));
+  for (int i = 0; i < 300; ++i) masks.push_back(MaskMod::fromBody(fmt::format("smask{}", i), maskGen.boolExpr()));
+  std::vector<Variant> variants;
+  for (size_t k = 0; k < mods.size(); ++k) variants.push_back(generateVariant(mods[k], masks[k % masks.size()], {false}));
+  HostLibrary lib(variants, "split");
+  ASSERT_TRUE(lib.ok());
+  int splitScores = 0, splitMasks = 0, checked = 0;
+  for (size_t k = 0; k < variants.size(); ++k) {
+    fj::CaptureArgs cap = hostCaptures(variants[k]);
+    auto score = lib.get<ScoreFn>("score", k), scoreSplit = lib.get<ScoreFn>("score_split", k);
+    auto mask = lib.get<MaskFn>("mask", k), maskSplit = lib.get<MaskFn>("mask_split", k);
+    splitScores += scoreSplit != nullptr;
+    splitMasks += maskSplit != nullptr;
+    for (int t = 0; t < 40 && (scoreSplit || maskSplit); ++t) {
+      const int b = gen.pick(3), h = gen.pick(5), q = gen.pick(300) - 20, kv = gen.pick(300) - 20;
+      const float s = gen.uniform(-5, 5);
+      if (scoreSplit) {
+        ASSERT_TRUE(sameFloat(score(s, b, h, q, kv, &cap), scoreSplit(s, b, h, q, kv, &cap)))
+            << mods[k].canonicalForm() << " at q=" << q << " kv=" << kv;
+      }
+      if (maskSplit) {
+        ASSERT_EQ(mask(b, h, q, kv, &cap), maskSplit(b, h, q, kv, &cap))
+            << masks[k % masks.size()].canonicalForm() << " at q=" << q << " kv=" << kv;
+      }
+      ++checked;
+    }
+  }
+  std::printf("[ split ] %d of %zu score_mods and %d masks split, %d positions checked\n", splitScores, mods.size(),
+              splitMasks, checked);
+  EXPECT_GT(splitScores, 30);
+  EXPECT_GT(splitMasks, 30);
+}
+
 namespace {
 
 /// Central difference of the float64 interpreter; nullopt where the function is not smooth at x

@@ -24,6 +24,17 @@ struct AccTile {
   static constexpr int kRowsPerThread = 2 * kMmaM;
 };
 
+/// Whether the variant comes with the row / column split of its score_mod or mask_mod (codegen's
+/// SplitEmitter; hand-written variants without the members never use it).
+template <class V, class = void>
+inline constexpr bool kScoreSplitOf = false;
+template <class V>
+inline constexpr bool kScoreSplitOf<V, decltype(void(V::kScoreSplit))> = V::kScoreSplit;
+template <class V, class = void>
+inline constexpr bool kMaskSplitOf = false;
+template <class V>
+inline constexpr bool kMaskSplitOf<V, decltype(void(V::kMaskSplit))> = V::kMaskSplit;
+
 /// Whether a kv tile needs masking: none (a full block inside the sequence) or the precomputed
 /// per-element bits of TileMaskBits (a partial block, or a full block crossing Lkv).
 enum MaskMode { kMaskNone = 0, kMaskBits = 1 };
@@ -36,7 +47,7 @@ struct TileMaskBits {
 };
 
 /// Evaluates the kv < Lkv bound and, for a partial block (kUseMaskMod), mask_mod for every element this
-/// lane holds in the tile. Running it before S = QK^T keeps the scores out of registers while
+/// lane holds in the tile (its row and column parts once per row and column where the variant is split). Running it before S = QK^T keeps the scores out of registers while
 /// mask_mod's own loads (captured tensors) are in flight. q_first / kv_first are the query / kv index of
 /// this lane's element 0 in m-tile 0, n-tile 0.
 template <class Tile, class Var, bool kUseMaskMod>
@@ -44,6 +55,35 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
                                                   int kv_first) {
 #pragma unroll
   for (int w = 0; w < TileMaskBits<Tile>::kWords; ++w) bits.word[w] = 0u;
+  if constexpr (kUseMaskMod && !Var::kMaskModIsNoop && kMaskSplitOf<Var>) {
+    // The row part once per row this thread holds, the column part once per column, the rest per element.
+    typename Var::MaskRow rows[Tile::kMmaM][2];
+#pragma unroll
+    for (int i = 0; i < Tile::kMmaM; ++i)
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        rows[i][half] = Var::mask_mod_row(b, h, q_first + i * kMmaRows + half * (kMmaRows / 2), p.cap);
+#pragma unroll
+    for (int j = 0; j < Tile::kTilesN; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int kv_idx = kv_first + j * kMmaCols + c;
+        const typename Var::MaskCol col = Var::mask_mod_col(b, h, kv_idx, p.cap);
+#pragma unroll
+        for (int i = 0; i < Tile::kMmaM; ++i) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int q_idx = q_first + i * kMmaRows + half * (kMmaRows / 2);
+            // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
+            const bool keep = kv_idx < p.len_kv && Var::mask_mod_split(b, h, q_idx, kv_idx, rows[i][half], col, p.cap);
+            const int n = (i * Tile::kTilesN + j) * 4 + 2 * half + c;
+            bits.word[n / 32] |= keep ? 1u << (n % 32) : 0u;
+          }
+        }
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < Tile::kMmaM; ++i) {
 #pragma unroll
@@ -64,13 +104,46 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
 }
 
 /// Applies score_mod and masking to one S tile in place, turning it into x units (see
-/// online_softmax.cuh): raw q.k without a score_mod, score_mod(q.k * scale, ...) with one. With
-/// kMaskBits, entries whose bit is clear become -inf. A full tile inside the sequence with no score_mod
-/// costs nothing here.
+/// online_softmax.cuh): raw q.k without a score_mod, score_mod(q.k * scale, ...) with one (its row and column
+/// parts once per row and column where the variant is split). With kMaskBits, entries whose bit is clear
+/// become -inf. A full tile inside the sequence with no score_mod costs nothing here.
 template <class Tile, class Var, int kMode>
 __device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN][4], const TileMaskBits<Tile>& bits,
                                            const FwdParams& p, int b, int h, int q_first, int kv_first) {
-  if constexpr (!Var::kScoreModIsNoop || kMode != kMaskNone) {
+  auto masked = [&](int i, int j, int e, float x) {
+    if constexpr (kMode == kMaskBits) {
+      const int n = (i * Tile::kTilesN + j) * 4 + e;
+      if (!((bits.word[n / 32] >> (n % 32)) & 1u)) x = neg_inf();
+    }
+    return x;
+  };
+  if constexpr (!Var::kScoreModIsNoop && kScoreSplitOf<Var>) {
+    // The row part once per row this thread holds, the column part once per column, the rest per element.
+    typename Var::ScoreRow rows[Tile::kMmaM][2];
+#pragma unroll
+    for (int i = 0; i < Tile::kMmaM; ++i)
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        rows[i][half] = Var::score_mod_row(b, h, q_first + i * kMmaRows + half * (kMmaRows / 2), p.cap);
+#pragma unroll
+    for (int j = 0; j < Tile::kTilesN; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int kv_idx = kv_first + j * kMmaCols + c;
+        const typename Var::ScoreCol col = Var::score_mod_col(b, h, kv_idx, p.cap);
+#pragma unroll
+        for (int i = 0; i < Tile::kMmaM; ++i) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int e = 2 * half + c;
+            const int q_idx = q_first + i * kMmaRows + half * (kMmaRows / 2);
+            const float x = Var::score_mod_split(s[i][j][e] * p.scale, b, h, q_idx, kv_idx, rows[i][half], col, p.cap);
+            s[i][j][e] = masked(i, j, e, x);
+          }
+        }
+      }
+    }
+  } else if constexpr (!Var::kScoreModIsNoop || kMode != kMaskNone) {
 #pragma unroll
     for (int i = 0; i < Tile::kMmaM; ++i) {
 #pragma unroll
@@ -83,11 +156,7 @@ __device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN
             const int kv_idx = kv_first + j * kMmaCols + (e & 1);
             x = Var::score_mod(x * p.scale, b, h, q_idx, kv_idx, p.cap);
           }
-          if constexpr (kMode == kMaskBits) {
-            const int n = (i * Tile::kTilesN + j) * 4 + e;
-            if (!((bits.word[n / 32] >> (n % 32)) & 1u)) x = neg_inf();
-          }
-          s[i][j][e] = x;
+          s[i][j][e] = masked(i, j, e, x);
         }
       }
     }

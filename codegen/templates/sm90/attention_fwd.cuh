@@ -51,8 +51,8 @@ struct Sm90FwdTraits {
   static constexpr int kSmemBytes = kLayout.bytes;
   /// Registers per thread after setmaxnreg: the producer keeps few, the consumers take the rest of the
   /// 64K register file (each count a multiple of 8).
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 160;
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 
   static_assert(kHeadDim % kSm90ChunkCols == 0 && kHeadDimV % kSm90ChunkCols == 0,
                 "head dims must be multiples of 64 (one 128-byte swizzled chunk)");
