@@ -29,6 +29,7 @@ constexpr int kRingBytes = 128;
 constexpr int kAuxThreads = 256;
 constexpr int kPreRows = kLenPad;
 constexpr int kConvertRows = 64;
+constexpr int kSinkRows = 128;  // rows (threads) per CTA of the sink-gradient kernel
 /// Widest kv tile of the dK/dV kernel for head dims up to 128; the dK + dV accumulators take
 /// blockN * (D + Dv) / threads registers per thread, so wider heads halve it.
 constexpr int kWideBlockN = 128;
@@ -103,7 +104,7 @@ bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
          sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
          gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
          dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps && gradWindows == o.gradWindows &&
-         gradWindowFloats == o.gradWindowFloats;
+         gradWindowFloats == o.gradWindowFloats && sinkGrads == o.sinkGrads;
 }
 
 const char* bwdKindName(BwdKernelKind kind) {
@@ -267,6 +268,10 @@ BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ) {
   return makeLaunch(ceilDiv(lenQ, kConvertRows), headsQ, batch, kAuxThreads, 0);
 }
 
+BwdLaunch bwdSinkLaunch(int batch, int headsQ, int lenQ) {
+  return makeLaunch(ceilDiv(lenQ, kSinkRows), headsQ, batch, kSinkRows, 0);
+}
+
 const char* bwdKernelTemplate(BwdKernelKind kind) {
   switch (kind) {
     case BwdKernelKind::Aux: return "codegen/templates/sm80/attention_bwd_aux.cuh";
@@ -316,6 +321,11 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
       << "  fjk::attention_bwd_dkdv<fjk::GeneratedBwdTraits, fjk::GeneratedVariant>(p);\n"
       << "}\n";
+    if (c.sinkGrads)
+      s << "extern \"C\" __global__ void __launch_bounds__(" << kSinkRows << ")\n"
+        << kBwdSinkKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+        << "  fjk::attention_bwd_sink<fjk::GeneratedVariant>(p);\n"
+        << "}\n";
   } else {
     s << "using GeneratedDqTraits = DqTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
       << c.dqBlockM << ", " << c.dqBlockN << ", " << c.dqNumWarps << ">;\n"

@@ -42,6 +42,9 @@ struct BwdKernelConfig {
   /// both 0 when the variant has none (no shared memory, no code).
   int gradWindows = 0;
   int gradWindowFloats = 0;
+  /// The variant's sink_mod reads a tensor that requires a gradient: the DkDv program also defines the
+  /// sink-gradient kernel (common/sink_grad.cuh), launched after the preprocess.
+  bool sinkGrads = false;
 
   // The deterministic dQ kernel (fjk::DqTraits).
   int dqBlockM = 64;   ///< q rows per CTA
@@ -104,12 +107,14 @@ BwdLaunch bwdPreprocessLaunch(int batch, int headsQ, int lenQ);
 BwdLaunch bwdDkDvLaunch(const BwdKernelConfig& config, int batch, int headsKv, int lenKv);
 BwdLaunch bwdDqLaunch(const BwdKernelConfig& config, int batch, int headsQ, int lenQ);
 BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ);
+BwdLaunch bwdSinkLaunch(int batch, int headsQ, int lenQ);
 
 /// Names of the extern "C" kernels the instantiation sources define.
 inline constexpr const char* kBwdPreprocessKernelName = "flexjit_attention_bwd_preprocess";
 inline constexpr const char* kBwdConvertKernelName = "flexjit_attention_bwd_convert";
 inline constexpr const char* kBwdDkDvKernelName = "flexjit_attention_bwd_dkdv";
 inline constexpr const char* kBwdDqKernelName = "flexjit_attention_bwd_dq";
+inline constexpr const char* kBwdSinkKernelName = "flexjit_attention_bwd_sink";
 
 /// The kernel template each program includes (repository-root path, as embedded).
 const char* bwdKernelTemplate(BwdKernelKind kind);

@@ -52,7 +52,7 @@ bool returnsScoreUnchanged(func::FuncOp fn) {
   return arg && arg.getArgNumber() == 0;
 }
 
-ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
+ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score, const ExtraHooks& extra) {
   ModFacts facts;
   ParamBox everywhere;
   func::FuncOp scoreFn = lowered.lookup("score_mod"), maskFn = lowered.lookup("mask_mod");
@@ -64,6 +64,9 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
   maskFn.walk([&](Operation* op) {
     if (!op->hasTrait<OpTrait::ConstantLike>() && !isa<func::ReturnOp, func::FuncOp>(op)) ++facts.maskOps;
   });
+  facts.hasSink = extra.sink.has_value();
+  if (extra.sink)
+    for (const auto& t : extra.sink->tensors()) facts.sinkHasTensorGrads |= t->requiresGrad;
   return facts;
 }
 
@@ -81,7 +84,8 @@ func::FuncOp LoweredMods::lookup(const std::string& name) const {
   return m.lookupSymbol<func::FuncOp>(name);
 }
 
-LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options) {
+LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options,
+                      const ExtraHooks& extra) {
   for (const auto& t : mask.tensors())
     if (t->requiresGrad)
       throw Error(fmt::format("{} reads captured tensor '{}' which requires a gradient, but masks have no "
@@ -96,9 +100,15 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
   OpBuilder b(out.context.get());
   out.module = ModuleOp::create(b.getUnknownLoc());
   importMod(*out.module, score, "score_mod", SlotBase{});
-  importMod(*out.module, mask, "mask_mod",
-            SlotBase{static_cast<int>(score.tensors().size()), static_cast<int>(score.scalars().size())});
+  SlotBase base{static_cast<int>(score.tensors().size()), static_cast<int>(score.scalars().size())};
+  importMod(*out.module, mask, "mask_mod", base);
+  base.tensor += static_cast<int>(mask.tensors().size());
+  base.scalar += static_cast<int>(mask.scalars().size());
   std::string what = fmt::format("{} with {}", score.describe(), mask.describe());
+  if (extra.sink) {
+    importMod(*out.module, *extra.sink, "sink_mod", base);
+    what += " and " + extra.sink->describe();
+  }
   if (failed(verify(*out.module)))
     throw Error(fmt::format("flexjit compiler: the imported IR of {} does not verify (a flexjit bug):\n{}", what, diags.text()));
   out.importedIR = toText(*out.module);
@@ -112,7 +122,7 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
     }, "automatic differentiation", diags, what);
   }
   out.finalIR = toText(*out.module);
-  out.facts = deriveFacts(out, score);
+  out.facts = deriveFacts(out, score, extra);
   return out;
 }
 

@@ -14,7 +14,8 @@
 
 namespace flexjit {
 
-/// The MLIR of one variant: functions @score_mod, @mask_mod and (if asked) @score_mod_grad.
+/// The MLIR of one variant: functions @score_mod, @mask_mod, @sink_mod (with a sink) and, if asked, the
+/// gradients @score_mod_grad and @sink_mod_grad (when the sink reads tensors that require a gradient).
 struct LoweredMods {
   std::unique_ptr<mlir::MLIRContext> context;
   mlir::OwningOpRef<mlir::ModuleOp> module;
@@ -31,8 +32,10 @@ struct LowerOptions {
 };
 
 /// Imports, verifies, simplifies and differentiates. Score-mod captures take slots first, then the
-/// mask-mod's (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on any failure.
-LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {});
+/// mask-mod's, then the extra hooks' (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on
+/// any failure.
+LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {},
+                      const ExtraHooks& extra = {});
 
 /// Prints an op (a module or function) as MLIR text.
 std::string toText(mlir::Operation* op);

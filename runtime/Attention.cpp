@@ -6,17 +6,35 @@
 
 namespace flexjit {
 
-void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
-                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
-                         const AttentionOptions& options) {
+namespace {
+
+void forwardInto(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                 const BlockMask* blockMask, const TensorView& out, const TensorView& lse, const TensorView* maxScores,
+                 const AttentionOptions& options) {
   AttentionShape s = checkAttentionInputs(q, k, v, blockMask, options);
   checkOutputView(out, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "out");
   checkOutputView(lse, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "lse");
+  if (maxScores) checkOutputView(*maxScores, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "max_scores");
+  const ForwardOutputs outputs{out, lse, maxScores};
   if (q.device.kind == DeviceKind::CPU) {
-    referenceForward(q, k, v, scoreMod, blockMask, s, out, lse);
+    referenceForward(q, k, v, scoreMod, blockMask, s, outputs, options.extraHooks());
     return;
   }
-  gpuForward(q, k, v, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, out, lse, options);
+  gpuForward(q, k, v, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, outputs, options);
+}
+
+}  // namespace
+
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
+                         const AttentionOptions& options) {
+  forwardInto(q, k, v, scoreMod, blockMask, out, lse, nullptr, options);
+}
+
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
+                         const TensorView& maxScores, const AttentionOptions& options) {
+  forwardInto(q, k, v, scoreMod, blockMask, out, lse, &maxScores, options);
 }
 
 AttentionResult flex_attention(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
@@ -25,7 +43,12 @@ AttentionResult flex_attention(const TensorView& q, const TensorView& k, const T
   AttentionResult r;
   r.out = Tensor::empty(q.dtype, {s.B, s.Hq, s.Lq, s.Dv}, q.device);
   r.lse = Tensor::empty(DType::F32, {s.B, s.Hq, s.Lq}, q.device);
-  flex_attention_into(q, k, v, scoreMod, blockMask, r.out.view(), r.lse.view(), options);
+  if (options.returnMaxScores) {
+    r.maxScores = Tensor::empty(DType::F32, {s.B, s.Hq, s.Lq}, q.device);
+    flex_attention_into(q, k, v, scoreMod, blockMask, r.out.view(), r.lse.view(), r.maxScores.view(), options);
+  } else {
+    flex_attention_into(q, k, v, scoreMod, blockMask, r.out.view(), r.lse.view(), options);
+  }
   return r;
 }
 

@@ -20,13 +20,24 @@ struct AttentionOptions {
   /// Training: on a forward call, start compiling this variant's backward kernels on a background thread
   /// (alongside the forward's own compile), so the first backward does not wait for NVRTC.
   bool compileBackwardAhead = false;
+  /// A sink_mod (dsl/Mods.h): per-row logits whose exp joins each row's softmax denominator (attention
+  /// sinks). Its captured tensors may require a gradient. The backward must be given the same options.
+  std::optional<SinkMod> sink;
+  /// Also compute each row's max score (after score_mod and masking, natural units; -inf for a row with every
+  /// key masked): AttentionResult::maxScores, torch's return_aux max_scores.
+  bool returnMaxScores = false;
+
+  /// The hooks beyond score_mod and mask_mod that these options add to a variant.
+  ExtraHooks extraHooks() const { return ExtraHooks{sink}; }
 };
 
 /// O [B, Hq, Lq, Dv] in Q's dtype and LSE [B, Hq, Lq] float32 (natural log; -inf for fully masked rows,
-/// whose O is 0).
+/// whose O is 0; with a sink, LSE includes it and such rows get LSE = the sink), and with
+/// AttentionOptions::returnMaxScores the max scores [B, Hq, Lq] float32.
 struct AttentionResult {
   Tensor out;
   Tensor lse;
+  Tensor maxScores;
 };
 
 /// Attention with a score_mod and a block mask (nullptr: every position kept). The block mask's
@@ -41,11 +52,22 @@ AttentionResult flex_attention(const TensorView& q, const TensorView& k, const T
 void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                          const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
                          const AttentionOptions& options = {});
+/// The same, also writing each row's max score into `maxScores` [B, Hq, Lq] float32 (any strides).
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
+                         const TensorView& maxScores, const AttentionOptions& options = {});
 
 /// Problem sizes after validation.
 struct AttentionShape {
   int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lkv = 0, D = 0, Dv = 0;
   float scale = 1.0f;
+};
+
+/// Where a forward writes (validated views): O, LSE and, when asked for, the max scores.
+struct ForwardOutputs {
+  const TensorView& out;
+  const TensorView& lse;
+  const TensorView* maxScores = nullptr;
 };
 
 /// Validates Q/K/V (and the block mask) and returns the sizes; raises flexjit::Error naming the problem.

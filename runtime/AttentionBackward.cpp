@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "runtime/AttentionGpu.h"
 #include "runtime/Reference.h"
 
@@ -14,10 +16,14 @@ const Tensor* AttentionGradients::gradFor(const CapturedTensor& t) const {
   return nullptr;
 }
 
-std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score) {
+std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score, const ExtraHooks& extra) {
   std::vector<std::shared_ptr<TensorCapture>> out;
-  for (const auto& t : score.tensors())
-    if (t->requiresGrad && isFloat(t->dtype)) out.push_back(t);
+  auto add = [&](const Mod& mod) {
+    for (const auto& t : mod.tensors())
+      if (t->requiresGrad && isFloat(t->dtype) && std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  };
+  add(score);
+  if (extra.sink) add(*extra.sink);
   return out;
 }
 
@@ -33,7 +39,7 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
   checkOutputView(dq, q.shape, q.dtype, q.device, "dq");
   checkOutputView(dk, k.shape, k.dtype, k.device, "dk");
   checkOutputView(dv, v.shape, v.dtype, v.device, "dv");
-  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(scoreMod);
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(scoreMod, options.extraHooks());
   if (captureGrads.size() != wanted.size())
     throw Error(fmt::format("flex_attention_backward: {} captured tensors require a gradient but {} gradient buffers "
                             "were given", wanted.size(), captureGrads.size()));
@@ -45,7 +51,7 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
                               "tensor shaped like it on {}, got {}", wanted[w]->name, q.device.str(), g.describe()));
   }
   if (q.device.kind == DeviceKind::CPU) {
-    referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads);
+    referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads, options.extraHooks());
     return;
   }
   gpuBackward(q, k, v, out, lse, dout, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, dq, dk,
@@ -61,7 +67,7 @@ AttentionGradients flex_attention_backward(const TensorView& q, const TensorView
   g.dk = Tensor::empty(k.dtype, k.shape, k.device);
   g.dv = Tensor::empty(v.dtype, v.shape, v.device);
   std::vector<TensorView> views;
-  for (const auto& t : gradientCaptures(scoreMod)) {
+  for (const auto& t : gradientCaptures(scoreMod, options.extraHooks())) {
     if (!t->view) throw Error(fmt::format("flex_attention_backward: captured tensor '{}' is not bound", t->name));
     g.captureGrads.emplace_back(t, Tensor::zeros(DType::F32, t->view->shape, q.device));
     views.push_back(g.captureGrads.back().second.view());

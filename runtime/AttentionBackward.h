@@ -17,7 +17,7 @@ struct BackwardOptions : AttentionOptions {
 };
 
 /// Gradients of one backward call. Captured-tensor gradients are float32, shaped like the capture, for
-/// the score_mod's tensors that require a gradient, in the score_mod's capture order.
+/// the tensors that require a gradient, in gradientCaptures order.
 struct AttentionGradients {
   Tensor dq, dk, dv;
   std::vector<std::pair<std::shared_ptr<TensorCapture>, Tensor>> captureGrads;
@@ -25,8 +25,9 @@ struct AttentionGradients {
   const Tensor* gradFor(const CapturedTensor& t) const;
 };
 
-/// The captured tensors of `score` that receive gradients (float, requiresGrad), in capture order.
-std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score);
+/// The captured tensors that receive gradients (float, requiresGrad): the score_mod's in capture order,
+/// then the sink_mod's (a tensor read by both appears once).
+std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score, const ExtraHooks& extra = {});
 
 /// Backward from the forward's `out` and `lse` and the upstream gradient `dout` (shape and dtype of out).
 AttentionGradients flex_attention_backward(const TensorView& q, const TensorView& k, const TensorView& v,

@@ -34,12 +34,14 @@ namespace flexjit {
 namespace {
 
 /// Gradient buffers by capture slot: slot k of fj::CaptureArgs is the k-th tensor of captureLayout (the
-/// score_mod's first, in score.tensors() order); captureGrads[w] belongs to gradientCaptures(score)[w].
-fj::GradArgs gradArgs(const ScoreMod& score, const CaptureLayout& layout, const std::vector<TensorView>& captureGrads) {
+/// score_mod's first, then the mask_mod's, then the sink_mod's); captureGrads[w] belongs to
+/// gradientCaptures(score, extra)[w]. A tensor read by two hooks has two slots sharing one buffer (masks
+/// never read tensors that require a gradient: lowerMods refuses them).
+fj::GradArgs gradArgs(const ScoreMod& score, const ExtraHooks& extra, const CaptureLayout& layout,
+                      const std::vector<TensorView>& captureGrads) {
   fj::GradArgs g{};
-  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(score);
-  const size_t scoreSlots = score.tensors().size();
-  for (size_t k = 0; k < layout.tensors.size() && k < scoreSlots; ++k)
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(score, extra);
+  for (size_t k = 0; k < layout.tensors.size(); ++k)
     for (size_t w = 0; w < wanted.size(); ++w) {
       if (layout.tensors[k] != wanted[w]) continue;
       g.grad[k] = static_cast<float*>(captureGrads[w].data);
@@ -127,6 +129,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   // element, whose float atomics are compare-and-swap loops: 48 -> 28 TFLOP/s, so they keep global atomics
   // (an override gradWindows=N still turns windows on).
   if (!variant.gradSitesMixQAndKv) config.gradWindows = 0;
+  config.sinkGrads = variant.facts.sinkHasTensorGrads;
   applyBwdOverrides(config);
   // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
   // than the variant has sites.
@@ -146,7 +149,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
-  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
+  const ExtraHooks extra = options.extraHooks();
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
   BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant);
   const std::string tag = variantTag(scoreMod, mask);
   const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
@@ -178,9 +182,9 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   p.kv_full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
   p.q_partial = kernelBlockList(blockMask.qNumBlocks, blockMask.qIndices);
   p.q_full = kernelBlockList(blockMask.fullQNumBlocks, blockMask.fullQIndices);
-  const CaptureLayout layout = captureLayout(scoreMod, mask);
+  const CaptureLayout layout = captureLayout(scoreMod, mask, extra);
   p.cap = packCaptures(layout, q.device, "flex_attention_backward");
-  p.grads = gradArgs(scoreMod, layout, captureGrads);
+  p.grads = gradArgs(scoreMod, extra, layout, captureGrads);
 
   // Workspace: LSE2 and Delta [B, Hq, len_q_pad], then (atomic mode) the dQ accumulator [.., D].
   const size_t rows = static_cast<size_t>(s.B) * static_cast<size_t>(s.Hq) * static_cast<size_t>(p.len_q_pad);
@@ -200,6 +204,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   }
 
   launch(aux, kBwdPreprocessKernelName, bwdPreprocessLaunch(p.batch, p.heads_q, p.len_q), stream, p);
+  // The sink's gradient needs Delta (the preprocess) and nothing the other kernels write.
+  if (config.sinkGrads) launch(main, kBwdSinkKernelName, bwdSinkLaunch(p.batch, p.heads_q, p.len_q), stream, p);
   launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, p);
   if (config.atomicDq) {
     launch(aux, kBwdConvertKernelName, bwdConvertLaunch(p.batch, p.heads_q, p.len_q), stream, p);

@@ -69,16 +69,19 @@ void launchSm90(const LoadedKernel& fn, const FwdKernelConfig& config, const fjk
 }  // namespace
 
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
-                const BlockMask& blockMask, const AttentionShape& s, const TensorView& out, const TensorView& lse,
+                const BlockMask& blockMask, const AttentionShape& s, const ForwardOutputs& outputs,
                 const AttentionOptions& options) {
+  const TensorView& out = outputs.out;
+  const TensorView& lse = outputs.lse;
+  const ExtraHooks extra = options.extraHooks();
   for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, "flex_attention", name);
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
-  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false);
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false, extra);
   const ForwardPlan plan = planForward(forwardProblem(q, k, v, out, s, info, blockMask, *variant));
   if (options.compileBackwardAhead)  // before the forward's own compile, so the two run side by side
-    compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask);
+    compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask, extra);
   ForwardBuild build = forwardKernel(*variant, plan.config, variantTag(scoreMod, mask));
   const FwdKernelConfig& config = build.config;
 
@@ -88,6 +91,11 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.v = v.data;
   p.o = out.data;
   p.lse = static_cast<float*>(lse.data);
+  if (outputs.maxScores) {
+    p.max_score = static_cast<float*>(outputs.maxScores->data);
+    const auto& st = outputs.maxScores->strides;
+    p.max_score_stride = fjk::BhlStrides{st[0], st[1], st[2]};
+  }
   p.q_stride = bhlStrides(q);
   p.k_stride = bhlStrides(k);
   p.v_stride = bhlStrides(v);
@@ -95,7 +103,7 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   setProblemSizes(p, s, blockMask, lse);
   p.partial = kernelBlockList(blockMask.kvNumBlocks, blockMask.kvIndices);
   p.full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
-  p.cap = packCaptures(captureLayout(scoreMod, mask), q.device, "flex_attention");
+  p.cap = packCaptures(captureLayout(scoreMod, mask, extra), q.device, "flex_attention");
 
   FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
   if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;

@@ -34,19 +34,24 @@ fj::CaptureArgs packCaptures(const CaptureLayout& layout, Device device, const s
   return cap;
 }
 
-std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMod& mask, bool withGradient) {
+std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMod& mask, bool withGradient,
+                                             const ExtraHooks& extra) {
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const Variant>> cache;
   std::string gradFlags;
   for (const auto& t : score.tensors()) gradFlags += t->requiresGrad ? '1' : '0';
   std::string key = fmt::format("{}/{}/{}/{}", score.key(), mask.key(), gradFlags, withGradient);
+  if (extra.sink) {
+    key += "/sink " + extra.sink->key() + "/";
+    for (const auto& t : extra.sink->tensors()) key += t->requiresGrad ? '1' : '0';
+  }
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
   // Generate outside the lock: two threads may both generate a new variant; both results are identical.
-  auto v = std::make_shared<const Variant>(generateVariant(score, mask, VariantOptions{withGradient}));
+  auto v = std::make_shared<const Variant>(generateVariant(score, mask, VariantOptions{withGradient}, extra));
   if (dumpDir()) {
     std::string tag = variantTag(score, mask);
     dumpStage(tag, "imported.mlir", v->importedIR);

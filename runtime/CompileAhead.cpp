@@ -43,9 +43,9 @@ class AheadCompiles {
 }  // namespace
 
 void compileBackwardAhead(const ScoreMod& scoreMod, const MaskMod& mask, DType dtype, const AttentionShape& shape,
-                          const DeviceInfo& info, const BlockMask& blockMask) {
+                          const DeviceInfo& info, const BlockMask& blockMask, const ExtraHooks& extra) {
   try {
-    std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
+    std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
     BwdKernelConfig config = backwardConfigFor(dtype, shape, info, blockMask, /*deterministic=*/false, *variant);
     std::string tag = variantTag(scoreMod, mask);
     std::string key = fmt::format("{}/{}", static_cast<const void*>(variant.get()),

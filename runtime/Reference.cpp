@@ -106,16 +106,74 @@ double expRow(std::vector<double>& t, double m) {
 
 }  // namespace
 
+namespace {
+
+/// One row's softmax with the sink when there is one: t[j] becomes exp(t_j - top) for kept positions (0 for
+/// masked ones), denom = their sum + exp(sink - top), top = max(row max, sink). denom == 0 only for a
+/// fully masked row without a sink (O = 0, LSE = -inf); a NaN score or sink makes the row NaN.
+struct RowSoftmax {
+  double top = kNegInf;
+  double denom = 0;
+  double lse() const { return denom != 0 ? top + std::log(denom) : kNegInf; }
+};
+
+RowSoftmax softmaxRow(std::vector<double>& t, double rowMax, const std::optional<double>& sink) {
+  RowSoftmax r;
+  if (!sink) {
+    r.top = rowMax;
+    r.denom = expRow(t, rowMax);
+    return r;
+  }
+  r.top = std::isnan(rowMax) || std::isnan(*sink) ? std::numeric_limits<double>::quiet_NaN() : std::max(rowMax, *sink);
+  if (r.top == kNegInf) return RowSoftmax{kNegInf, expRow(t, kNegInf)};  // a -inf sink adds nothing
+  r.denom = std::exp(*sink - r.top);
+  for (double& x : t) r.denom += (x = x == kNegInf ? 0.0 : std::exp(x - r.top));
+  return r;
+}
+
+/// The sink_mod's logit for row (b, h, i), if the variant has one.
+std::optional<double> sinkLogit(const std::optional<Program>& sink, int64_t b, int64_t h, int64_t i) {
+  if (!sink) return std::nullopt;
+  return sink->scoreF64(0.0, {int32_t(b), int32_t(h), int32_t(i), 0});
+}
+
+/// Adds a hook's captured-tensor gradients at one position into the per-task accumulators (slots: the
+/// hook's tensor -> gradient buffer, -1 for tensors without a gradient).
+void addTensorGrads(std::vector<std::vector<double>>& acc, const std::vector<int>& slots, const ScoreGrad& g) {
+  for (size_t t = 0; t < g.tensorGrads.size(); ++t)
+    if (slots[t] >= 0)
+      for (auto [idx, val] : g.tensorGrads[t]) acc[slots[t]][idx] += val;
+}
+
+std::optional<Program> sinkProgram(const ExtraHooks& extra) {
+  if (!extra.sink) return std::nullopt;
+  std::optional<Program> p(std::in_place, *extra.sink);
+  p->bindCaptures();
+  return p;
+}
+
+}  // namespace
+
 void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                       const BlockMask* blockMask, const AttentionShape& s, const TensorView& out,
                       const TensorView& lse, std::optional<DType> roundProbs) {
+  referenceForward(q, k, v, scoreMod, blockMask, s, ForwardOutputs{out, lse}, ExtraHooks{}, roundProbs);
+}
+
+void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                      const BlockMask* blockMask, const AttentionShape& s, const ForwardOutputs& outputs,
+                      const ExtraHooks& extra, std::optional<DType> roundProbs) {
   RowScorer scorer(q, k, scoreMod, blockMask, s);
+  const std::optional<Program> sink = sinkProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
+  auto store = [](const TensorView& t, int64_t b, int64_t h, int64_t i, double x) {
+    static_cast<float*>(t.data)[b * t.strides[0] + h * t.strides[1] + i * t.strides[2]] = static_cast<float>(x);
+  };
   parallelFor(s.B * s.Hq * s.Lq, [&](int64_t row) {
     const int64_t b = row / (s.Hq * s.Lq), h = (row / s.Lq) % s.Hq, i = row % s.Lq, hk = h / group;
     std::vector<double> raw, p;
-    double m = scorer.row(b, h, i, raw, p);
-    double sum = expRow(p, m);
+    const double m = scorer.row(b, h, i, raw, p);
+    const RowSoftmax soft = softmaxRow(p, m, sinkLogit(sink, b, h, i));
     if (roundProbs)
       for (double& x : p) {
         uint16_t bits = *roundProbs == DType::BF16 ? floatToBf16(float(x)) : floatToHalf(float(x));
@@ -123,28 +181,35 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
       }
     for (int64_t d = 0; d < s.Dv; ++d) {
       double acc = 0;
-      // sum == 0 only for a fully masked row; a NaN sum propagates into every output of the row.
-      for (int64_t j = 0; j < s.Lkv && sum != 0; ++j)
+      // denom == 0 only for a fully masked row; a NaN denominator propagates into every output of the row.
+      for (int64_t j = 0; j < s.Lkv && soft.denom != 0; ++j)
         if (p[j] != 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
-      writeFloat(out.data, out.dtype, offset(out, b, h, i) + d, sum != 0 ? acc / sum : 0.0);
+      writeFloat(outputs.out.data, outputs.out.dtype, offset(outputs.out, b, h, i) + d,
+                 soft.denom != 0 ? acc / soft.denom : 0.0);
     }
-    double l = sum != 0 ? m + std::log(sum) : kNegInf;
-    static_cast<float*>(lse.data)[b * lse.strides[0] + h * lse.strides[1] + i * lse.strides[2]] = static_cast<float>(l);
+    store(outputs.lse, b, h, i, soft.lse());
+    if (outputs.maxScores) store(*outputs.maxScores, b, h, i, m);
   });
 }
 
 void referenceBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
                        const ScoreMod& scoreMod, const BlockMask* blockMask, const AttentionShape& s,
                        const TensorView& dq, const TensorView& dk, const TensorView& dv,
-                       const std::vector<TensorView>& captureGrads) {
+                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra) {
   RowScorer scorer(q, k, scoreMod, blockMask, s);
+  const std::optional<Program> sink = sinkProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
-  // Which of the mod's tensors feed which gradient buffer.
-  std::vector<int> gradSlot(scoreMod.tensors().size(), -1);
-  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(scoreMod);
-  for (size_t t = 0; t < scoreMod.tensors().size(); ++t)
-    for (size_t w = 0; w < wanted.size(); ++w)
-      if (scoreMod.tensors()[t] == wanted[w]) gradSlot[t] = static_cast<int>(w);
+  // Which of each mod's tensors feed which gradient buffer.
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(scoreMod, extra);
+  auto slotsOf = [&](const Mod& mod) {
+    std::vector<int> slots(mod.tensors().size(), -1);
+    for (size_t t = 0; t < mod.tensors().size(); ++t)
+      for (size_t w = 0; w < wanted.size(); ++w)
+        if (mod.tensors()[t] == wanted[w]) slots[t] = static_cast<int>(w);
+    return slots;
+  };
+  const std::vector<int> gradSlot = slotsOf(scoreMod);
+  const std::vector<int> sinkGradSlot = extra.sink ? slotsOf(*extra.sink) : std::vector<int>{};
   std::mutex mergeMutex;
   // One task per (b, kv head): it owns dK/dV of that head and dQ of the query heads that share it.
   parallelFor(s.B * s.Hkv, [&](int64_t task) {
@@ -155,8 +220,10 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
     std::vector<double> raw, p, dP;
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
       for (int64_t i = 0; i < s.Lq; ++i) {
-        double m = scorer.row(b, h, i, raw, p);
-        double sum = expRow(p, m);
+        const double m = scorer.row(b, h, i, raw, p);
+        const std::optional<double> sinkValue = sinkLogit(sink, b, h, i);
+        const RowSoftmax soft = softmaxRow(p, m, sinkValue);
+        const double sum = soft.denom;
         std::vector<double> dqRow(s.D, 0.0);
         if (sum != 0) {  // NaN rows take this path too: their gradients come out NaN
           for (double& x : p) x /= sum;
@@ -168,15 +235,18 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
               dP[j] += readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d) * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
             rowDot += p[j] * dP[j];
           }
+          if (sinkValue && !sinkGradSlot.empty()) {
+            // The sink takes probability mass exp(sink - LSE) from every key: d loss / d sink = -that * D_i.
+            const double dSink = -std::exp(*sinkValue - soft.lse()) * rowDot;
+            addTensorGrads(capAcc, sinkGradSlot, sink->scoreGrad(0.0, {int32_t(b), int32_t(h), int32_t(i), 0}, dSink));
+          }
           for (int64_t j = 0; j < s.Lkv; ++j) {
             if (p[j] == 0) continue;
             for (int64_t d = 0; d < s.Dv; ++d)
               dvAcc[j * s.Dv + d] += p[j] * readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d);
             double dT = p[j] * (dP[j] - rowDot);  // gradient of the modified score
             ScoreGrad g = scorer.score().scoreGrad(raw[j], {int32_t(b), int32_t(h), int32_t(i), int32_t(j)}, dT);
-            for (size_t t = 0; t < g.tensorGrads.size(); ++t)
-              if (gradSlot[t] >= 0)
-                for (auto [idx, val] : g.tensorGrads[t]) capAcc[gradSlot[t]][idx] += val;
+            addTensorGrads(capAcc, gradSlot, g);
             for (int64_t d = 0; d < s.D; ++d) {
               dqRow[d] += s.scale * g.dscore * readFloat(k.data, k.dtype, offset(k, b, hk, j) + d);
               dkAcc[j * s.D + d] += s.scale * g.dscore * readFloat(q.data, q.dtype, offset(q, b, h, i) + d);

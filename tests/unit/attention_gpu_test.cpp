@@ -20,6 +20,7 @@
 #include "runtime/KernelCache.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
+#include "runtime/AttentionBackward.h"
 
 using namespace flexjit;
 using namespace flexjit::testing;
@@ -133,6 +134,42 @@ TEST_P(AttentionGpuFamily, NaNRowsComeOutNaNAndOtherRowsAreUntouched) {
           }
         }
       }
+  }
+}
+
+TEST_P(AttentionGpuFamily, SinksAndMaxScoresMatchTheReference) {
+  // Per-head sink logits and a banded causal mask whose first rows keep no key (O = 0, LSE = the sink);
+  // GQA and lengths that are not multiples of the tiles; forward and the sink's gradient.
+  MaskMod band("band_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 3) & (kv <= q) & (q - kv <= 200); });
+  for (int64_t D : {64, 128}) {
+    const int64_t B = 2, Hq = 4, Hkv = 2, Lq = 300, Lkv = 257;
+    Tensor sinksCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 31, 2.0f), sinksGpu = sinksCpu.to(kGpu);
+    CapturedTensor sinks("sinks", sinksGpu.view(), /*requiresGrad=*/true);
+    SinkMod sink("per_head", [&](Expr, Expr h, Expr) { return sinks[h]; });
+    Tensor q = randomTensor(DType::BF16, {B, Hq, Lq, D}, kGpu, 32), k = randomTensor(DType::BF16, {B, Hkv, Lkv, D}, kGpu, 33),
+           v = randomTensor(DType::BF16, {B, Hkv, Lkv, D}, kGpu, 34), dout = randomTensor(DType::BF16, {B, Hq, Lq, D}, kGpu, 35);
+    BlockMask gpuMask = createBlockMask(band, B, Hq, Lq, Lkv, kGpu), cpuMask = createBlockMask(band, B, Hq, Lq, Lkv, Device::cpu());
+    BackwardOptions options;
+    options.sink = sink;
+    options.returnMaxScores = true;
+    AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), ScoreMod::noop(), &gpuMask, options);
+    AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                    dout.view(), ScoreMod::noop(), &gpuMask, options);
+    // The reference on CPU copies, its sink reading the CPU tensor.
+    Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu());
+    sinks.bind(sinksCpu.view());
+    AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), ScoreMod::noop(), &cpuMask, options);
+    AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                    dc.view(), ScoreMod::noop(), &cpuMask, options);
+    EXPECT_LT(maxError(asDoubles(gpu.out), asDoubles(ref.out)), 2e-2) << "D" << D;
+    EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3) << "D" << D;
+    EXPECT_LT(maxError(asDoubles(gpu.maxScores), asDoubles(ref.maxScores)), 2e-3) << "D" << D;
+    std::vector<double> lse = asDoubles(gpu.lse), sinkValues = asDoubles(sinksCpu);
+    for (int64_t h = 0; h < Hq; ++h) EXPECT_NEAR(lse[h * Lq], sinkValues[h], 1e-3) << "row 0 keeps no key: LSE = sink";
+    std::vector<double> dsGpu = asDoubles(*gg.gradFor(sinks)), dsRef = asDoubles(*rg.gradFor(sinks));
+    for (int64_t h = 0; h < Hq; ++h)
+      EXPECT_NEAR(dsGpu[h], dsRef[h], 2e-2 * std::max(1.0, std::fabs(dsRef[h]))) << "d sinks[" << h << "] D" << D;
+    EXPECT_LT(maxError(asDoubles(gg.dq), asDoubles(rg.dq)), 5e-2) << "D" << D;
   }
 }
 

@@ -19,6 +19,7 @@
 // registers and written once, in a fixed order.
 #pragma once
 
+#include "codegen/templates/common/sink_grad.cuh"
 #include "codegen/templates/sm80/attention_bwd_grad_window.cuh"
 
 namespace fjk {

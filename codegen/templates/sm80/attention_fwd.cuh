@@ -196,7 +196,7 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
 
   cp_async_wait<0>();  // with no tiles the Q copy may still be landing in the region O reuses
   __syncthreads();
-  write_o_lse<Tr>(o, st, factor, reinterpret_cast<unsigned short*>(smem), p, work.b, work.h, work.q0, warp, lane, tid);
+  write_o_lse<Tr, Var>(o, st, factor, reinterpret_cast<unsigned short*>(smem), p, work.b, work.h, work.q0, warp, lane, tid);
 }
 
 }  // namespace fjk

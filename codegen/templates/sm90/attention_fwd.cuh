@@ -24,6 +24,7 @@
 
 #include "codegen/templates/common/block_walk.cuh"
 #include "codegen/templates/common/online_softmax.cuh"
+#include "codegen/templates/common/row_epilogue.cuh"
 #include "codegen/templates/common/tile_hooks.cuh"
 #include "codegen/templates/sm90/fwd_layout.h"
 #include "codegen/templates/sm90/fwd_params.h"
@@ -166,13 +167,14 @@ __device__ __forceinline__ float (&flat(float (&s)[1][kN][4]))[kN * 4] {
 
 /// Normalises O, writes it through shared memory and a TMA store, and writes LSE. `row` is this thread's
 /// first row inside the warpgroup's 64.
-template <class Tr>
+template <class Tr, class Var>
 __device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st, float factor,
                                                  const Sm90FwdParams& P, const Sm90FwdSmem<Tr>& sm,
                                                  const CtaCoord& cta, int q0, int wg, int row, int lane) {
   const FwdParams& p = P.p;
+  const int q_of_row[2] = {q0 + wg * kWarpgroupRows + row, q0 + wg * kWarpgroupRows + row + kMmaRows / 2};
   float inv_sum[2], lse[2];
-  finalize_row_stats(st, factor, inv_sum, lse);
+  finalize_rows<Var>(st, factor, p, cta.b, cta.h, q_of_row, inv_sum, lse);
   // This warpgroup's rows of the Q region: only its own wgmmas read them, and all have completed.
   const unsigned s_o = sm.q() + wg * kWarpgroupRows * kSm90ChunkCols * kElemBytes;
   const int t = lane & 3;
@@ -191,10 +193,7 @@ __device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4],
   }
   if (t == 0) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int q = q0 + wg * kWarpgroupRows + row + half * (kMmaRows / 2);
-      if (q < p.len_q) p.lse[cta.b * p.lse_stride.b + cta.h * p.lse_stride.h + q * p.lse_stride.l] = lse[half];
-    }
+    for (int half = 0; half < 2; ++half) store_row_stats(p, cta.b, cta.h, q_of_row[half], lse[half], st.max[half], factor);
   }
   fence_proxy_async_smem();
   named_barrier_sync(kEpilogueBarrier + wg, kWarpgroupThreads);
@@ -326,7 +325,7 @@ __device__ __forceinline__ void fwd_consume(const Sm90FwdParams& P, const Sm90Fw
     wgmma_fence_operands(flat(c.o));
     release_slot(sm.v_empty(c.prev_stage), lane);
   }
-  sm90_write_o_lse<Tr>(c.o, c.st, factor, P, sm, cta, q0, wg, row, lane);
+  sm90_write_o_lse<Tr, Var>(c.o, c.st, factor, P, sm, cta, q0, wg, row, lane);
 }
 
 /// The kernel body. Launch with Tr::kNThreads threads, Tr::kSmemBytes of dynamic shared memory and the
