@@ -11,7 +11,7 @@ import numbers
 import torch
 
 from ._errors import trace_error
-from ._sym import (Op, ScalarType, SymValue, constant, index_tensor, make_op, to_expr)
+from ._sym import (Op, ScalarType, SymValue, TraceContext, constant, index_tensor, make_op, to_expr)
 
 
 def _op(op, *args) -> SymValue:
@@ -41,6 +41,8 @@ def _constant_of(value, dtype) -> SymValue:
     stype = _scalar_type(dtype)
     if isinstance(value, SymValue):
         return _convert(value, stype)
+    if isinstance(value, torch.Tensor):
+        value = TraceContext.current().value_of(value)
     if stype == ScalarType.Bool:
         return SymValue(constant(bool(value)))
     return SymValue(constant(int(value) if stype == ScalarType.I32 else float(value)))
