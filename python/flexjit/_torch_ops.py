@@ -133,6 +133,11 @@ def _where(cond, a=None, b=None):
     return _op(Op.Where, cond, a, b)
 
 
+def _where_method(x, condition=None, y=None):
+    """x.where(condition, y) is torch's where(condition, x, y)."""
+    return _where(condition, x, y)
+
+
 def _clamp(x, min=None, max=None):
     r = SymValue(to_expr(x))
     if min is not None:
@@ -279,6 +284,9 @@ HANDLERS = {
     "__getitem__": _getitem,
 }
 
+# Tensor methods whose arguments come in another order than the torch function of the same name.
+_METHOD_HANDLERS = {"where": _where_method}
+
 # Python operators and tensor methods on SymValue (torch functions reach dispatch() instead).
 _METHODS = [n for n in HANDLERS if n not in ("__getitem__", "expit", "special_expit", "relu", "rsub")]
 
@@ -297,9 +305,10 @@ def _function_name(func, name) -> str:
 def dispatch(func, args, kwargs):
     """SymValue.__torch_function__: the handler of `func`, or a TraceError naming it."""
     name = getattr(func, "__name__", None)
-    handler = HANDLERS.get(name)
+    shown = _function_name(func, name)
+    handler = _METHOD_HANDLERS.get(name) if shown.startswith("Tensor.") else None
+    handler = handler or HANDLERS.get(name)
     if handler is None:
-        shown = _function_name(func, name)
         raise trace_error(f"{shown} is not supported in traced mods; see docs/python.md for the torch functions "
                           f"flexjit traces (where, exp, exp2, log, log2, sqrt, rsqrt, tanh, sigmoid, abs, clamp, "
                           f"minimum, maximum, floor, ceil, arithmetic, comparisons, indexing captured tensors)")
@@ -308,7 +317,7 @@ def dispatch(func, args, kwargs):
 
 def _install_methods():
     for name in _METHODS:
-        setattr(SymValue, name, HANDLERS[name])
+        setattr(SymValue, name, _METHOD_HANDLERS.get(name, HANDLERS[name]))
 
 
 _install_methods()

@@ -45,6 +45,9 @@ SCORE_MODS = {
     "min_max": lambda s, b, h, q, kv: torch.minimum(s, torch.tensor(1.0)) + torch.maximum(s, q * 0.1),
     "neg_pow": lambda s, b, h, q, kv: -s + s ** 2 * 0.1 + 2.0 ** (-(h + 1) * 0.5) * q - (kv * 0.5) ** 0.5,
     "where_scalar_tensor": lambda s, b, h, q, kv: torch.where(q >= kv, s, torch.tensor(-float("inf"))),
+    # Tensor.where(condition, other) is where(condition, self, other).
+    "where_method": lambda s, b, h, q, kv: s.where(q >= kv, s * 0.5 - 1.0),
+    "where_method_of_constant": lambda s, b, h, q, kv: torch.tensor(-2.0).where(kv > 3, s),
     "full_like": lambda s, b, h, q, kv: torch.where(q >= kv, s, torch.full_like(s, -float("inf"))),
     "new_ones": lambda s, b, h, q, kv: s * s.new_ones(()) + q.new_zeros(()),
     "index_tuple": lambda s, b, h, q, kv: s + bias[h, q],
@@ -73,6 +76,7 @@ MASK_MODS = {
     "torch_and": __import__("torch.nn.attention.flex_attention", fromlist=["and_masks"]).and_masks(
         lambda b, h, q, kv: q >= kv, lambda b, h, q, kv: (q % 3) == (kv % 3)),
     "head_dependent": lambda b, h, q, kv: (q - kv <= 2 + 4 * h) & (q >= kv),
+    "where_method": lambda b, h, q, kv: (q >= kv).where(kv > 2, q == kv + 1),
 }
 
 
