@@ -19,6 +19,15 @@ void checkRank4(const TensorView& t, const char* name, const char* layout) {
   if (!t.data && t.numel() > 0) throw Error(fmt::format("flex_attention: {} has no data", name));
 }
 
+/// A block mask made for B=1 (H=1) is broadcast over the query's batches (heads). Its lists hold only for
+/// b = 0 (h = 0) when its mask_mod reads b (h): broadcasting would skip or fully keep the wrong blocks.
+void checkBroadcastMask(const BlockMask& m, int64_t made, int64_t used, Param p, const char* size) {
+  if (made == used || !m.mask || !maskReadsParam(*m.mask, p)) return;
+  throw Error(fmt::format("flex_attention: the block mask was made for {}={} but the query has {}={}, and its {} "
+                          "reads {}, so its blocks differ per {}; create the block mask with {}={}", size, made, size,
+                          used, m.mask->describe(), paramName(p), paramName(p), size, used));
+}
+
 bool supportedDType(DType d, Device device) {
   if (d == DType::F16 || d == DType::BF16) return true;
   return d == DType::F32 && device.kind == DeviceKind::CPU;
@@ -72,6 +81,8 @@ AttentionShape checkAttentionInputs(const TensorView& q, const TensorView& k, co
         (blockMask->storedHeads() != 1 && blockMask->storedHeads() != s.Hq))
       throw Error(fmt::format("flex_attention: the block mask is for B={}, H={} but the query is {}; make it with B "
                               "and H of the query (or 1 to broadcast)", blockMask->batch, blockMask->heads, q.describe()));
+    checkBroadcastMask(*blockMask, blockMask->batch, s.B, Param::B, "B");
+    checkBroadcastMask(*blockMask, blockMask->heads, s.Hq, Param::H, "H");
     if (blockMask->device() != q.device)
       throw Error(fmt::format("flex_attention: the block mask is on {} but the inputs on {}; create it on {} or "
                               "move it with .to()", blockMask->device().str(), q.device.str(), q.device.str()));

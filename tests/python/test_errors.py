@@ -106,6 +106,22 @@ def test_block_mask_for_other_lengths():
         flexjit.flex_attention(q, k, v, block_mask=mask)
 
 
+def test_broadcast_block_mask_that_reads_b_or_h():
+    q, k, v = _qkv(B=2)
+    by_batch = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (b == 1), 1, 2, L, L,
+                                         device="cpu", BLOCK_SIZE=16)
+    with pytest.raises(flexjit.FlexjitError, match=r"made for B=1 but the query has B=2, and its mask_mod '<lambda>' "
+                                                   r"reads b.*create the block mask with B=2"):
+        flexjit.flex_attention(q, k, v, block_mask=by_batch)
+    by_head = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx - kv_idx <= 4 * h, 2, None, L, L,
+                                        device="cpu", BLOCK_SIZE=16)
+    with pytest.raises(flexjit.FlexjitError, match=r"made for H=1 but the query has H=2, and its mask_mod '<lambda>' "
+                                                   r"reads h"):
+        flexjit.flex_attention(q, k, v, block_mask=by_head)
+    causal = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, L, L, device="cpu")
+    flexjit.flex_attention(q, k, v, block_mask=causal)   # ignores b and h: broadcast
+
+
 def test_torch_block_mask_is_rejected():
     q, k, v = _qkv()
     mask = tflex.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, L, L, device="cpu")

@@ -102,3 +102,24 @@ TEST(AttentionCpu, InputErrorsSayWhatToDo) {
   ScoreMod usesBias("uses_bias", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + unbound[h]; });
   EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), usesBias); }).find("not bound to data"), std::string::npos);
 }
+
+// A block mask made for B=1 / H=1 is broadcast; that is only right when its mask_mod ignores b / h.
+TEST(AttentionCpu, BroadcastBlockMaskMustNotReadBatchOrHead) {
+  Tensor q = randomTensor(DType::F32, {2, 3, 40, 16}, Device::cpu(), 1);
+  MaskMod byBatch("by_batch", [](Expr b, Expr, Expr q, Expr kv) { return (q >= kv) | (b == 1); });
+  MaskMod byHead("by_head", [](Expr, Expr h, Expr q, Expr kv) { return q - kv <= h * 8; });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  BlockMask batchOne = createBlockMask(byBatch, 1, 3, 40, 40, Device::cpu(), 16, 16);
+  BlockMask headOne = createBlockMask(byHead, 2, 1, 40, 40, Device::cpu(), 16, 16);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &batchOne); })
+                .find("made for B=1 but the query has B=2, and its mask_mod 'by_batch' reads b"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &headOne); })
+                .find("made for H=1 but the query has H=3, and its mask_mod 'by_head' reads h"),
+            std::string::npos);
+  // Masks that ignore b and h broadcast as before, and masks made for the query's sizes are fine.
+  BlockMask causalOne = createBlockMask(causal, 1, 1, 40, 40, Device::cpu(), 16, 16);
+  BlockMask batchTwo = createBlockMask(byBatch, 2, 3, 40, 40, Device::cpu(), 16, 16);
+  EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &causalOne));
+  EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &batchTwo));
+}
