@@ -1,6 +1,9 @@
 """Every user mistake raises flexjit.FlexjitError (a RuntimeError; TraceError, also a TypeError, for Python
 constructs that cannot be traced) with a message that says what to do."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -120,6 +123,36 @@ def test_broadcast_block_mask_that_reads_b_or_h():
         flexjit.flex_attention(q, k, v, block_mask=by_head)
     causal = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, L, L, device="cpu")
     flexjit.flex_attention(q, k, v, block_mask=causal)   # ignores b and h: broadcast
+
+
+def test_empty_captured_tensor_reads_zero():
+    q, k, v = _qkv()
+    empty = torch.zeros(0)
+    mask = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (empty[kv_idx] != 0), 1, 2, L, L,
+                                     device="cpu")
+    out = flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + empty[q_idx], block_mask=mask)
+    causal = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 2, L, L, device="cpu")
+    torch.testing.assert_close(out, flexjit.flex_attention(q, k, v, block_mask=causal), atol=0, rtol=0)
+
+
+_OUT_OF_MEMORY = """
+import resource, torch, flexjit
+q = torch.randn(1, 1, 1, 8)
+k = torch.randn(1, 1, 1, 8).expand(1, 1, 2**30, 8)   # no memory, but the reference needs 8 GiB per row buffer
+vm = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.RLIM_INFINITY))
+try:
+    flexjit.flex_attention(q, k, k)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_out_of_memory_in_the_cpu_reference_is_a_memory_error():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "MemoryError", run.stderr[-2000:]
 
 
 def test_torch_block_mask_is_rejected():

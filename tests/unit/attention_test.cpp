@@ -103,6 +103,30 @@ TEST(AttentionCpu, InputErrorsSayWhatToDo) {
   EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), usesBias); }).find("not bound to data"), std::string::npos);
 }
 
+// An empty captured tensor (torch gives it no data pointer) is a tensor every read falls outside: 0.
+TEST(AttentionCpu, EmptyCapturedTensorReadsZero) {
+  Tensor q = randomTensor(DType::F32, {1, 2, 19, 16}, Device::cpu(), 1);
+  CapturedTensor empty("empty", TensorView(nullptr, DType::F32, Device::cpu(), {0}, {1}));
+  ScoreMod biased("biased", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + empty[q] * 5.0f; });
+  MaskMod emptyMask("empty_mask", [&](Expr, Expr, Expr q, Expr kv) { return (q >= kv) | (empty[kv] != 0.0f); });
+  BlockMask mask = createBlockMask(emptyMask, 1, 2, 19, 19, Device::cpu(), 16, 16);
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  BlockMask causalMask = createBlockMask(causal, 1, 2, 19, 19, Device::cpu(), 16, 16);
+  AttentionResult got = flex_attention(q.view(), q.view(), q.view(), biased, &mask);
+  AttentionResult want = flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &causalMask);
+  EXPECT_EQ(maxError(asDoubles(got.out), asDoubles(want.out)), 0.0);
+  EXPECT_EQ(maxError(asDoubles(got.lse), asDoubles(want.lse)), 0.0);
+}
+
+// An error inside a worker thread of the CPU reference reaches the caller (escaping the thread would abort).
+TEST(AttentionCpu, ErrorsInReferenceWorkersReachTheCaller) {
+  Tensor q = randomTensor(DType::F32, {2, 2, 33, 16}, Device::cpu(), 1);
+  CapturedTensor noData("no_data", TensorView(nullptr, DType::F32, Device::cpu(), {4}, {1}));
+  ScoreMod reads("reads", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + noData[h]; });
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), reads); }).find("'no_data' has no CPU data"),
+            std::string::npos);
+}
+
 // A block mask made for B=1 / H=1 is broadcast; that is only right when its mask_mod ignores b / h.
 TEST(AttentionCpu, BroadcastBlockMaskMustNotReadBatchOrHead) {
   Tensor q = randomTensor(DType::F32, {2, 3, 40, 16}, Device::cpu(), 1);
