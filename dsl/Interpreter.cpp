@@ -142,6 +142,7 @@ void Program::bindCaptures(bool requireData) {
       } else {
         // An empty tensor (torch gives it no data pointer) is bound: every read is outside it and gives 0.
         arg.data = t->view->numel() == 0 ? &kNoElements : t->view->data;
+        if (t->dtype == DType::I64 && t->view->data) checkInt64Values(mod_.describe(), *t, t->view->data);
         for (int d = 0; d < t->rank; ++d) {
           arg.stride[d] = t->view->strides[d];
           arg.size[d] = static_cast<int>(t->view->shape[d]);

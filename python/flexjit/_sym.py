@@ -16,7 +16,7 @@ import torch
 
 from . import _flexjit
 from ._errors import TraceAttributeError, trace_error
-from ._tensors import flexjit_dtype
+from ._tensors import capture_dtype
 
 Op = _flexjit.Op
 ScalarType = _flexjit.ScalarType
@@ -79,7 +79,7 @@ class TraceContext:
         if t.dim() > _MAX_RANK:
             raise trace_error(f"captured tensor '{name}' has {t.dim()} dims; flexjit reads tensors of 1 to "
                               f"{_MAX_RANK} dims (reshape it outside the mod)")
-        dtype = flexjit_dtype(t.dtype, f"{_flexjit.current_trace()}: captured tensor '{name}'")
+        dtype = capture_dtype(t.dtype, f"{_flexjit.current_trace()}: captured tensor '{name}'")
         cap = _flexjit.CapturedTensor(name, dtype, max(t.dim(), 1), bool(t.requires_grad and t.is_floating_point()))
         self.captures[id(t)] = (cap, t)
         return cap

@@ -19,7 +19,7 @@ from . import _flexjit
 from . import _torch_ops  # noqa: F401  (installs the torch functions and methods on SymValue)
 from ._errors import trace_error
 from ._sym import Op, PartialIndex, ScalarType, SymValue, TraceContext, constant, result_expr
-from ._tensors import view
+from ._tensors import capture_view
 
 Param = _flexjit.Param
 Expr = _flexjit.Expr
@@ -65,7 +65,7 @@ class BoundMod:
 
     def bind(self) -> "BoundMod":
         for cap, t in zip(self.traced.captures, self.tensors):
-            cap.bind(view(t, f"captured tensor '{cap.name}'"))
+            cap.bind(capture_view(t, f"{self.traced.mod.describe()}: captured tensor '{cap.name}'"))
         return self
 
     def with_tensors(self, tensors) -> "BoundMod":

@@ -85,6 +85,22 @@ def test_mask_mod_construct(name):
     _check(mask_mod=MASK_MODS[name])
 
 
+def test_int64_tensors_are_read_exactly_or_refused():
+    # A mod computes in int32: int64 values must fit (checked once per tensor version), strided views too.
+    doc = (torch.arange(L) // 5) * 2 ** 32 + 7   # wrapped to int32 every id would be 7: one document
+
+    def document(b, h, q_idx, kv_idx):
+        return doc[q_idx] == doc[kv_idx]
+
+    with pytest.raises(flexjit.FlexjitError, match=r"mask_mod 'document': captured tensor 'doc' \(int64\) holds "
+                                                   r"12884901895; a mod computes integers in int32"):
+        _check(mask_mod=document)
+    doc.copy_(torch.arange(L) // 5 - 2 ** 31 + 3)   # in place: checked again
+    _check(mask_mod=document)
+    doc = (torch.arange(2 * L) % 7 + 2 ** 31 - 8)[::2]
+    _check(mask_mod=document, score_mod=lambda s, b, h, q, kv: s + (doc[kv] - doc[q]) * 0.25)
+
+
 # --- the trace cache -------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -127,6 +127,23 @@ TEST(AttentionCpu, ErrorsInReferenceWorkersReachTheCaller) {
             std::string::npos);
 }
 
+// int64 values are used as int32 inside a mod: one that does not fit is an error, not a wrapped value.
+TEST(AttentionCpu, Int64ValuesOutsideInt32AreRefused) {
+  Tensor q = randomTensor(DType::F32, {1, 1, 9, 16}, Device::cpu(), 1);
+  std::vector<int64_t> ids = {0, 0, 1, 1, 2, 2, 3, 3, int64_t(1) << 32};
+  Tensor idTensor = Tensor::fromVector(ids, DType::I64, {9}, Device::cpu());
+  CapturedTensor doc("doc", idTensor.view());
+  MaskMod document("document", [&](Expr, Expr, Expr q, Expr kv) { return doc[q] == doc[kv]; });
+  ScoreMod byDoc("by_doc", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(doc[q]); });
+  const char* expected = "captured tensor 'doc' (int64[9] on cpu) holds 4294967296 at [8]; a mod computes integers in int32";
+  EXPECT_NE(errorOf([&] { createBlockMask(document, 1, 1, 9, 9); }).find(expected), std::string::npos);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), byDoc); }).find(expected), std::string::npos);
+  ids.back() = INT32_MAX;
+  Tensor fits = Tensor::fromVector(ids, DType::I64, {9}, Device::cpu());
+  doc.bind(fits.view());
+  EXPECT_NO_THROW(createBlockMask(document, 1, 1, 9, 9));
+}
+
 // A block mask made for B=1 / H=1 is broadcast; that is only right when its mask_mod ignores b / h.
 TEST(AttentionCpu, BroadcastBlockMaskMustNotReadBatchOrHead) {
   Tensor q = randomTensor(DType::F32, {2, 3, 40, 16}, Device::cpu(), 1);
