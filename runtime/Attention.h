@@ -42,6 +42,12 @@ void flex_attention_into(const TensorView& q, const TensorView& k, const TensorV
                          const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
                          const AttentionOptions& options = {});
 
+/// Waits for the backward compiles that compileBackwardAhead started in the background. A program that
+/// can exit while they run (its first forward failed) must call this before it returns from main:
+/// static destructors at exit (NVRTC's own among them) would otherwise run under the compile and crash.
+/// The flexjit tool calls it on every exit, the Python package at interpreter exit.
+void waitForBackgroundCompiles();
+
 /// Problem sizes after validation.
 struct AttentionShape {
   int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lkv = 0, D = 0, Dv = 0;

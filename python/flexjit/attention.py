@@ -5,6 +5,8 @@ require one, derived from the score_mod by the compiler).
 CPU tensors run through the C++ float64 reference (correct, not fast), forward and backward; CUDA tensors
 run the generated kernels on torch's current stream.
 """
+import atexit
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -19,6 +21,10 @@ try:
     from torch.nn.attention.flex_attention import AuxOutput
 except ImportError:  # torch before 2.9
     AuxOutput = None
+
+# A training forward compiles the backward on C++ threads; exiting under one (the script failed right
+# after its first forward) would crash in NVRTC's destroyed statics, so the interpreter waits at exit.
+atexit.register(_flexjit.wait_for_background_compiles)
 
 _NOOP_SCORE = BoundMod(TracedMod(_flexjit.ScoreMod.noop(), []), [])
 _INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)

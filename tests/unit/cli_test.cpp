@@ -75,3 +75,13 @@ TEST(Cli, OutOfMemoryIsAnErrorNotAnAbort) {
   // 2^23 x 2^23 blocks: the block classes alone would take 64 TiB.
   expectError("show causal --stage mask --seq 1073741824", "out of memory (std::bad_alloc)");
 }
+
+// A failed forward in `compile` (parallel) returns while the backward compiles in the background: the tool
+// waits for it instead of exiting under it (which crashed in NVRTC's destroyed statics).
+TEST(Cli, ExitAfterAFailedForwardWaitsForTheBackgroundCompile) {
+  for (int run = 0; run < 2; ++run) {
+    CliRun r = runCli("compile relative_bias", "FLEXJIT_FWD_CONFIG=subN=24");
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("FLEXJIT_FWD_CONFIG"), std::string::npos) << r.output;
+  }
+}

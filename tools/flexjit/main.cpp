@@ -16,6 +16,7 @@
 
 #include "Cli.h"
 #include "dsl/Error.h"
+#include "runtime/Attention.h"
 
 namespace {
 
@@ -102,9 +103,16 @@ int run(const CommandSpec& spec, int argc, char** argv) {
   return spec.run(args);
 }
 
+/// Joins the backward compiles `compile` (or a training-style run) started, on every way out of main:
+/// exiting under a running compile would crash in NVRTC's destroyed statics.
+struct WaitForBackgroundCompiles {
+  ~WaitForBackgroundCompiles() { flexjit::waitForBackgroundCompiles(); }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  WaitForBackgroundCompiles waitAtExit;
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
     std::fputs(usage().c_str(), argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
