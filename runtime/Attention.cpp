@@ -16,7 +16,9 @@ void flex_attention_into(const TensorView& q, const TensorView& k, const TensorV
     referenceForward(q, k, v, scoreMod, blockMask, s, out, lse);
     return;
   }
-  gpuForward(q, k, v, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, out, lse, options);
+  if (out.numel() == 0) return;  // no rows (B, Hq or Q_LEN is 0): nothing to launch
+  gpuForward(q, k, v, scoreModForScale(scoreMod, s.scale), blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device),
+             s, out, lse, options);
 }
 
 AttentionResult flex_attention(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,

@@ -48,8 +48,8 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
     referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads);
     return;
   }
-  gpuBackward(q, k, v, out, lse, dout, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, dq, dk,
-              dv, captureGrads, options);
+  gpuBackward(q, k, v, out, lse, dout, scoreModForScale(scoreMod, s.scale),
+              blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, dq, dk, dv, captureGrads, options);
 }
 
 AttentionGradients flex_attention_backward(const TensorView& q, const TensorView& k, const TensorView& v,

@@ -10,6 +10,7 @@ While a mod is traced, ``_DataWatch`` sees the torch functions it runs eagerly o
 trace, so such a trace is marked ``read_data`` and the cache never reuses it.
 """
 import functools
+import inspect
 
 import torch
 import torch.utils._pytree as pytree
@@ -111,6 +112,25 @@ def _arguments(kind: str):
     return params
 
 
+_CALLS = {SCORE_MOD: "score_mod(score, b, h, q_idx, kv_idx)", MASK_MOD: "mask_mod(b, h, q_idx, kv_idx)",
+          SCORE_AS_MASK: "score_mod(score, b, h, q_idx, kv_idx)"}
+
+
+def _check_arity(kind: str, fn, name: str) -> None:
+    """A TraceError when `fn` cannot take the mod's arguments (Python's own TypeError would name neither the
+    mod nor what it is called with); callables without a signature are simply called."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*[None] * (4 if kind == MASK_MOD else 5))
+    except TypeError as e:
+        call = _CALLS[kind]
+        raise trace_error(f"{call.partition('(')[0]} '{name}' cannot be called as {call} ({e}); a mask_mod takes "
+                          f"(b, h, q_idx, kv_idx), a score_mod (score, b, h, q_idx, kv_idx)") from None
+
+
 def trace(kind: str, fn, names, valued=()) -> "tuple[TracedMod, list]":
     """Traces `fn` as a score_mod, a mask_mod, or a score_mod read as a mask (score_mod(0, ...) != -inf).
     `names` maps id(tensor) to a variable name; `valued` are the tensors whose values the caller's cache key
@@ -119,6 +139,7 @@ def trace(kind: str, fn, names, valued=()) -> "tuple[TracedMod, list]":
         raise trace_error(f"{'score_mod' if kind == SCORE_MOD else 'mask_mod'} must be a callable, got "
                           f"{type(fn).__name__}")
     name = mod_name(fn)
+    _check_arity(kind, fn, name)
     ctx = TraceContext(names, valued)
     scope_kind = SCORE_MOD if kind == SCORE_MOD else MASK_MOD
     with ctx, _DataWatch(ctx), _flexjit.TraceScope(scope_kind, name):

@@ -96,10 +96,40 @@ def test_captured_tensor_on_another_device():
         _run_score(lambda s, b, h, q, kv: s + bias[h])
 
 
-def test_bad_scale():
+@pytest.mark.parametrize("scale, message", [(float("nan"), "scale must be finite, got nan"),
+                                            (float("inf"), "scale must be finite, got inf"),
+                                            ("0.5", "scale must be a number, got str"),
+                                            (torch.ones(2), "scale must be a number, got Tensor")])
+def test_bad_scale(scale, message):
     q, k, v = _qkv()
-    with pytest.raises(flexjit.FlexjitError, match="scale must be positive and finite"):
-        flexjit.flex_attention(q, k, v, scale=-1.0)
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.flex_attention(q, k, v, scale=scale)
+
+
+@pytest.mark.parametrize("block_size, message", [
+    ((16,), r"BLOCK_SIZE must be an int or a \(Q_BLOCK, KV_BLOCK\) pair of ints, got \(16,\)"),
+    (16.5, r"BLOCK_SIZE must be an int or a \(Q_BLOCK, KV_BLOCK\) pair of ints, got 16.5"),
+    ((16, 16, 16), r"pair of ints, got \(16, 16, 16\)"),
+    ("16", r"pair of ints, got '16'"),
+    (True, r"pair of ints, got True"),
+    (2 ** 31, r"BLOCK_SIZE 2147483648 is outside \[1, 2147483647\]"),
+    ((128, 0), r"BLOCK_SIZE 0 is outside \[1, 2147483647\]"),
+])
+def test_bad_block_size(block_size, message):
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, 32, 32, device="cpu",
+                                  BLOCK_SIZE=block_size)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((2 ** 63, 1, 32, 32), r"B 9223372036854775808 is outside \[1, 9223372036854775807\]"),
+    ((1, 1.5, 32, 32), r"H must be an int or None, got 1.5"),
+    ((1, 1, "32", 32), r"Q_LEN must be an int, got '32'"),
+    ((1, 1, 32, -1), r"KV_LEN -1 is outside \[1, 9223372036854775807\]"),
+])
+def test_bad_block_mask_sizes(args, message):
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, *args, device="cpu")
 
 
 def test_block_mask_for_other_lengths():
@@ -242,9 +272,15 @@ def test_untraceable_mask_mod(fn, message):
         _run_mask(fn)
 
 
-def test_wrong_number_of_arguments_is_pythons_type_error():
-    with pytest.raises(TypeError):
-        _run_mask(lambda b, h, q: q > 0)
+@pytest.mark.parametrize("run, fn, message", [
+    (_run_mask, lambda b, h, q: q > 0, r"mask_mod '<lambda>' cannot be called as mask_mod\(b, h, q_idx, kv_idx\)"),
+    (_run_mask, lambda b, h, q, kv, extra: q > 0, r"mask_mod '<lambda>' cannot be called as mask_mod"),
+    (_run_score, lambda s, b, h, q: s, r"score_mod '<lambda>' cannot be called as score_mod\(score, b, h, q_idx, "
+                                       r"kv_idx\)"),
+])
+def test_wrong_number_of_arguments(run, fn, message):
+    with pytest.raises(flexjit.TraceError, match=message):   # also a TypeError, as Python's own
+        run(fn)
 
 
 def test_error_inside_user_code_propagates():

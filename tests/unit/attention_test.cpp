@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "AttentionTestUtil.h"
+#include "codegen/Variant.h"
 #include "examples/SeedVariants.h"
 
 using namespace flexjit;
@@ -94,9 +95,9 @@ TEST(AttentionCpu, InputErrorsSayWhatToDo) {
   BlockMask wrong = createBlockMask(causal, 1, 1, 16, 16);
   EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), &wrong); }).find("was made for Q_LEN=16"),
             std::string::npos);
-  AttentionOptions neg;
-  neg.scale = -1.0f;
-  EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), nullptr, neg); }).find("scale must be positive"),
+  AttentionOptions nan;
+  nan.scale = std::nanf("");
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), nullptr, nan); }).find("scale must be finite"),
             std::string::npos);
   CapturedTensor unbound("bias", DType::F32, 1);
   ScoreMod usesBias("uses_bias", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + unbound[h]; });
@@ -142,6 +143,35 @@ TEST(AttentionCpu, Int64ValuesOutsideInt32AreRefused) {
   Tensor fits = Tensor::fromVector(ids, DType::I64, {9}, Device::cpu());
   doc.bind(fits.view());
   EXPECT_NO_THROW(createBlockMask(document, 1, 1, 9, 9));
+}
+
+// torch accepts a zero or negative scale, and so does flexjit. On the GPU such a call runs the score_mod
+// path (scoreModForScale: the mod plus a captured zero), because the kernels fold only a positive scale
+// into their exp2 factor; the rewrite changes no value and keeps the captures' order.
+TEST(AttentionCpu, ZeroAndNegativeScales) {
+  Tensor q = randomTensor(DType::F32, {1, 2, 19, 16}, Device::cpu(), 1);
+  Tensor biasData = randomTensor(DType::F32, {2, 19}, Device::cpu(), 2);
+  Tensor gateData = randomTensor(DType::F32, {19}, Device::cpu(), 3);
+  CapturedTensor bias("bias", biasData.view(), true), gate("gate", gateData.view(), true);
+  ScoreMod biased("biased", [&](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + bias[h][kv] * gate[q]; });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  Variant noopFacts = generateVariant(ScoreMod::noop(), causal);
+  ASSERT_TRUE(noopFacts.facts.scoreIsNoop);
+  for (float scale : {0.0f, -0.7f}) {
+    ScoreMod guarded = scoreModForScale(ScoreMod::noop(), scale);
+    EXPECT_FALSE(generateVariant(guarded, causal).facts.scoreIsNoop) << scale;
+    ScoreMod rewritten = scoreModForScale(biased, scale);
+    ASSERT_EQ(rewritten.tensors().size(), 2u);
+    EXPECT_EQ(rewritten.tensors()[0], biased.tensors()[0]);
+    EXPECT_EQ(rewritten.tensors()[1], biased.tensors()[1]);
+    AttentionOptions options;
+    options.scale = scale;
+    AttentionResult want = flex_attention(q.view(), q.view(), q.view(), biased, nullptr, options);
+    AttentionResult got = flex_attention(q.view(), q.view(), q.view(), rewritten, nullptr, options);
+    EXPECT_EQ(maxError(asDoubles(got.out), asDoubles(want.out)), 0.0) << scale;
+    EXPECT_EQ(maxError(asDoubles(got.lse), asDoubles(want.lse)), 0.0) << scale;
+  }
+  EXPECT_EQ(scoreModForScale(biased, 0.25f).key(), biased.key());  // positive scales run the mod as it is
 }
 
 // A block mask made for B=1 / H=1 is broadcast; that is only right when its mask_mod ignores b / h.
