@@ -6,6 +6,12 @@
 
 namespace flexjit {
 
+namespace {
+
+constexpr uint32_t kNegInfBits = 0xff800000u;  // -inf in float32
+
+}  // namespace
+
 void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                          const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
                          const AttentionOptions& options) {
@@ -17,6 +23,11 @@ void flex_attention_into(const TensorView& q, const TensorView& k, const TensorV
     return;
   }
   if (out.numel() == 0) return;  // no rows (B, Hq or Q_LEN is 0): nothing to launch
+  if (s.Lkv == 0) {  // no keys: every row is fully masked (O = 0, LSE = -inf), and the kernels need a block
+    fillWords(out, 0, options.stream, "flex_attention: out");
+    fillWords(lse, kNegInfBits, options.stream, "flex_attention: lse");
+    return;
+  }
   gpuForward(q, k, v, scoreModForScale(scoreMod, s.scale), blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device),
              s, out, lse, options);
 }

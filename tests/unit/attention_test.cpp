@@ -194,3 +194,18 @@ TEST(AttentionCpu, BroadcastBlockMaskMustNotReadBatchOrHead) {
   EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &causalOne));
   EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &batchTwo));
 }
+
+// fillWords (what an empty GPU problem writes instead of launching kernels) on host memory.
+TEST(AttentionCpu, FillWordsSetsContiguousViewsAndRefusesStridedOnes) {
+  Tensor lse = Tensor::fromVector(std::vector<float>(6, 1.0f), DType::F32, {2, 3}, Device::cpu());
+  fillWords(lse.view(), 0xff800000u, nullptr, "lse");
+  for (float x : lse.toVector<float>()) EXPECT_EQ(x, -INFINITY);
+  Tensor out = randomTensor(DType::BF16, {1, 1, 3, 5}, Device::cpu(), 7);  // 30 bytes: not whole words
+  fillWords(out.view(), 0, nullptr, "out");
+  for (double x : asDoubles(out)) EXPECT_EQ(x, 0.0);
+  EXPECT_THROW(fillWords(out.view(), 1, nullptr, "out"), Error);
+  TensorView strided = lse.view();
+  strided.shape = {2, 2};
+  EXPECT_NE(errorOf([&] { fillWords(strided, 0, nullptr, "lse"); }).find("lse must be contiguous here"),
+            std::string::npos);
+}
