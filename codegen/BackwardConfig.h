@@ -63,7 +63,8 @@ const char* bwdKindName(BwdKernelKind kind);
 /// Whether a configuration or a BlockMask can run, and if not what to change (for flexjit::Error).
 struct BwdConfigCheck {
   bool ok = true;
-  std::string message;
+  std::string message;  ///< what is wrong
+  std::string advice;   ///< what to change when the configuration is the default one ("; use ...")
 };
 
 /// The default configuration for a dtype / head dims / GPU, shrunk where needed so that the tiles divide
@@ -86,7 +87,10 @@ BwdConfigCheck checkBwdConfig(const BwdKernelConfig& config);
 /// block and every mask q block must split into whole q tiles (likewise for the dQ kernel's tiles).
 BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
 
-/// Throws flexjit::Error with the check's message unless both checks pass.
+/// The fields under their FLEXJIT_BWD_CONFIG names: "blockM=64 blockN=128 warps=8 ...".
+std::string describeBwdConfig(const BwdKernelConfig& config);
+
+/// Throws flexjit::Error with the check's message and advice unless both checks pass.
 void requireBwdSupported(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
 
 /// Dynamic shared memory of one CTA, in bytes (equal to fjk::BwdTraits / DqTraits::kSmemBytes).

@@ -46,6 +46,12 @@ struct Node {
   int64_t iconst = 0;                         // Op::Const of type I32 / Bool
   std::shared_ptr<TensorCapture> tensor;      // Op::Load
   std::shared_ptr<ScalarCapture> scalar;      // Op::Scalar
+
+  Node() = default;
+  Node(const Node&) = default;
+  Node& operator=(const Node&) = default;
+  /// Iterative: releasing a chain of 200k ops through nested shared_ptr destructors overflows the stack.
+  ~Node();
 };
 
 /// A symbolic value inside a traced mod. Arithmetic types convert implicitly to constants, so

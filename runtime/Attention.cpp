@@ -1,12 +1,15 @@
 // flex_attention: validation, then the CPU reference or the GPU kernel.
 #include "runtime/Attention.h"
 
+#include "dsl/Error.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/Reference.h"
 
 namespace flexjit {
 
 namespace {
+
+constexpr uint32_t kNegInfBits = 0xff800000u;  // -inf in float32
 
 void forwardInto(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                  const BlockMask* blockMask, const TensorView& out, const TensorView& lse, const TensorView* maxScores,
@@ -20,7 +23,18 @@ void forwardInto(const TensorView& q, const TensorView& k, const TensorView& v, 
     referenceForward(q, k, v, scoreMod, blockMask, s, outputs, options.extraHooks());
     return;
   }
-  gpuForward(q, k, v, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, outputs, options);
+  if (out.numel() == 0) return;  // no rows (B, Hq or Q_LEN is 0): nothing to launch
+  if (s.Lkv == 0) {  // no keys: every row is fully masked (O = 0, LSE = -inf), and the kernels need a block
+    if (options.sink)
+      throw Error("flex_attention: KV_LEN = 0 with a sink_mod is not supported on the GPU (each row's LSE would be "
+                  "its sink); give at least one key, or run it on the CPU");
+    fillWords(out, 0, options.stream, "flex_attention: out");
+    fillWords(lse, kNegInfBits, options.stream, "flex_attention: lse");
+    if (maxScores) fillWords(*maxScores, kNegInfBits, options.stream, "flex_attention: max_scores");
+    return;
+  }
+  gpuForward(q, k, v, scoreModForScale(scoreMod, s.scale), blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device),
+             s, outputs, options);
 }
 
 }  // namespace

@@ -13,7 +13,8 @@
 namespace flexjit {
 
 struct AttentionOptions {
-  /// Multiplies q . k before score_mod; default 1 / sqrt(D) like torch. Must be positive and finite.
+  /// Multiplies q . k before score_mod; default 1 / sqrt(D) like torch. Any finite value, as in torch: 0
+  /// weighs every kept position equally, a negative scale gives the highest weight to the lowest q . k.
   std::optional<float> scale;
   /// CUstream to run on (nullptr: the legacy default stream). Ignored on the CPU.
   void* stream = nullptr;
@@ -57,6 +58,12 @@ void flex_attention_into(const TensorView& q, const TensorView& k, const TensorV
                          const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
                          const TensorView& maxScores, const AttentionOptions& options = {});
 
+/// Waits for the backward compiles that compileBackwardAhead started in the background. A program that
+/// can exit while they run (its first forward failed) must call this before it returns from main:
+/// static destructors at exit (NVRTC's own among them) would otherwise run under the compile and crash.
+/// The flexjit tool calls it on every exit, the Python package at interpreter exit.
+void waitForBackgroundCompiles();
+
 /// Problem sizes after validation.
 struct AttentionShape {
   int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lkv = 0, D = 0, Dv = 0;
@@ -73,6 +80,11 @@ struct ForwardOutputs {
 /// Validates Q/K/V (and the block mask) and returns the sizes; raises flexjit::Error naming the problem.
 AttentionShape checkAttentionInputs(const TensorView& q, const TensorView& k, const TensorView& v,
                                     const BlockMask* blockMask, const AttentionOptions& options);
+/// The score_mod the GPU kernels run for `scale`. They fold the scale into their exp2 factor when the
+/// score_mod is the identity, which needs scale > 0 (the row max of q . k is then the max of the scores,
+/// and -inf * scale stays -inf). For a zero or negative scale the call gets the score_mod plus a captured
+/// zero, which the compiler cannot prove to be the identity: the kernels then scale q . k before the mod.
+ScoreMod scoreModForScale(const ScoreMod& scoreMod, float scale);
 /// Validates an output view against the expected shape and dtype.
 void checkOutputView(const TensorView& t, const std::vector<int64_t>& shape, DType dtype, Device device,
                      const char* what);

@@ -54,8 +54,16 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
     referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads, options.extraHooks());
     return;
   }
-  gpuBackward(q, k, v, out, lse, dout, scoreMod, blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, dq, dk,
-              dv, captureGrads, options);
+  if (out.numel() == 0 || s.Lkv == 0) {
+    // No query or no key attends: the gradients are 0 (captured ones were zero-filled by the caller), and
+    // the kernels need at least one q and one kv block.
+    fillWords(dq, 0, options.stream, "flex_attention_backward: dq");
+    fillWords(dk, 0, options.stream, "flex_attention_backward: dk");
+    fillWords(dv, 0, options.stream, "flex_attention_backward: dv");
+    return;
+  }
+  gpuBackward(q, k, v, out, lse, dout, scoreModForScale(scoreMod, s.scale),
+              blockMask ? *blockMask : fullMaskFor(s.Lq, s.Lkv, q.device), s, dq, dk, dv, captureGrads, options);
 }
 
 AttentionGradients flex_attention_backward(const TensorView& q, const TensorView& k, const TensorView& v,

@@ -112,6 +112,17 @@ void applyBwdOverrides(BwdKernelConfig& c) {
                         {"gradWindows", &c.gradWindows}, {"gradWindowFloats", &c.gradWindowFloats}});
 }
 
+/// A configuration FLEXJIT_BWD_CONFIG made impossible is the override's fault: the advice for a default
+/// configuration (another BLOCK_SIZE) would not help.
+void requireOverridesRun(const BwdKernelConfig& config, const BlockMask& blockMask) {
+  BwdConfigCheck check = checkBwdConfig(config);
+  if (check.ok) check = checkBwdMaskBlocks(config, blockMask.blockQ, blockMask.blockKV);
+  if (!check.ok)
+    throw Error(fmt::format("FLEXJIT_BWD_CONFIG={}: the overridden configuration cannot run: {}; change or unset "
+                            "FLEXJIT_BWD_CONFIG (docs/kernels-backward.md)", std::getenv("FLEXJIT_BWD_CONFIG"),
+                            check.message));
+}
+
 constexpr size_t kFloatBytes = 4;
 constexpr size_t kWorkspaceAlign = 256;
 
@@ -130,11 +141,13 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   // (an override gradWindows=N still turns windows on).
   if (!variant.gradSitesMixQAndKv) config.gradWindows = 0;
   config.sinkGrads = variant.facts.sinkHasTensorGrads;
+  const BwdKernelConfig defaults = config;
   applyBwdOverrides(config);
   // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
   // than the variant has sites.
   config.gradWindows = std::min(config.gradWindows, variant.gradSites);
   if (config.gradWindows == 0 || config.gradWindowFloats <= 0) config.gradWindows = config.gradWindowFloats = 0;
+  if (!(config == defaults)) requireOverridesRun(config, blockMask);
   requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
   return config;
 }

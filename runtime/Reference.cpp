@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "dsl/Interpreter.h"
@@ -24,17 +26,33 @@ int64_t offset(const TensorView& t, int64_t a, int64_t b, int64_t c) {
   return a * t.strides[0] + b * t.strides[1] + c * t.strides[2];
 }
 
-/// Runs fn(item) for items [0, n) on all hardware threads.
+/// Runs fn(item) for items [0, n) on all hardware threads, the calling one included. An exception escaping
+/// a thread would abort the process, so the first one thrown (a bad captured tensor, std::bad_alloc) stops
+/// the other workers at their next item and is rethrown here. A thread that cannot be started leaves its
+/// share to the others.
 template <class F>
 void parallelFor(int64_t n, F&& fn) {
   unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), 64));
-  std::vector<std::thread> pool;
   std::atomic<int64_t> next{0};
-  for (unsigned t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
+  std::exception_ptr error;
+  std::mutex errorMutex;
+  auto work = [&] {
+    try {
       for (int64_t r; (r = next.fetch_add(1)) < n;) fn(r);
-    });
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(errorMutex);
+      if (!error) error = std::current_exception();
+      next.store(n);
+    }
+  };
+  std::vector<std::thread> pool;
+  try {
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  } catch (const std::system_error&) {  // no more threads: the running ones and this one share the rows
+  }
+  work();
   for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
 }
 
 /// What forward and backward share: the mods, the block classes and one row's scores.

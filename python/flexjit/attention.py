@@ -5,6 +5,9 @@ require one, derived from the score_mod by the compiler).
 CPU tensors run through the C++ float64 reference (correct, not fast), forward and backward; CUDA tensors
 run the generated kernels on torch's current stream.
 """
+import atexit
+import numbers
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -19,6 +22,10 @@ try:
     from torch.nn.attention.flex_attention import AuxOutput
 except ImportError:  # torch before 2.9
     AuxOutput = None
+
+# A training forward compiles the backward on C++ threads; exiting under one (the script failed right
+# after its first forward) would crash in NVRTC's destroyed statics, so the interpreter waits at exit.
+atexit.register(_flexjit.wait_for_background_compiles)
 
 _NOOP_SCORE = BoundMod(TracedMod(_flexjit.ScoreMod.noop(), []), [])
 _INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -46,6 +53,15 @@ def _check_inputs(q, k, v, enable_gqa):
     if not enable_gqa and q.size(1) != k.size(1):
         raise FlexjitError(f"flex_attention: query has {q.size(1)} heads but key/value have {k.size(1)}; pass "
                            f"enable_gqa=True for grouped-query attention")
+
+
+def _scale(scale):
+    """None (1/sqrt(D)) or a float; any finite value, 0 and negative ones included (checked in C++)."""
+    if scale is None:
+        return None
+    if isinstance(scale, numbers.Real) or (isinstance(scale, torch.Tensor) and scale.numel() == 1):
+        return float(scale)
+    raise FlexjitError(f"flex_attention: scale must be a number, got {type(scale).__name__}")
 
 
 def _forward(call: _Call, q, k, v, training=False):
@@ -117,7 +133,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     if return_aux is not None and getattr(return_aux, "max_scores", False):
         raise FlexjitError("flex_attention: return_aux max_scores is not supported; request lse only")
     score = resolve(SCORE_MOD, score_mod) if score_mod is not None else _NOOP_SCORE
-    call = _Call(score, block_mask, None if scale is None else float(scale))
+    call = _Call(score, block_mask, _scale(scale))
     grad_tensors = score.gradient_tensors() if torch.is_grad_enabled() else []
     if torch.is_grad_enabled() and (grad_tensors or query.requires_grad or key.requires_grad or value.requires_grad):
         out, lse = _FlexAttentionFunction.apply(query, key, value, call, *grad_tensors)

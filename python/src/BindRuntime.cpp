@@ -129,6 +129,8 @@ void bindAttention(py::module_& m) {
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("dout"), py::arg("score_mod"),
      py::arg("block_mask"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("capture_grads"), py::arg("scale"),
      py::arg("stream"), py::arg("deterministic") = false);
+  m.def("wait_for_background_compiles", &waitForBackgroundCompiles, py::call_guard<py::gil_scoped_release>(),
+        "Joins the backward compiles started in the background (the package calls it at interpreter exit)");
   m.def("gradient_capture_ids", [](const ScoreMod& score) {
     std::vector<uintptr_t> ids;
     for (const auto& t : gradientCaptures(score)) ids.push_back(reinterpret_cast<uintptr_t>(t.get()));

@@ -258,3 +258,21 @@ TEST(AttentionGpu, HooksMatchTheInterpreter) {
     }
   }
 }
+
+// The C++ API checks int64 captures on the GPU too (through a host copy): a value outside int32 is an error.
+TEST(AttentionGpu, Int64CapturesOutsideInt32AreRefused) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::vector<int64_t> ids(300, 1);
+  ids[257] = int64_t(3) << 31;
+  Tensor dIds = Tensor::fromVector(ids, DType::I64, {300}, kGpu);
+  CapturedTensor doc("doc", dIds.view());
+  ScoreMod byDoc("by_doc", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(doc[q]); });
+  Tensor q = randomTensor(DType::BF16, {1, 2, 300, 64}, kGpu, 5);
+  try {
+    flex_attention(q.view(), q.view(), q.view(), byDoc);
+    FAIL() << "an int64 value of 2^32 + 2^31 was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("captured tensor 'doc' (int64[300] on cuda:0) holds 6442450944 at [257]"),
+              std::string::npos) << e.what();
+  }
+}
