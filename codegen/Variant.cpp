@@ -31,6 +31,7 @@ CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask, const Ex
   CaptureLayout layout;
   std::vector<const Mod*> mods{&score, &mask};
   if (extra.sink) mods.push_back(&*extra.sink);
+  if (extra.prob) mods.push_back(&*extra.prob);
   for (const Mod* m : mods) {
     layout.tensors.insert(layout.tensors.end(), m->tensors().begin(), m->tensors().end());
     layout.scalars.insert(layout.scalars.end(), m->scalars().begin(), m->scalars().end());
@@ -106,6 +107,7 @@ std::string hooksAdapter(bool withGradient, int gradSites, bool scoreSplit, bool
       "  static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;\n"
       "  static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;\n"
       "  static constexpr bool kHasSink = fjv::kHasSink;\n"
+      "  static constexpr bool kHasProb = fjv::kHasProb;\n"
       "  static FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {\n"
       "    return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);\n"
       "  }\n"
@@ -169,6 +171,7 @@ std::string factsSource(const Variant& v) {
   p += fmt::format("inline constexpr bool kHasTensorGrads = {};\n", boolText(v.facts.hasTensorGrads));
   p += fmt::format("inline constexpr bool kMaskReadsTensors = {};\n", boolText(v.facts.maskReadsTensors));
   p += fmt::format("inline constexpr bool kHasSink = {};\n", boolText(v.facts.hasSink));
+  p += fmt::format("inline constexpr bool kHasProb = {};\n", boolText(v.facts.hasProb));
   if (v.gradSites > 0) p += fmt::format("inline constexpr int kGradSites = {};\n", v.gradSites);
   return p;
 }
@@ -195,6 +198,32 @@ std::string sinkSource(const LoweredMods& lowered, const Variant& v, bool withGr
   return p;
 }
 
+/// The prob_mod, its gradient (always, with the gradient: the backward needs d p' / d p) and their adapter
+/// members.
+std::string probSource(const LoweredMods& lowered, const Variant& v, bool withGradient, std::string& adapter) {
+  if (!v.facts.hasProb) return "";
+  ScalarEmitter scalar;
+  std::string p = "\n" + scalar.emit(lowered.lookup("prob_mod"), "prob_mod");
+  adapter +=
+      "  static FJ_HD float prob_mod(float p, int b, int h, int q_idx, int kv_idx, int num_visible,\n"
+      "                              const fj::CaptureArgs& cap) {\n"
+      "    return fjv::prob_mod(p, b, h, q_idx, kv_idx, num_visible, cap);\n"
+      "  }\n";
+  if (withGradient) {
+    mlir::func::FuncOp grad = lowered.lookup("prob_mod_grad");
+    p += "\n" + scalar.emit(grad, "prob_mod_grad");
+    const bool sites = FunctionEmitter::gradSiteCount(grad) > 0;
+    adapter += std::string(sites ? "  template <class Grads>\n" : "") +
+               "  static FJ_HD float prob_mod_grad(float p, int b, int h, int q_idx, int kv_idx, int num_visible,\n"
+               "                                   float grad_out, const fj::CaptureArgs& cap, const " +
+               (sites ? "Grads" : "fj::GradArgs") +
+               "& grads) {\n"
+               "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, grad_out, cap, grads);\n"
+               "  }\n";
+  }
+  return p;
+}
+
 }  // namespace
 
 Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options,
@@ -216,8 +245,9 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   ScalarEmitter scalar;
   IntervalEmitter interval;
   std::string& p = v.prelude;
-  p += fmt::format("// flexjit variant: score_mod {} / mask_mod {}{} (structural keys). Generated; do not edit.\n",
-                   score.key(), mask.key(), extra.sink ? " / sink_mod " + extra.sink->key() : "");
+  p += fmt::format("// flexjit variant: score_mod {} / mask_mod {}{}{} (structural keys). Generated; do not edit.\n",
+                   score.key(), mask.key(), extra.sink ? " / sink_mod " + extra.sink->key() : "",
+                   extra.prob ? " / prob_mod " + extra.prob->key() : "");
   p += "namespace fjv {\n" + factsSource(v);
   p += "\n" + scalar.emit(lowered.lookup("score_mod"), "score_mod");
   p += "\n" + scalar.emit(lowered.lookup("mask_mod"), "mask_mod");
@@ -233,8 +263,9 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
     GradWindowEmitter windows;
     p += "\n" + windows.emitWindows(lowered.lookup("score_mod_grad"), "score_mod_grad_windows");
   }
-  std::string sinkAdapter;
+  std::string sinkAdapter;  // the sink's and the prob_mod's adapter members
   p += sinkSource(lowered, v, options.withGradient, sinkAdapter);
+  p += probSource(lowered, v, options.withGradient, sinkAdapter);
   p += "\n" + interval.emit(lowered.lookup("mask_mod"), "mask_mod_interval");
   p += "\n" + interval.emit(lowered.lookup("score_mod"), "score_mod_interval");
   std::string adapter = hooksAdapter(options.withGradient, v.gradSites, !scoreSplit.empty(), !maskSplit.empty());

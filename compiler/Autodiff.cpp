@@ -157,7 +157,7 @@ func::FuncOp declareGradient(func::FuncOp fn, SmallVectorImpl<unsigned>& gradTen
 const HookKindInfo* kindOf(func::FuncOp fn) {
   auto kind = fn->getAttrOfType<StringAttr>(fjir::kKindAttr);
   if (!kind) return nullptr;
-  for (ModKind k : {ModKind::Score, ModKind::Mask, ModKind::Sink})
+  for (ModKind k : {ModKind::Score, ModKind::Mask, ModKind::Sink, ModKind::Prob})
     if (kind.getValue() == hookKind(k).name) return &hookKind(k);
   return nullptr;
 }
@@ -168,12 +168,12 @@ bool readsTensorsThatRequireGrad(func::FuncOp fn) {
   return false;
 }
 
-/// Which functions get a gradient: every score_mod (the score's derivative is always needed) and any other
-/// differentiable hook that reads a captured tensor requiring a gradient.
+/// Which functions get a gradient: every hook with an input (score_mod, prob_mod: the input's derivative is
+/// always needed) and any other differentiable hook that reads a captured tensor requiring a gradient.
 bool wantsGradient(func::FuncOp fn) {
   const HookKindInfo* kind = kindOf(fn);
   if (!kind || !kind->differentiable) return false;
-  return kind->kind == ModKind::Score || readsTensorsThatRequireGrad(fn);
+  return kind->hasInput || readsTensorsThatRequireGrad(fn);
 }
 
 LogicalResult buildGradient(func::FuncOp fn) {

@@ -67,6 +67,9 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score, const Ex
   facts.hasSink = extra.sink.has_value();
   if (extra.sink)
     for (const auto& t : extra.sink->tensors()) facts.sinkHasTensorGrads |= t->requiresGrad;
+  facts.hasProb = extra.prob.has_value();
+  if (extra.prob)
+    for (const auto& t : extra.prob->tensors()) facts.probHasTensorGrads |= t->requiresGrad;
   return facts;
 }
 
@@ -105,9 +108,13 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
   base.tensor += static_cast<int>(mask.tensors().size());
   base.scalar += static_cast<int>(mask.scalars().size());
   std::string what = fmt::format("{} with {}", score.describe(), mask.describe());
-  if (extra.sink) {
-    importMod(*out.module, *extra.sink, "sink_mod", base);
-    what += " and " + extra.sink->describe();
+  for (const Mod* hook : {extra.sink ? static_cast<const Mod*>(&*extra.sink) : nullptr,
+                          extra.prob ? static_cast<const Mod*>(&*extra.prob) : nullptr}) {
+    if (!hook) continue;
+    importMod(*out.module, *hook, modKindName(hook->kind()), base);
+    base.tensor += static_cast<int>(hook->tensors().size());
+    base.scalar += static_cast<int>(hook->scalars().size());
+    what += " and " + hook->describe();
   }
   if (failed(verify(*out.module)))
     throw Error(fmt::format("flexjit compiler: the imported IR of {} does not verify (a flexjit bug):\n{}", what, diags.text()));

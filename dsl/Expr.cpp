@@ -120,6 +120,7 @@ const char* paramName(Param p) {
     case Param::H: return "h";
     case Param::Q: return "q_idx";
     case Param::KV: return "kv_idx";
+    case Param::Visible: return "num_visible";
   }
   return "?";
 }

@@ -26,9 +26,10 @@ const char* opName(Op op);
 /// Number of operands; -1 for Load (one per tensor dimension).
 int opArity(Op op);
 
-/// The parameters of a mod, in torch's order: score_mod(score, b, h, q_idx, kv_idx).
-enum class Param : uint8_t { Score, B, H, Q, KV };
-constexpr int kNumParams = 5;
+/// The parameters of a mod, in torch's order: score_mod(score, b, h, q_idx, kv_idx). A prob_mod receives the
+/// normalised probability in the Score slot and, besides the indices, the row's number of visible keys.
+enum class Param : uint8_t { Score, B, H, Q, KV, Visible };
+constexpr int kNumParams = 6;
 const char* paramName(Param p);
 
 struct TensorCapture;

@@ -173,6 +173,7 @@ Program::Slot Program::evalInstr(const Instr& in, const std::vector<Slot>& s, do
         case Param::H: r.i = p.h; break;
         case Param::Q: r.i = p.q; break;
         case Param::KV: r.i = p.kv; break;
+        case Param::Visible: r.i = p.visible; break;
       }
       return r;
     case Op::Const: r.f = in.fconst; r.i = static_cast<int32_t>(in.iconst); return r;
@@ -255,6 +256,7 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
           case Param::H: r.i = box.h; break;
           case Param::Q: r.i = box.q; break;
           case Param::KV: r.i = box.kv; break;
+          case Param::Visible: r.i = box.visible; break;
         }
         continue;
       case Op::Const:

@@ -114,7 +114,9 @@ Expr checkedBody(ModKind kind, const std::string& name, const Expr& body) {
     traceError(param == Param::Score && kind == ModKind::Mask
                    ? std::string("a mask_mod cannot read the score; use a score_mod")
                    : fmt::format("a {} has no parameter {} (it receives {})", info.name, paramName(param),
-                                 kind == ModKind::Sink ? "b, h, q_idx: one logit per row" : "other parameters"));
+                                 kind == ModKind::Sink   ? "b, h, q_idx: one logit per row"
+                                 : kind == ModKind::Prob ? "p, b, h, q_idx, kv_idx, num_visible"
+                                                         : "score, b, h, q_idx, kv_idx"));
   }
   if (body.type() == info.result) return body;
   if (kind == ModKind::Mask)
@@ -136,6 +138,8 @@ const HookKindInfo& hookKind(ModKind kind) {
       {ModKind::Mask, "mask_mod", {Param::B, Param::H, Param::Q, Param::KV}, ScalarType::Bool, false, Param::Score,
        false},
       {ModKind::Sink, "sink_mod", {Param::B, Param::H, Param::Q}, ScalarType::F32, false, Param::Score, true},
+      {ModKind::Prob, "prob_mod", {Param::Score, Param::B, Param::H, Param::Q, Param::KV, Param::Visible},
+       ScalarType::F32, /*hasInput=*/true, Param::Score, /*differentiable=*/true},
   };
   return kinds[static_cast<int>(kind)];
 }
@@ -194,6 +198,17 @@ static Expr traceSink(const std::string& name, const SinkMod::Fn& fn) {
 SinkMod::SinkMod(std::string name, const Fn& fn) : SinkMod(name, traceSink(name, fn)) {}
 SinkMod::SinkMod(std::string name, Expr body) : Mod(ModKind::Sink, std::move(name), std::move(body)) {}
 SinkMod SinkMod::fromBody(std::string name, Expr body) { return SinkMod(std::move(name), std::move(body)); }
+
+static Expr traceProb(const std::string& name, const ProbMod::Fn& fn) {
+  if (!fn) throw Error(fmt::format("prob_mod '{}' is an empty function", name));
+  TraceScope scope("prob_mod", name);
+  return fn(Expr::param(Param::Score), Expr::param(Param::B), Expr::param(Param::H), Expr::param(Param::Q),
+            Expr::param(Param::KV), Expr::param(Param::Visible));
+}
+
+ProbMod::ProbMod(std::string name, const Fn& fn) : ProbMod(name, traceProb(name, fn)) {}
+ProbMod::ProbMod(std::string name, Expr body) : Mod(ModKind::Prob, std::move(name), std::move(body)) {}
+ProbMod ProbMod::fromBody(std::string name, Expr body) { return ProbMod(std::move(name), std::move(body)); }
 
 static MaskMod combineMasks(const std::vector<MaskMod>& masks, bool conjunction) {
   const char* what = conjunction ? "and_masks" : "or_masks";

@@ -2,6 +2,7 @@
 //   score_mod(score, b, h, q_idx, kv_idx) -> float   modifies a score before the softmax
 //   mask_mod(b, h, q_idx, kv_idx) -> bool            keeps (true) or masks a position
 //   sink_mod(b, h, q_idx) -> float                   a logit whose exp joins the softmax denominator of a row
+//   prob_mod(p, b, h, q_idx, kv_idx, num_visible) -> float   rewrites a normalised probability before P @ V
 // One table (hookKind) says what each kind takes and returns; the tracer, the MLIR import, the autodiff
 // pass and the code generator all read it.
 //
@@ -24,8 +25,8 @@
 
 namespace flexjit {
 
-enum class ModKind : uint8_t { Score, Mask, Sink };
-const char* modKindName(ModKind kind);  ///< "score_mod" / "mask_mod" / "sink_mod"
+enum class ModKind : uint8_t { Score, Mask, Sink, Prob };
+const char* modKindName(ModKind kind);  ///< "score_mod" / "mask_mod" / "sink_mod" / "prob_mod"
 
 /// What a hook kind is, for every layer that handles hooks generically.
 struct HookKindInfo {
@@ -114,10 +115,26 @@ class SinkMod : public Mod {
   SinkMod(std::string name, Expr body);
 };
 
+/// prob_mod(p, b, h, q_idx, kv_idx, num_visible) -> float: applied to each kept position's normalised
+/// probability p_ij (after the softmax, the sink included) before P @ V; O_i = sum_j prob_mod(p_ij, ...) v_j is
+/// not renormalised. num_visible is the row's number of unmasked keys (int32). Lazy Attention's
+/// relu(p - |offset[h] + 1| / num_visible). Masked positions stay 0. Differentiable in p and in the captured
+/// tensors it reads.
+class ProbMod : public Mod {
+ public:
+  using Fn = std::function<Expr(Expr p, Expr b, Expr h, Expr q_idx, Expr kv_idx, Expr num_visible)>;
+  ProbMod(std::string name, const Fn& fn);
+  static ProbMod fromBody(std::string name, Expr body);
+
+ private:
+  ProbMod(std::string name, Expr body);
+};
+
 /// The hooks of a variant beyond score_mod and the block mask's mask_mod (absent ones are not used).
 struct ExtraHooks {
   std::optional<SinkMod> sink;
-  bool empty() const { return !sink; }
+  std::optional<ProbMod> prob;
+  bool empty() const { return !sink && !prob; }
 };
 
 /// A position is kept when every mask keeps it (torch.nn.attention.flex_attention.and_masks).

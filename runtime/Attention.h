@@ -24,12 +24,15 @@ struct AttentionOptions {
   /// A sink_mod (dsl/Mods.h): per-row logits whose exp joins each row's softmax denominator (attention
   /// sinks). Its captured tensors may require a gradient. The backward must be given the same options.
   std::optional<SinkMod> sink;
+  /// A prob_mod (dsl/Mods.h): rewrites each kept position's normalised probability before P @ V (Lazy
+  /// Attention's offset and ReLU). The output is not renormalised. The backward must be given the same options.
+  std::optional<ProbMod> prob;
   /// Also compute each row's max score (after score_mod and masking, natural units; -inf for a row with every
   /// key masked): AttentionResult::maxScores, torch's return_aux max_scores.
   bool returnMaxScores = false;
 
   /// The hooks beyond score_mod and mask_mod that these options add to a variant.
-  ExtraHooks extraHooks() const { return ExtraHooks{sink}; }
+  ExtraHooks extraHooks() const { return ExtraHooks{sink, prob}; }
 };
 
 /// O [B, Hq, Lq, Dv] in Q's dtype and LSE [B, Hq, Lq] float32 (natural log; -inf for fully masked rows,

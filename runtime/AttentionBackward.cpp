@@ -24,6 +24,7 @@ std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& sco
   };
   add(score);
   if (extra.sink) add(*extra.sink);
+  if (extra.prob) add(*extra.prob);
   return out;
 }
 

@@ -26,7 +26,7 @@ struct AttentionGradients {
 };
 
 /// The captured tensors that receive gradients (float, requiresGrad): the score_mod's in capture order,
-/// then the sink_mod's (a tensor read by both appears once).
+/// then the sink_mod's, then the prob_mod's (a tensor read by several hooks appears once).
 std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score, const ExtraHooks& extra = {});
 
 /// Backward from the forward's `out` and `lse` and the upstream gradient `dout` (shape and dtype of out).

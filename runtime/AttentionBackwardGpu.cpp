@@ -163,6 +163,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   const ExtraHooks extra = options.extraHooks();
+  if (extra.prob)
+    throw Error("flex_attention_backward: a prob_mod runs on the CPU only for now; call it with CPU tensors");
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
   BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant);
   const std::string tag = variantTag(scoreMod, mask);

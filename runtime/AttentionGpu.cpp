@@ -74,6 +74,9 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   const TensorView& out = outputs.out;
   const TensorView& lse = outputs.lse;
   const ExtraHooks extra = options.extraHooks();
+  if (extra.prob)
+    throw Error("flex_attention: a prob_mod runs on the CPU only for now (the GPU kernels' statistics-then-apply "
+                "pass is not built yet); call it with CPU tensors");
   for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, "flex_attention", name);
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);

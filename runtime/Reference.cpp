@@ -3,6 +3,7 @@
 // gradients in float64.
 #include "runtime/Reference.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <exception>
@@ -72,14 +73,18 @@ class RowScorer {
 
   const Program& score() const { return score_; }
 
-  /// raw[j] = scale * q.k_j and t[j] = score_mod(raw[j]) (or -inf where masked); returns max t.
-  double row(int64_t b, int64_t h, int64_t i, std::vector<double>& raw, std::vector<double>& t) const {
+  /// raw[j] = scale * q.k_j and t[j] = score_mod(raw[j]) (or -inf where masked); returns max t. `kept` marks
+  /// the positions the block mask and mask_mod keep (a prob_mod's num_visible is their count).
+  double row(int64_t b, int64_t h, int64_t i, std::vector<double>& raw, std::vector<double>& t,
+             std::vector<char>* kept = nullptr) const {
     const int64_t hk = h / (s_.Hq / s_.Hkv);
     raw.assign(static_cast<size_t>(s_.Lkv), 0.0);
     t.assign(static_cast<size_t>(s_.Lkv), kNegInf);
+    if (kept) kept->assign(static_cast<size_t>(s_.Lkv), 0);
     double m = kNegInf;
     for (int64_t j = 0; j < s_.Lkv; ++j) {
       if (!keep(b, h, i, j)) continue;
+      if (kept) (*kept)[j] = 1;
       double dot = 0;
       for (int64_t d = 0; d < s_.D; ++d)
         dot += readFloat(q_.data, q_.dtype, offset(q_, b, h, i) + d) * readFloat(k_.data, k_.dtype, offset(k_, b, hk, j) + d);
@@ -163,6 +168,13 @@ void addTensorGrads(std::vector<std::vector<double>>& acc, const std::vector<int
       for (auto [idx, val] : g.tensorGrads[t]) acc[slots[t]][idx] += val;
 }
 
+std::optional<Program> probProgram(const ExtraHooks& extra) {
+  if (!extra.prob) return std::nullopt;
+  std::optional<Program> p(std::in_place, *extra.prob);
+  p->bindCaptures();
+  return p;
+}
+
 std::optional<Program> sinkProgram(const ExtraHooks& extra) {
   if (!extra.sink) return std::nullopt;
   std::optional<Program> p(std::in_place, *extra.sink);
@@ -182,28 +194,42 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
                       const BlockMask* blockMask, const AttentionShape& s, const ForwardOutputs& outputs,
                       const ExtraHooks& extra, std::optional<DType> roundProbs) {
   RowScorer scorer(q, k, scoreMod, blockMask, s);
-  const std::optional<Program> sink = sinkProgram(extra);
+  const std::optional<Program> sink = sinkProgram(extra), prob = probProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
   auto store = [](const TensorView& t, int64_t b, int64_t h, int64_t i, double x) {
     static_cast<float*>(t.data)[b * t.strides[0] + h * t.strides[1] + i * t.strides[2]] = static_cast<float>(x);
   };
+  auto round = [&](double x) {
+    if (!roundProbs) return x;
+    uint16_t bits = *roundProbs == DType::BF16 ? floatToBf16(float(x)) : floatToHalf(float(x));
+    return *roundProbs == DType::BF16 ? double(fj::bf16ToFloat(bits)) : double(fj::halfToFloat(bits));
+  };
   parallelFor(s.B * s.Hq * s.Lq, [&](int64_t row) {
     const int64_t b = row / (s.Hq * s.Lq), h = (row / s.Lq) % s.Hq, i = row % s.Lq, hk = h / group;
     std::vector<double> raw, p;
-    const double m = scorer.row(b, h, i, raw, p);
+    std::vector<char> kept;
+    const double m = scorer.row(b, h, i, raw, p, &kept);
     const RowSoftmax soft = softmaxRow(p, m, sinkLogit(sink, b, h, i));
-    if (roundProbs)
-      for (double& x : p) {
-        uint16_t bits = *roundProbs == DType::BF16 ? floatToBf16(float(x)) : floatToHalf(float(x));
-        x = *roundProbs == DType::BF16 ? fj::bf16ToFloat(bits) : fj::halfToFloat(bits);
-      }
+    // The weights of V: p_j / denom (the kernels round the unnormalised p and divide at the end), or, with
+    // a prob_mod, prob_mod(p_j / denom) on every kept position (rounded after the mod, as the kernels do).
+    double divide = soft.denom;
+    if (prob && soft.denom != 0) {
+      const int32_t visible = static_cast<int32_t>(std::count(kept.begin(), kept.end(), 1));
+      for (int64_t j = 0; j < s.Lkv; ++j)
+        p[j] = kept[j] ? round(prob->scoreF64(p[j] / soft.denom, {int32_t(b), int32_t(h), int32_t(i), int32_t(j),
+                                                                   visible}))
+                       : 0.0;
+      divide = 1.0;
+    } else {
+      for (double& x : p) x = round(x);
+    }
     for (int64_t d = 0; d < s.Dv; ++d) {
       double acc = 0;
       // denom == 0 only for a fully masked row; a NaN denominator propagates into every output of the row.
       for (int64_t j = 0; j < s.Lkv && soft.denom != 0; ++j)
         if (p[j] != 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
       writeFloat(outputs.out.data, outputs.out.dtype, offset(outputs.out, b, h, i) + d,
-                 soft.denom != 0 ? acc / soft.denom : 0.0);
+                 soft.denom != 0 ? acc / divide : 0.0);
     }
     store(outputs.lse, b, h, i, soft.lse());
     if (outputs.maxScores) store(*outputs.maxScores, b, h, i, m);
@@ -228,6 +254,8 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
   };
   const std::vector<int> gradSlot = slotsOf(scoreMod);
   const std::vector<int> sinkGradSlot = extra.sink ? slotsOf(*extra.sink) : std::vector<int>{};
+  const std::vector<int> probGradSlot = extra.prob ? slotsOf(*extra.prob) : std::vector<int>{};
+  const std::optional<Program> prob = probProgram(extra);
   std::mutex mergeMutex;
   // One task per (b, kv head): it owns dK/dV of that head and dQ of the query heads that share it.
   parallelFor(s.B * s.Hkv, [&](int64_t task) {
@@ -235,22 +263,34 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
     std::vector<double> dkAcc(s.Lkv * s.D, 0.0), dvAcc(s.Lkv * s.Dv, 0.0);
     std::vector<std::vector<double>> capAcc(captureGrads.size());
     for (size_t w = 0; w < captureGrads.size(); ++w) capAcc[w].assign(static_cast<size_t>(captureGrads[w].numel()), 0.0);
-    std::vector<double> raw, p, dP;
+    std::vector<double> raw, p, dP, weight;
+    std::vector<char> kept;
+    auto dout_ = [&](int64_t h, int64_t i, int64_t d) { return readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d); };
     for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
       for (int64_t i = 0; i < s.Lq; ++i) {
-        const double m = scorer.row(b, h, i, raw, p);
+        const double m = scorer.row(b, h, i, raw, p, &kept);
         const std::optional<double> sinkValue = sinkLogit(sink, b, h, i);
         const RowSoftmax soft = softmaxRow(p, m, sinkValue);
         const double sum = soft.denom;
         std::vector<double> dqRow(s.D, 0.0);
         if (sum != 0) {  // NaN rows take this path too: their gradients come out NaN
           for (double& x : p) x /= sum;
+          const int32_t visible = static_cast<int32_t>(std::count(kept.begin(), kept.end(), 1));
+          // weight_j multiplies v_j in O (p_j, or prob_mod(p_j)); dP_j becomes d loss / d p_j: dO . v_j, through
+          // prob_mod's derivative when there is one (which also adds its captured tensors' gradients).
           dP.assign(static_cast<size_t>(s.Lkv), 0.0);
-          double rowDot = 0;  // D_i = sum_j P_ij dP_ij = rowsum(dO * O)
+          weight = p;
+          double rowDot = 0;  // D_i = sum_j P_ij dP_ij (= rowsum(dO * O) without a prob_mod)
           for (int64_t j = 0; j < s.Lkv; ++j) {
-            if (p[j] == 0) continue;
-            for (int64_t d = 0; d < s.Dv; ++d)
-              dP[j] += readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d) * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+            if (!kept[j] || (!prob && p[j] == 0)) continue;
+            for (int64_t d = 0; d < s.Dv; ++d) dP[j] += dout_(h, i, d) * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+            if (prob) {
+              const Position at{int32_t(b), int32_t(h), int32_t(i), int32_t(j), visible};
+              weight[j] = prob->scoreF64(p[j], at);
+              ScoreGrad g = prob->scoreGrad(p[j], at, dP[j]);
+              addTensorGrads(capAcc, probGradSlot, g);
+              dP[j] = g.dscore;
+            }
             rowDot += p[j] * dP[j];
           }
           if (sinkValue && !sinkGradSlot.empty()) {
@@ -259,9 +299,10 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
             addTensorGrads(capAcc, sinkGradSlot, sink->scoreGrad(0.0, {int32_t(b), int32_t(h), int32_t(i), 0}, dSink));
           }
           for (int64_t j = 0; j < s.Lkv; ++j) {
+            if (!kept[j]) continue;
+            if (weight[j] != 0)
+              for (int64_t d = 0; d < s.Dv; ++d) dvAcc[j * s.Dv + d] += weight[j] * dout_(h, i, d);
             if (p[j] == 0) continue;
-            for (int64_t d = 0; d < s.Dv; ++d)
-              dvAcc[j * s.Dv + d] += p[j] * readFloat(dout.data, dout.dtype, offset(dout, b, h, i) + d);
             double dT = p[j] * (dP[j] - rowDot);  // gradient of the modified score
             ScoreGrad g = scorer.score().scoreGrad(raw[j], {int32_t(b), int32_t(h), int32_t(i), int32_t(j)}, dT);
             addTensorGrads(capAcc, gradSlot, g);

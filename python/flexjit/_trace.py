@@ -1,4 +1,4 @@
-"""Tracing a Python score_mod / mask_mod into a C++ ScoreMod / MaskMod.
+"""Tracing a Python score_mod / mask_mod / sink_mod / prob_mod into the C++ mod of that kind.
 
 ``trace`` calls the function once with SymValues and returns a ``TracedMod``: the C++ mod and its captured
 tensor slots. A ``BoundMod`` pairs a TracedMod with the torch tensors of one use; ``bind()`` points the
@@ -26,6 +26,17 @@ Param = _flexjit.Param
 Expr = _flexjit.Expr
 
 SCORE_MOD, MASK_MOD, SCORE_AS_MASK = "score_mod", "mask_mod", "score_as_mask"
+SINK_MOD, PROB_MOD = "sink_mod", "prob_mod"
+
+
+class RowStats:
+    """The last argument of a prob_mod: statistics of the query row. ``row.num_visible`` is the number of keys
+    the block mask and mask_mod keep in the row (an int; Lazy Attention divides its offset by it)."""
+
+    __slots__ = ("num_visible",)
+
+    def __init__(self, num_visible):
+        self.num_visible = num_visible
 
 
 def mod_name(fn) -> str:
@@ -72,11 +83,6 @@ class BoundMod:
     def with_tensors(self, tensors) -> "BoundMod":
         return BoundMod(self.traced, tensors)
 
-    def gradient_tensors(self):
-        """The captured tensors that receive gradients, in the order the C++ backward fills them."""
-        by_id = {cap.id: t for cap, t in zip(self.traced.captures, self.tensors)}
-        return [by_id[i] for i in _flexjit.gradient_capture_ids(self.traced.mod)]
-
 
 class _DataWatch(TorchFunctionMode):
     """Follows eager torch operations during a trace: results computed only from tensors whose values the
@@ -109,11 +115,21 @@ def _arguments(kind: str):
         return [SymValue(Expr.param(Param.Score))] + params
     if kind == SCORE_AS_MASK:
         return [SymValue(constant(0.0))] + params
+    if kind == SINK_MOD:
+        return params[:3]
+    if kind == PROB_MOD:
+        return [SymValue(Expr.param(Param.Score))] + params + [RowStats(SymValue(Expr.param(Param.Visible)))]
     return params
 
 
 _CALLS = {SCORE_MOD: "score_mod(score, b, h, q_idx, kv_idx)", MASK_MOD: "mask_mod(b, h, q_idx, kv_idx)",
-          SCORE_AS_MASK: "score_mod(score, b, h, q_idx, kv_idx)"}
+          SCORE_AS_MASK: "score_mod(score, b, h, q_idx, kv_idx)", SINK_MOD: "sink_mod(b, h, q_idx)",
+          PROB_MOD: "prob_mod(p, b, h, q_idx, kv_idx, row)"}
+_ARITY = {MASK_MOD: 4, SINK_MOD: 3, PROB_MOD: 6}
+# The C++ mod each kind is traced into, and the kind its messages name.
+_MOD_CLASS = {SCORE_MOD: "ScoreMod", MASK_MOD: "MaskMod", SCORE_AS_MASK: "MaskMod", SINK_MOD: "SinkMod",
+              PROB_MOD: "ProbMod"}
+_SCOPE = {SCORE_MOD: SCORE_MOD, MASK_MOD: MASK_MOD, SCORE_AS_MASK: MASK_MOD, SINK_MOD: SINK_MOD, PROB_MOD: PROB_MOD}
 
 
 def _check_arity(kind: str, fn, name: str) -> None:
@@ -124,32 +140,32 @@ def _check_arity(kind: str, fn, name: str) -> None:
     except (TypeError, ValueError):
         return
     try:
-        signature.bind(*[None] * (4 if kind == MASK_MOD else 5))
+        signature.bind(*[None] * _ARITY.get(kind, 5))
     except TypeError as e:
         call = _CALLS[kind]
         raise trace_error(f"{call.partition('(')[0]} '{name}' cannot be called as {call} ({e}); a mask_mod takes "
-                          f"(b, h, q_idx, kv_idx), a score_mod (score, b, h, q_idx, kv_idx)") from None
+                          f"(b, h, q_idx, kv_idx), a score_mod (score, b, h, q_idx, kv_idx), a sink_mod (b, h, "
+                          f"q_idx), a prob_mod (p, b, h, q_idx, kv_idx, row)") from None
 
 
 def trace(kind: str, fn, names, valued=()) -> "tuple[TracedMod, list]":
     """Traces `fn` as a score_mod, a mask_mod, or a score_mod read as a mask (score_mod(0, ...) != -inf).
     `names` maps id(tensor) to a variable name; `valued` are the tensors whose values the caller's cache key
     holds. Returns the TracedMod and the tensors its captures read."""
+    scope_kind = _SCOPE[kind]
     if not callable(fn):
-        raise trace_error(f"{'score_mod' if kind == SCORE_MOD else 'mask_mod'} must be a callable, got "
-                          f"{type(fn).__name__}")
+        raise trace_error(f"{scope_kind} must be a callable, got {type(fn).__name__}")
     name = mod_name(fn)
     _check_arity(kind, fn, name)
     ctx = TraceContext(names, valued)
-    scope_kind = SCORE_MOD if kind == SCORE_MOD else MASK_MOD
     with ctx, _DataWatch(ctx), _flexjit.TraceScope(scope_kind, name):
         result = fn(*_arguments(kind))
-        body = result_expr(result, "score_mod" if kind != MASK_MOD else "mask_mod")
+        body = result_expr(result, "score_mod" if kind == SCORE_AS_MASK else scope_kind)
         if kind == SCORE_AS_MASK:
             if body.type == ScalarType.Bool:
                 raise trace_error("a score_mod must return the score (float), got bool")
             body = _flexjit.make_op(Op.Ne, [body, constant(float("-inf"))])
-        mod = (_flexjit.ScoreMod if kind == SCORE_MOD else _flexjit.MaskMod).from_body(name, body)
+        mod = getattr(_flexjit, _MOD_CLASS[kind]).from_body(name, body)
     by_id = {cap.id: (cap, t) for cap, t in ctx.captures.values()}
     used = [by_id[i] for i in mod.tensor_ids]
     return TracedMod(mod, [cap for cap, _ in used], ctx.read_data), [t for _, t in used]

@@ -6,6 +6,7 @@ inline constexpr bool kScoreCanBeNegInf = false;
 inline constexpr bool kHasTensorGrads = false;
 inline constexpr bool kMaskReadsTensors = true;
 inline constexpr bool kHasSink = false;
+inline constexpr bool kHasProb = false;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   return score;
@@ -64,6 +65,7 @@ struct Hooks {
   static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;
   static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;
   static constexpr bool kHasSink = fjv::kHasSink;
+  static constexpr bool kHasProb = fjv::kHasProb;
   static FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
     return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);
   }

@@ -199,10 +199,12 @@ def test_gradient_through_lse_is_refused():
         (out.sum() + lse.sum()).backward()
 
 
-def test_max_scores_is_refused():
-    q, k, v = _qkv()
-    with pytest.raises(flexjit.FlexjitError, match="max_scores is not supported"):
-        flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=True, max_scores=True))
+def test_max_scores_are_not_differentiable():
+    q, k, v = (t.requires_grad_() for t in _qkv())
+    out, aux = flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=False, max_scores=True))
+    assert aux.lse is None and not aux.max_scores.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        aux.max_scores.sum().backward()
 
 
 # --- constructs that cannot be traced --------------------------------------------------------------------
