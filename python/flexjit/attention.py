@@ -98,17 +98,29 @@ def _scale(scale):
 
 
 def _forward(call: _Call, q, k, v, training=False, max_scores=False):
-    """out, lse and (with max_scores) each row's max score, or None."""
+    """out, lse, (with max_scores) each row's max score or None, and, training with a prob_mod, what its
+    backward reads (the delta weights and the rows' num_visible; docs/dsl.md) or (None, None)."""
     out = torch.empty((q.size(0), q.size(1), q.size(2), v.size(3)), dtype=q.dtype, device=q.device)
     lse = torch.empty((q.size(0), q.size(1), q.size(2)), dtype=torch.float32, device=q.device)
     row_max = torch.empty_like(lse) if max_scores else None
+    save_prob = training and call.prob is not None
+    prob_delta = torch.empty_like(out) if save_prob else None
+    row_visible = torch.empty(lse.shape, dtype=torch.int32, device=q.device) if save_prob else None
     mask = block_mask_view(call.block_mask)
     call.bind()
     _flexjit.flex_attention_into(view(q, "query"), view(k, "key"), view(v, "value"), call.score.mod, mask,
                                  view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device),
                                  compile_backward_ahead=training,
-                                 max_scores=view(row_max, "max_scores") if max_scores else None, **call.extra())
-    return out, lse, row_max
+                                 max_scores=view(row_max, "max_scores") if max_scores else None,
+                                 **call.extra(), **_prob_state(prob_delta, row_visible))
+    return out, lse, row_max, (prob_delta, row_visible)
+
+
+def _prob_state(prob_delta, row_visible):
+    """The bindings' prob_delta / row_visible keywords (absent when there is no prob_mod state)."""
+    if prob_delta is None:
+        return {}
+    return {"prob_delta": view(prob_delta, "prob_delta"), "row_visible": view(row_visible, "row_visible")}
 
 
 def _last_dim_contiguous(t):
@@ -123,11 +135,13 @@ class _FlexAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, call, max_scores, *grad_tensors):
         # A backward will follow: its kernels compile in the background while the forward runs.
-        out, lse, row_max = _forward(call, q, k, v, training=True, max_scores=max_scores)
+        out, lse, row_max, prob_state = _forward(call, q, k, v, training=True, max_scores=max_scores)
         row_max = row_max if row_max is not None else lse.new_empty(0)
         ctx.call = call
         ctx.num_grad_tensors = len(grad_tensors)
-        ctx.save_for_backward(q, k, v, out, lse, *call.tensors())
+        ctx.has_prob_state = prob_state[0] is not None
+        saved_prob = prob_state if ctx.has_prob_state else ()
+        ctx.save_for_backward(q, k, v, out, lse, *saved_prob, *call.tensors())
         ctx.mark_non_differentiable(row_max)
         ctx.set_materialize_grads(False)
         return out, lse, row_max
@@ -141,7 +155,9 @@ class _FlexAttentionFunction(torch.autograd.Function):
         none_grads = (None,) * (5 + ctx.num_grad_tensors)
         if dout is None:
             return none_grads
-        q, k, v, out, lse, *hook_tensors = ctx.saved_tensors
+        q, k, v, out, lse, *rest = ctx.saved_tensors
+        prob_state = (rest[0], rest[1]) if ctx.has_prob_state else (None, None)
+        hook_tensors = rest[2:] if ctx.has_prob_state else rest
         call = ctx.call.with_tensors(hook_tensors)
         grad_tensors = call.gradient_tensors()
         dout = _last_dim_contiguous(dout.to(q.dtype))
@@ -154,7 +170,7 @@ class _FlexAttentionFunction(torch.autograd.Function):
             view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
             view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
             [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
-            **call.extra())
+            **call.extra(), **_prob_state(*prob_state))
         grads = [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
         return (dq, dk, dv, None, None, *grads)
 
@@ -183,7 +199,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     if torch.is_grad_enabled() and (grad_tensors or query.requires_grad or key.requires_grad or value.requires_grad):
         out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)
     else:
-        out, lse, row_max = _forward(call, query, key, value, max_scores=want_max)
+        out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max)
     if return_aux is not None:
         if AuxOutput is None:
             raise FlexjitError("flex_attention: return_aux needs torch >= 2.9; use return_lse=True")

@@ -20,7 +20,7 @@ struct BwdParams {
   const void* q;
   const void* k;
   const void* v;
-  const void* o;
+  const void* o;  ///< what the preprocess dots with dO: O, or a prob_mod's delta weights (prob_pass.cuh)
   const void* dout;
   const float* lse;  ///< the forward's natural-log LSE; -inf marks a fully masked row
   void* dq;
@@ -59,6 +59,9 @@ struct BwdParams {
   /// stride over the listed q blocks. Read by the dK/dV kernel.
   BlockList q_partial;
   BlockList q_full;
+  /// prob_mod variants whose prob_mod reads num_visible: [B, Hq, Lq] int32, contiguous, the forward's
+  /// counts (ForwardOutputs::rowVisible); null otherwise.
+  const int* row_visible;
   fj::CaptureArgs cap;
   fj::GradArgs grads;  ///< captured-tensor gradients (float32, atomically added by fjv::score_mod_grad)
 };
