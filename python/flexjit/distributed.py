@@ -241,8 +241,19 @@ def _compute(t):
     return t.float() if t.device.type == "cpu" else t
 
 
+class _CpuSaved:
+    """What the CPU path's backward needs beyond out and lse (see _ring._reference_step_backward): every
+    step's partial (out, lse), None for skipped steps, and the merged output before its rounding to the
+    query's dtype (Delta = rowsum(dout * out) from it, as the single call's reference takes it in float64)."""
+
+    __slots__ = ("partials", "out")
+
+    def __init__(self, partials, out):
+        self.partials, self.out = partials, out
+
+
 def _ring_forward(rc, q, k, v, training=False):
-    """(out in q's dtype, lse float32, the steps' partial (out, lse), kept on the CPU for the backward)."""
+    """(out in q's dtype, lse float32, a _CpuSaved when training on the CPU, else None)."""
     plan = rc.plan
     keep_partials = training and q.device.type == "cpu"
     partials = [None] * plan.world_size
@@ -264,12 +275,14 @@ def _ring_forward(rc, q, k, v, training=False):
         # The mask keeps no key of any shard for these rows: fully masked, O = 0 and LSE = -inf.
         out = torch.zeros(q.shape[:3] + (v.size(3),), dtype=torch.float32, device=q.device)
         lse = torch.full(q.shape[:3], float("-inf"), dtype=torch.float32, device=q.device)
-    return out.to(q.dtype), lse, partials
+    return out.to(q.dtype), lse, _CpuSaved(partials, out) if keep_partials else None
 
 
-def _ring_backward(rc, q, k, v, out, lse, dout, partials):
+def _ring_backward(rc, q, k, v, out, lse, dout, cpu_saved):
     """dq, dk, dv (float32) and the captured tensors' gradients (float32, this rank's share)."""
     plan = rc.plan
+    partials = cpu_saved.partials if cpu_saved is not None else [None] * plan.world_size
+    out = cpu_saved.out if cpu_saved is not None else out
     ring = plan._ring
     qc, dout = _compute(q), _compute(dout)
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
@@ -312,8 +325,8 @@ class _RingAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, rc, all_reduce, *grad_tensors):
-        out, lse, partials = _ring_forward(rc, q, k, v, training=True)
-        ctx.rc, ctx.all_reduce, ctx.partials = rc, all_reduce, partials
+        out, lse, cpu_saved = _ring_forward(rc, q, k, v, training=True)
+        ctx.rc, ctx.all_reduce, ctx.cpu_saved = rc, all_reduce, cpu_saved
         ctx.save_for_backward(q, k, v, out, lse, *rc.user_tensors())
         ctx.set_materialize_grads(False)
         return out, lse
@@ -329,8 +342,8 @@ class _RingAttention(torch.autograd.Function):
         # Every rank takes part in the backward's ring, so a rank whose output got no gradient sends zeros
         # rather than leaving its neighbours waiting.
         dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout.to(q.dtype))
-        dq, dk, dv, grads = _ring_backward(rc, q, k, v, out, lse, dout, ctx.partials)
-        ctx.partials = None
+        dq, dk, dv, grads = _ring_backward(rc, q, k, v, out, lse, dout, ctx.cpu_saved)
+        ctx.cpu_saved = None
         if ctx.all_reduce:
             for g in grads:
                 dist.all_reduce(g, group=rc.plan.group)

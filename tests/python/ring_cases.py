@@ -53,8 +53,9 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def _mods(c, g):
-    """(score_mod, mask_mod, the captured tensor that requires a gradient or None) of a case."""
+def _mods(c, g, device):
+    """(score_mod, mask_mod, the captured tensor that requires a gradient or None) of a case; captured tensors
+    on `device`."""
     Lq, Lkv, H = c["Lq"], c["Lkv"], c["H"]
     capture = None
 
@@ -64,7 +65,8 @@ def _mods(c, g):
     masks = {None: None, "causal": causal}
     if c["mask"] == "document":
         lengths = torch.randint(1, 9, (c["B"], Lq), generator=g)   # documents of 1-8 positions, packed
-        document = torch.stack([torch.repeat_interleave(torch.arange(Lq), n)[:Lq] for n in lengths]).to(torch.int32)
+        document = torch.stack([torch.repeat_interleave(torch.arange(Lq), n)[:Lq] for n in lengths])
+        document = document.to(device, torch.int32)
 
         def document_causal(b, h, q_idx, kv_idx):
             return (document[b, q_idx] == document[b, kv_idx]) & (q_idx >= kv_idx)
@@ -74,14 +76,14 @@ def _mods(c, g):
 
     score = None
     if c["score"] == "relative_bias":
-        capture = (0.5 * torch.randn(H, Lq + Lkv - 1, generator=g)).requires_grad_()
+        capture = (0.5 * torch.randn(H, Lq + Lkv - 1, generator=g)).to(device).requires_grad_()
         bias = capture
 
         def relative_bias(s, b, h, q_idx, kv_idx):
             return s + bias[h, q_idx - kv_idx + (Lkv - 1)]
         score = relative_bias
     elif c["score"] == "alibi":
-        capture = (0.1 * torch.rand(H, generator=g) + 0.05).requires_grad_()
+        capture = (0.1 * torch.rand(H, generator=g) + 0.05).to(device).requires_grad_()
         slopes = capture
 
         def alibi(s, b, h, q_idx, kv_idx):
@@ -90,15 +92,19 @@ def _mods(c, g):
     return score, masks[c["mask"]], capture
 
 
-def build(c):
-    """The whole-sequence q, k, v, upstream gradient and mods of a case (deterministic)."""
+def build(c, device="cpu", dtype=None):
+    """The whole-sequence q, k, v, upstream gradient and mods of a case (deterministic), on `device`; `dtype`
+    (default the case's) is applied after rounding to the case's dtype, so a float32 build of a bfloat16
+    case holds the same values."""
     g = _gen(c["seed"])
-    dtype = getattr(torch, c["dtype"])
-    q = torch.randn(c["B"], c["H"], c["Lq"], c["D"], generator=g).to(dtype)
-    k = torch.randn(c["B"], c["Hkv"], c["Lkv"], c["D"], generator=g).to(dtype)
-    v = torch.randn(c["B"], c["Hkv"], c["Lkv"], c["Dv"], generator=g).to(dtype)
-    dout = torch.randn(c["B"], c["H"], c["Lq"], c["Dv"], generator=g).to(dtype)
-    score, mask, capture = _mods(c, g)
+    rounded = getattr(torch, c["dtype"])
+    dtype = dtype or rounded
+    q = torch.randn(c["B"], c["H"], c["Lq"], c["D"], generator=g)
+    k = torch.randn(c["B"], c["Hkv"], c["Lkv"], c["D"], generator=g)
+    v = torch.randn(c["B"], c["Hkv"], c["Lkv"], c["Dv"], generator=g)
+    dout = torch.randn(c["B"], c["H"], c["Lq"], c["Dv"], generator=g)
+    q, k, v, dout = (t.to(rounded).to(device, dtype) for t in (q, k, v, dout))
+    score, mask, capture = _mods(c, g, device)
     return q, k, v, dout, score, mask, capture
 
 
@@ -106,11 +112,10 @@ def result_path(outdir, name, rank):
     return os.path.join(outdir, f"{name}.rank{rank}.pt")
 
 
-def _run_case(c, group, rank):
-    import flexjit
+def _run_case(c, group, rank, device="cpu"):
     from flexjit import distributed as fd
 
-    q, k, v, dout, score, mask, capture = build(c)
+    q, k, v, dout, score, mask, capture = build(c, device)
     layout, world = c["layout"], c["world"]
     shard = lambda x: fd.shard_sequence(x, layout, group).detach().clone()   # noqa: E731
     ql, kl, vl, dl = (shard(t).requires_grad_(t is not dout) for t in (q, k, v, dout))
@@ -119,18 +124,19 @@ def _run_case(c, group, rank):
     if c["mask_mod_call"]:
         kwargs.update(mask_mod=mask, layout=layout)
         plan = fd.create_ring_block_mask(mask, c["B"], c["H"], c["Lq"], c["Lkv"], layout=layout, group=group,
-                                         device="cpu", BLOCK_SIZE=128)
+                                         device=device, BLOCK_SIZE=128)
     else:
         plan = fd.create_ring_block_mask(mask, c["B"], c["H"], c["Lq"], c["Lkv"], layout=layout, group=group,
-                                         device="cpu", BLOCK_SIZE=c["block"])
+                                         device=device, BLOCK_SIZE=c["block"])
         kwargs.update(block_mask=plan)
     out, lse = fd.ring_flex_attention(ql, kl, vl, **kwargs)
     (out.float() * dl.float()).sum().backward()
     with torch.no_grad():
         out_nograd = fd.ring_flex_attention(ql, kl, vl, **{**kwargs, "return_lse": False})
-    result = dict(out=out.detach(), lse=lse, dq=ql.grad, dk=kl.grad, dv=vl.grad, out_nograd=out_nograd,
+    result = dict(out=out.detach(), lse=lse.detach(), dq=ql.grad, dk=kl.grad, dv=vl.grad, out_nograd=out_nograd,
                   skipped=plan.skipped_steps, sources=plan.sources, world=world,
                   capture_grad=None if capture is None else capture.grad)
+    result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
     if c["name"] == "causal_zigzag_w4":
         result["errors"] = _user_errors(q, k, v, ql, kl, vl, group, plan)
     return result
@@ -203,6 +209,69 @@ def worker(rank, port, cases, outdir):
             except Exception:
                 result = dict(failure=traceback.format_exc())
             torch.save(result, result_path(outdir, c["name"], local))
+        dist.barrier()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ---- GPUs ----------------------------------------------------------------------------------------------
+
+def gpu_cases(world):
+    """The NCCL cases for `world` GPUs: bfloat16, the kernels' default 128-wide blocks, lengths of a few
+    thousand (zigzag: multiples of 2 * world; contiguous: uneven)."""
+    return [
+        case("causal_zigzag_gpu", world, "zigzag", 2048, H=4, D=64, block=128, dtype="bfloat16", seed=10),
+        case("document_contiguous_gpu", world, "contiguous", 2047, H=4, D=64, block=128, mask="document",
+             dtype="bfloat16", seed=11),
+        case("sliding_window_zigzag_gpu", world, "zigzag", 2048, H=4, D=64, block=128, mask="sliding_window",
+             dtype="bfloat16", seed=12),
+        case("relative_bias_zigzag_gpu", world, "zigzag", 1024, H=4, D=64, block=128, score="relative_bias",
+             all_reduce=True, dtype="bfloat16", seed=13),
+    ]
+
+
+def _whole_sequence(c, device, dtype):
+    """flexjit on the whole sequence in one process: out, lse and the gradients (on the CPU)."""
+    import flexjit
+
+    q, k, v, dout, score, mask, capture = build(c, device, dtype)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    block_mask = None if mask is None else flexjit.create_block_mask(mask, c["B"], c["H"], c["Lq"], c["Lkv"],
+                                                                      device=device, BLOCK_SIZE=c["block"])
+    out, lse = flexjit.flex_attention(q, k, v, score_mod=score, block_mask=block_mask,
+                                      enable_gqa=c["H"] != c["Hkv"], return_lse=True)
+    (out.float() * dout.float()).sum().backward()
+    result = dict(out=out.detach(), lse=lse.detach(), dq=q.grad, dk=k.grad, dv=v.grad,
+                  capture_grad=None if capture is None else capture.grad)
+    return {key: None if t is None else t.cpu() for key, t in result.items()}
+
+
+def float_reference(c):
+    """The whole sequence through the CPU float64 reference, from the case's (rounded) inputs in float32."""
+    return _whole_sequence(c, "cpu", torch.float32)
+
+
+def single_gpu(c):
+    """The whole sequence on one GPU in the case's dtype."""
+    return _whole_sequence(c, "cuda", None)
+
+
+def nccl_worker(rank, world, port, cases, outdir):
+    """One rank of an NCCL world, on GPU `rank`."""
+    import torch.distributed as dist
+
+    torch.cuda.set_device(rank)
+    device = torch.device("cuda", rank)
+    try:
+        dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                                timeout=_TIMEOUT, device_id=device)
+        for c in cases:
+            try:
+                result = _run_case(c, None, rank, device)
+            except Exception:
+                result = dict(failure=traceback.format_exc())
+            torch.save(result, result_path(outdir, c["name"], rank))
         dist.barrier()
     finally:
         if dist.is_initialized():

@@ -42,15 +42,7 @@ def ring_results(tmp_path_factory):
 
 def _reference(c):
     """The single-process flexjit call on the whole sequence: out, lse and the gradients."""
-    q, k, v, dout, score, mask, capture = ring_cases.build(c)
-    q, k, v = (t.requires_grad_() for t in (q, k, v))
-    block_mask = None if mask is None else flexjit.create_block_mask(mask, c["B"], c["H"], c["Lq"], c["Lkv"],
-                                                                      device="cpu", BLOCK_SIZE=c["block"])
-    out, lse = flexjit.flex_attention(q, k, v, score_mod=score, block_mask=block_mask,
-                                      enable_gqa=c["H"] != c["Hkv"], return_lse=True)
-    (out.float() * dout.float()).sum().backward()
-    return dict(out=out.detach(), lse=lse, dq=q.grad, dk=k.grad, dv=v.grad,
-                capture_grad=None if capture is None else capture.grad)
+    return ring_cases._whole_sequence(c, "cpu", None)
 
 
 def _load(outdir, c):
@@ -289,23 +281,33 @@ def test_merge_and_step_backward_gpu():
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2 or not dist.is_nccl_available(), reason="needs >= 2 GPUs and NCCL")
 def test_nccl_ring_matches_single_gpu(tmp_path):
+    """NCCL on up to 4 GPUs against the float64 reference, with one GPU's error on the whole sequence as the
+    yardstick. Each ring step rounds its partial output and gradients to bfloat16 once and the merged result
+    is rounded again, where the single call rounds once: hence world + 1 times its error (plus 1e-3)."""
     world = min(torch.cuda.device_count(), 4)
     cases = ring_cases.gpu_cases(world)
     torch.multiprocessing.spawn(ring_cases.nccl_worker, args=(world, _free_port(), cases, str(tmp_path)),
                                 nprocs=world, join=True)
+    factor = world + 1
     for c in cases:
         results = _load(tmp_path, c)
-        exact = ring_cases.float_reference(c)      # float32 inputs, the float64 CPU reference
-        single = ring_cases.single_gpu(c)          # one GPU, the whole sequence
+        exact = ring_cases.float_reference(c)
+        single = ring_cases.single_gpu(c)
         for rank, r in enumerate(results):
+            def shard(t):
+                return fd.shard_sequence(t, c["layout"], rank=rank, world_size=world).float()
             for key in ("out", "lse", "dq", "dk", "dv"):
-                shard = lambda t: fd.shard_sequence(t, c["layout"], rank=rank, world_size=world).float()   # noqa: E731
-                err_ring = (r[key].float() - shard(exact[key])).abs().max().item()
-                err_single = (shard(single[key]) - shard(exact[key])).abs().max().item()
-                assert err_ring <= 2 * err_single + 1e-3, f"{c['name']} {key} rank {rank}: ring {err_ring}, " \
-                                                          f"one GPU {err_single}"
-        if exact["capture_grad"] is not None:
-            total = results[0]["capture_grad"].float()   # all-reduced on the GPU cases
-            err_ring = (total - exact["capture_grad"]).abs().max().item()
-            err_single = (single["capture_grad"].float() - exact["capture_grad"]).abs().max().item()
-            assert err_ring <= 2 * err_single + 1e-3, f"{c['name']} capture grad: ring {err_ring}, one GPU {err_single}"
+                finite = torch.isfinite(shard(exact[key]))
+                assert torch.equal(torch.isfinite(r[key]), finite), f"{c['name']} {key} rank {rank}: inf / NaN"
+                err_ring = (r[key].float() - shard(exact[key]))[finite].abs().max().item()
+                err_single = (shard(single[key]) - shard(exact[key]))[finite].abs().max().item()
+                assert err_ring <= factor * err_single + 1e-3, \
+                    f"{c['name']} {key} rank {rank}: ring error {err_ring}, one GPU {err_single}"
+        if exact["capture_grad"] is not None:   # all-reduced in the GPU cases: every rank holds the whole
+            for rank, r in enumerate(results):
+                err_ring = (r["capture_grad"].float() - exact["capture_grad"]).abs().max().item()
+                err_single = (single["capture_grad"].float() - exact["capture_grad"]).abs().max().item()
+                assert err_ring <= factor * err_single + 1e-3, \
+                    f"{c['name']} capture grad rank {rank}: ring error {err_ring}, one GPU {err_single}"
+        if c["mask"] == "causal" and c["layout"] == "zigzag":
+            assert [r["skipped"] for r in results] == [()] * world
