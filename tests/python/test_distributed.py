@@ -168,6 +168,41 @@ def test_global_mods_share_one_trace():
     assert torch.equal(local[0, 0], whole[0, 0][q_pos][:, kv_pos])
 
 
+def _block_kinds(block_mask):
+    """[nQ, nKV] of a (B=1, H=1) block mask: 0 skipped, 1 partial, 2 full."""
+    kinds = block_mask.to_dense()[0, 0].clone()
+    if block_mask.full_kv_num_blocks is not None:
+        full = flexjit.block_mask._ordered_to_dense(block_mask.full_kv_num_blocks, block_mask.full_kv_indices)
+        kinds += full[0, 0]
+    return kinds
+
+
+_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+@pytest.mark.parametrize("mask_name", ["causal", "sliding_window"])
+def test_step_block_masks_are_the_global_ones(mask_name, device):
+    """With chunks a multiple of the block size, every shard pair's block mask (from the global mask_mod on
+    offset indices) classifies each block exactly as the global block mask does: the offsets' interval
+    form is exact, so no block becomes partial or kept that the single call would skip or run unmasked."""
+    masks = {"causal": lambda b, h, q_idx, kv_idx: q_idx >= kv_idx,
+             "sliding_window": lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) & (q_idx - kv_idx <= 20)}
+    mask_mod, world, block, length = masks[mask_name], 2, 16, 128
+    whole = _block_kinds(flexjit.create_block_mask(mask_mod, None, None, length, length, device=device,
+                                                   BLOCK_SIZE=block)).cpu()
+    sharding = _ring.Sharding("zigzag", length, world, "test")
+    for rank in range(world):
+        for source in range(world):
+            offsets = torch.tensor(sharding.offsets(rank) + sharding.offsets(source), dtype=torch.int32,
+                                   device=device)
+            local = flexjit.create_block_mask(fd._global_mask_mod(mask_mod, offsets), None, None, length // world,
+                                              length // world, device=device, BLOCK_SIZE=block)
+            q_blocks = sharding.positions(rank)[::block] // block
+            kv_blocks = sharding.positions(source)[::block] // block
+            assert torch.equal(_block_kinds(local).cpu(), whole[q_blocks][:, kv_blocks]), (rank, source)
+
+
 def test_layout_errors():
     with pytest.raises(flexjit.FlexjitError, match="layout 'zigzag' cuts the sequence into 2 \\* world_size = 6"):
         fd.shard_positions(10, "zigzag", rank=0, world_size=3)
