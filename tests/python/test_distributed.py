@@ -231,11 +231,10 @@ def test_errors_without_a_process_group():
         fd.ring_flex_attention(q.double(), q, q, layout="contiguous")
 
 
-def _split_problem(device, dtype, seed=0, parts=(0, 7, 19, 19, 32)):
-    """A causal relative-bias problem on the whole sequence, and its keys cut at `parts` (an empty part and
-    one the causal mask keeps nothing of included)."""
+def _split_problem(device, dtype, parts, D, seed=0):
+    """A causal relative-bias problem on the whole sequence, and its keys cut at `parts`."""
     g = torch.Generator().manual_seed(seed)
-    B, H, L, D = 1, 2, parts[-1], 16
+    B, H, L = 1, 2, parts[-1]
     q, k, v, dout = (torch.randn(B, H, L, D, generator=g).to(device, dtype) for _ in range(4))
     bias = (0.5 * torch.randn(H, 2 * L - 1, generator=g)).to(device).requires_grad_()
 
@@ -247,13 +246,13 @@ def _split_problem(device, dtype, seed=0, parts=(0, 7, 19, 19, 32)):
     return q, k, v, dout, bias, relative_bias, late_causal, parts
 
 
-def _merge_and_step_backward(device, dtype):
+def _merge_and_step_backward(device, dtype, parts, block, D):
     """The whole-sequence result and gradients, and the same from per-part calls: partial (out, lse) merged,
     then each part's backward under the merged softmax, summed."""
-    q, k, v, dout, bias, score_mod, mask_mod, parts = _split_problem(device, dtype)
+    q, k, v, dout, bias, score_mod, mask_mod, parts = _split_problem(device, dtype, parts, D)
     L = q.size(2)
     qr, kr, vr = (t.clone().requires_grad_() for t in (q, k, v))
-    full = flexjit.create_block_mask(mask_mod, None, None, L, L, device=device, BLOCK_SIZE=16)
+    full = flexjit.create_block_mask(mask_mod, None, None, L, L, device=device, BLOCK_SIZE=block)
     out_ref, lse_ref = flexjit.flex_attention(qr, kr, vr, score_mod=score_mod, block_mask=full, return_lse=True)
     out_ref.backward(dout)
     bias_ref, bias.grad = bias.grad, None
@@ -266,7 +265,7 @@ def _merge_and_step_backward(device, dtype):
             return mask_mod(b, h, q_idx, kv_idx + lo)
         def shifted_score(s, b, h, q_idx, kv_idx, lo=lo):
             return score_mod(s, b, h, q_idx, kv_idx + lo)
-        mask = flexjit.create_block_mask(shifted_mask, None, None, L, hi - lo, device=device, BLOCK_SIZE=16)
+        mask = flexjit.create_block_mask(shifted_mask, None, None, L, hi - lo, device=device, BLOCK_SIZE=block)
         with torch.no_grad():
             o, l = flexjit.flex_attention(q, k[:, :, lo:hi], v[:, :, lo:hi], score_mod=shifted_score,
                                           block_mask=mask, return_lse=True)
@@ -286,8 +285,9 @@ def _merge_and_step_backward(device, dtype):
 
 def test_merge_and_step_backward_cpu():
     """The LSE merge, and the CPU reference's step backward (a sink logit and a shifted Delta, _ring.py), equal
-    the single call exactly up to float32 rounding, fully masked row and skipped part included."""
-    ref, got = _merge_and_step_backward("cpu", torch.float32)
+    the single call up to float32 rounding; a fully masked row (row 0), rows a part keeps no key of (rows
+    0-6 in keys 7-18) and an empty part included."""
+    ref, got = _merge_and_step_backward("cpu", torch.float32, parts=(0, 7, 19, 19, 32), block=16, D=16)
     names = ("out", "lse", "dq", "dk", "dv", "bias grad")
     for name, r, g in zip(names, ref, got):
         torch.testing.assert_close(g.to(r.dtype), r, atol=2e-5, rtol=2e-5, msg=lambda m: f"{name}: {m}")
@@ -309,7 +309,7 @@ def test_merge_keeps_masked_rows_and_nan():
 def test_merge_and_step_backward_gpu():
     """The kernels' backward called with the merged out / lse (the standard ring-attention backward): the
     summed step gradients against the single call, within bfloat16 accumulation of a few parts."""
-    ref, got = _merge_and_step_backward("cuda", torch.bfloat16)
+    ref, got = _merge_and_step_backward("cuda", torch.bfloat16, parts=(0, 200, 520, 1031), block=128, D=64)
     for name, r, g in zip(("out", "lse", "dq", "dk", "dv", "bias grad"), ref, got):
         torch.testing.assert_close(g.float(), r.float(), atol=3e-2, rtol=3e-2, msg=lambda m: f"{name}: {m}")
 
