@@ -96,8 +96,8 @@ def main():
         (lambda out: torch.autograd.grad(out, leaves, dout)) if args.backward else None, args.reps, args.warmup)
 
     # The ring, this rank's shard.
-    shard = lambda t: fd.shard_sequence(t.detach(), args.layout).contiguous().requires_grad_(args.backward)  # noqa: E731
-    ql, kl, vl = shard(q), shard(k), shard(v)
+    ql, kl, vl = (fd.shard_sequence(t.detach(), args.layout).contiguous().requires_grad_(args.backward)
+                  for t in (q, k, v))
     dl = fd.shard_sequence(dout, args.layout).contiguous()
     plan = fd.create_ring_block_mask(mask_mod, None, None, S, S, layout=args.layout, device=device)
     ring, ring_out = _timed(

@@ -155,7 +155,7 @@ def test_global_mods_share_one_trace():
         return s + 0.5 * (kv_idx - q_idx)
 
     for kind, mod, wrap in ((MASK_MOD, document_mask, fd._global_mask_mod), (SCORE_MOD, alibi, fd._global_score_mod)):
-        steps = [torch.tensor([2, 0, 4, 2, 2, 6], dtype=torch.int32), torch.tensor([4, 1, 1, 4, 3, 3], dtype=torch.int32)]
+        steps = [torch.tensor(o, dtype=torch.int32) for o in ([2, 0, 4, 2, 2, 6], [4, 1, 1, 4, 3, 3])]
         bound = [resolve(kind, wrap(mod, offsets)) for offsets in steps]
         assert bound[0].traced is bound[1].traced
         for b, offsets in zip(bound, steps):
