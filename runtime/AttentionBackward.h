@@ -19,6 +19,9 @@ struct BackwardOptions : AttentionOptions {
   /// the CPU, whose reference recomputes everything.
   const TensorView* probDelta = nullptr;
   const TensorView* rowVisible = nullptr;
+  /// The upstream gradient of the forward's LSE (float32 [B, Hq, Lq], any strides), for losses that read
+  /// it; null: zero.
+  const TensorView* dlse = nullptr;
 };
 
 /// Gradients of one backward call. Captured-tensor gradients are float32, shaped like the capture, for

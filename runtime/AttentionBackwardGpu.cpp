@@ -170,6 +170,11 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   p.o = probDelta ? probDelta->data : out.data;
   p.dout = dout.data;
   p.lse = static_cast<const float*>(lse.data);
+  if (options.dlse) {
+    p.dlse = static_cast<const float*>(options.dlse->data);
+    const auto& st = options.dlse->strides;
+    p.dlse_stride = fjk::BhlStrides{st[0], st[1], st[2]};
+  }
   p.dq = dq.data;
   p.dk = dk.data;
   p.dv = dv.data;

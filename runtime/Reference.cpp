@@ -256,7 +256,8 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
 void referenceBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
                        const ScoreMod& scoreMod, const BlockMask* blockMask, const AttentionShape& s,
                        const TensorView& dq, const TensorView& dk, const TensorView& dv,
-                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra) {
+                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra,
+                       const TensorView* dlse) {
   RowScorer scorer(q, k, scoreMod, blockMask, s);
   const std::optional<Program> sink = sinkProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
@@ -310,6 +311,9 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
             }
             rowDot += p[j] * dP[j];
           }
+          // d LSE_i / d t_ij = P_ij (and d LSE_i / d sink_i = exp(sink_i - LSE_i)): the LSE's upstream gradient
+          // enters every dS of the row as dlse_i * P_ij, i.e. as D_i - dlse_i in place of D_i.
+          if (dlse) rowDot -= readFloat(dlse->data, DType::F32, b * dlse->strides[0] + h * dlse->strides[1] + i * dlse->strides[2]);
           if (sinkValue && !sinkGradSlot.empty()) {
             // The sink takes probability mass exp(sink - LSE) from every key: d loss / d sink = -that * D_i.
             const double dSink = -std::exp(*sinkValue - soft.lse()) * rowDot;

@@ -149,13 +149,13 @@ class _FlexAttentionFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dlse, _dmax):
-        if dlse is not None and bool((dlse != 0).any()):
-            raise FlexjitError("flex_attention: gradients through the returned lse are not supported; use the "
-                               "lse without gradient (lse.detach()) or compute the loss from the output")
         none_grads = (None,) * (5 + ctx.num_grad_tensors)
-        if dout is None:
+        if dout is None and dlse is None:
             return none_grads
         q, k, v, out, lse, *rest = ctx.saved_tensors
+        if dout is None:  # a loss of the LSE alone
+            dout = torch.zeros_like(out)
+        grad_lse = dlse.float() if dlse is not None else None  # held here: the binding keeps only a view
         prob_state = (rest[0], rest[1]) if ctx.has_prob_state else (None, None)
         hook_tensors = rest[2:] if ctx.has_prob_state else rest
         call = ctx.call.with_tensors(hook_tensors)
@@ -170,7 +170,8 @@ class _FlexAttentionFunction(torch.autograd.Function):
             view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
             view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
             [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
-            **call.extra(), **_prob_state(*prob_state))
+            **call.extra(), **_prob_state(*prob_state),
+            grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
         grads = [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
         return (dq, dk, dv, None, None, *grads)
 

@@ -132,7 +132,7 @@ void bindAttention(py::module_& m) {
                                            const std::vector<TensorView>& captureGrads, std::optional<float> scale,
                                            uintptr_t stream, bool deterministic, std::optional<SinkMod> sink,
                                            std::optional<ProbMod> prob, std::optional<TensorView> probDelta,
-                                           std::optional<TensorView> rowVisible) {
+                                           std::optional<TensorView> rowVisible, std::optional<TensorView> dlse) {
     BackwardOptions o;
     static_cast<AttentionOptions&>(o) = attentionOptions(scale, stream);
     o.deterministic = deterministic;
@@ -140,11 +140,13 @@ void bindAttention(py::module_& m) {
     o.prob = std::move(prob);
     o.probDelta = probDelta ? &*probDelta : nullptr;
     o.rowVisible = rowVisible ? &*rowVisible : nullptr;
+    o.dlse = dlse ? &*dlse : nullptr;
     flex_attention_backward_into(q, k, v, out, lse, dout, score, blockMask, dq, dk, dv, captureGrads, o);
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("dout"), py::arg("score_mod"),
      py::arg("block_mask"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("capture_grads"), py::arg("scale"),
      py::arg("stream"), py::arg("deterministic") = false, py::arg("sink_mod") = std::nullopt,
-     py::arg("prob_mod") = std::nullopt, py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt);
+     py::arg("prob_mod") = std::nullopt, py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt,
+     py::arg("grad_lse") = std::nullopt);
   m.def("wait_for_background_compiles", &waitForBackgroundCompiles, py::call_guard<py::gil_scoped_release>(),
         "Joins the backward compiles started in the background (the package calls it at interpreter exit)");
   m.def("gradient_capture_ids", [](const ScoreMod& score, std::optional<SinkMod> sink, std::optional<ProbMod> prob) {

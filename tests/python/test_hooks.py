@@ -96,6 +96,42 @@ def test_lazy_attention_forward_and_all_six_gradients_match_plain_torch():
         torch.testing.assert_close(gg.double(), r.double(), atol=1e-4, rtol=1e-4, msg=f"d loss / d {name}")
 
 
+def _plain_lse(q, k, v, sink=None):
+    """The LSE of _plain_attention's softmax (causal, row 0 empty: -inf, or the sink), float64."""
+    q, k, v = (t.double() for t in (q, k, v))
+    Lq = q.size(2)
+    i, j = torch.arange(Lq).view(Lq, 1), torch.arange(Lq).view(1, Lq)
+    s = (q @ k.transpose(-1, -2) / q.size(-1) ** 0.5).masked_fill(~((i >= 1) & (j <= i)), float("-inf"))
+    if sink is not None:
+        s = torch.cat([s, sink.double().view(1, -1, 1, 1).expand(*s.shape[:3], 1)], dim=-1)
+    return torch.logsumexp(s, dim=-1)
+
+
+@pytest.mark.parametrize("with_sink", [False, True])
+def test_gradients_through_the_returned_lse(with_sink):
+    """A loss of out and of lse (z-loss style): the LSE's gradient enters the backward; rows 1.. only (row 0's
+    LSE is -inf without a sink, whose gradient torch also leaves NaN-free only by masking)."""
+    mask_fn, mask = _mask()
+    sinks = torch.tensor([0.5, -1.0, 1.5], requires_grad=True)
+    q, k, v = _inputs(5)
+    kw = {"sink_mod": lambda b, h, q_idx: sinks[h]} if with_sink else {}
+    out, lse = flexjit.flex_attention(q, k, v, block_mask=mask, return_lse=True, **kw)
+    want_out = _plain_attention(q, k, v, sink=sinks if with_sink else None)
+    want_lse = _plain_lse(q, k, v, sinks if with_sink else None)
+    torch.testing.assert_close(lse.double()[:, :, 1:], want_lse[:, :, 1:], atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(out)
+    leaves = (q, k, v, sinks) if with_sink else (q, k, v)
+    got = torch.autograd.grad((out * w).sum() + (lse[:, :, 1:] ** 2).sum(), leaves, retain_graph=True)
+    ref = torch.autograd.grad((want_out * w.double()).sum() + (want_lse[:, :, 1:] ** 2).sum(), leaves,
+                              retain_graph=True)
+    for g, r, name in zip(got, ref, "qkvs"):
+        torch.testing.assert_close(g.double(), r.double(), atol=1e-4, rtol=1e-4, msg=f"d loss / d {name}")
+    # The LSE alone (no gradient reaches out).
+    (gq,) = torch.autograd.grad(lse[:, :, 1:].sum(), (q,))
+    (rq,) = torch.autograd.grad(want_lse[:, :, 1:].sum(), (q,))
+    torch.testing.assert_close(gq.double(), rq.double(), atol=1e-4, rtol=1e-4)
+
+
 def test_max_scores_through_return_aux():
     mask_fn, mask = _mask()
     q, k, v = _inputs(3, requires_grad=False)

@@ -236,6 +236,34 @@ TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
   }
 }
 
+TEST(AttentionBackwardGpu, TheLseGradientMatchesTheReference) {
+  // A loss that reads the LSE (z-loss, sink workarounds): its gradient enters Delta as Delta - dlse. Rows 0-2
+  // keep no key (their dlse must change nothing), GQA, odd lengths.
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  MaskMod late("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 3) & (kv <= q); });
+  const int64_t B = 2, Hq = 4, Hkv = 2, L = 301, D = 64;
+  Tensor q = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 61), k = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 62),
+         v = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 63), dout = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 64);
+  Tensor dlse = randomTensor(DType::F32, {B, Hq, L}, kGpu, 65);
+  BlockMask gpuMask = createBlockMask(late, B, Hq, L, L, kGpu), cpuMask = createBlockMask(late, B, Hq, L, L, Device::cpu());
+  BackwardOptions options;
+  const TensorView dlseView = dlse.view();
+  options.dlse = &dlseView;
+  AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), ScoreMod::noop(), &gpuMask);
+  AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                  dout.view(), ScoreMod::noop(), &gpuMask, options);
+  Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu()),
+         lc = dlse.to(Device::cpu());
+  const TensorView dlseCpu = lc.view();
+  options.dlse = &dlseCpu;
+  AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), ScoreMod::noop(), &cpuMask);
+  AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                  dc.view(), ScoreMod::noop(), &cpuMask, options);
+  EXPECT_LT(maxError(asDoubles(gg.dq), asDoubles(rg.dq)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dk), asDoubles(rg.dk)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dv), asDoubles(rg.dv)), 5e-2);
+}
+
 TEST_P(AttentionGpuFamily, ChangingACapturedScalarDoesNotRecompile) {
   CapturedScalar cap("cap", 20.0f);
   ScoreMod softcap("softcap_rt", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); });

@@ -23,6 +23,7 @@ struct BwdParams {
   const void* o;  ///< what the preprocess dots with dO: O, or a prob_mod's delta weights (prob_pass.cuh)
   const void* dout;
   const float* lse;  ///< the forward's natural-log LSE; -inf marks a fully masked row
+  const float* dlse; ///< optional upstream gradient of the LSE (null: 0); enters Delta (the preprocess)
   void* dq;
   void* dk;
   void* dv;
@@ -38,6 +39,7 @@ struct BwdParams {
   BhlStrides o_stride;
   BhlStrides do_stride;
   BhlStrides lse_stride;
+  BhlStrides dlse_stride;
   BhlStrides dq_stride;
   BhlStrides dk_stride;
   BhlStrides dv_stride;
