@@ -8,6 +8,8 @@
 #     demo      `flexjit demo`
 #     bench     bench/run_bench.py (BENCH_ARGS adds options, e.g. "--backward --python-frontend")
 #     hooks     tests/python/test_hooks.py (sinks, prob_mod, Lazy Attention on the GPU)
+#     decode    bench/decode.py: the decode family against FA2, torch flex (compiled) and flexjit's prefill
+#               family (DECODE_ARGS adds options)
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
 # GPU_TEST_FILTER narrows `tests` to a gtest filter (default: every GPU test).
@@ -26,7 +28,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 status=0
 
-if want python || want pybuild || want hooks || want lazy; then  # configure and build in the background while the C++ tests run
+if want python || want pybuild || want hooks || want lazy || want decode; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
      -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
   py_build=$!
@@ -52,7 +54,7 @@ if want tests; then
   [[ $failed == 0 ]] || status=1
 fi
 
-if want python || want pybuild || want hooks || want lazy; then
+if want python || want pybuild || want hooks || want lazy || want decode; then
   wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
   export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
 fi
@@ -71,6 +73,11 @@ if want hooks; then
   rc=${PIPESTATUS[0]}
   note "pytest test_hooks.py: $(grep -E 'passed|failed' "$out/pytest_hooks.log" | tail -1)"
   [[ $rc == 0 ]] || status=1
+fi
+
+if want decode; then
+  timeout 300 python3 bench/decode.py --out "$out" ${DECODE_ARGS:-} 2>"$out/decode.err" | tee "$out/decode.log" \
+    || { status=1; tail -20 "$out/decode.err"; }
 fi
 
 if want lazy; then

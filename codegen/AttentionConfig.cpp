@@ -10,6 +10,7 @@
 #include <vector>
 #include <type_traits>
 
+#include "codegen/templates/decode/decode_params.h"
 #include "codegen/templates/sm90/fwd_layout.h"
 #include "dsl/Error.h"
 
@@ -51,7 +52,13 @@ bool sm90HeadDimOk(int d) { return d == 64 || d == 128 || d == 256; }
 
 }  // namespace
 
-const char* familyName(KernelFamily family) { return family == KernelFamily::Sm90 ? "sm90" : "sm80"; }
+const char* familyName(KernelFamily family) {
+  switch (family) {
+    case KernelFamily::Sm90: return "sm90";
+    case KernelFamily::Decode: return "decode";
+    default: return "sm80";
+  }
+}
 
 bool FwdKernelConfig::operator==(const FwdKernelConfig& o) const {
   std::string a = describe(), b = o.describe();
@@ -80,6 +87,7 @@ int maxSharedMemoryPerBlock(int archMajor, int archMinor) {
 }
 
 int fwdSharedMemoryBytes(const FwdKernelConfig& c) {
+  if (c.family == KernelFamily::Decode) return fjk::decode_smem_bytes(c.headDim, c.headDimV, c.blockN, c.numWarps);
   if (c.family == KernelFamily::Sm90)
     return fjk::sm90_fwd_layout(c.headDim, c.headDimV, c.blockM, c.blockN, c.stages).bytes;
   const int qPitch = c.headDim + kRowPadElems;
@@ -186,6 +194,8 @@ FwdConfigCheck checkFwdConfig(const FwdKernelConfig& c) {
   }
   if (c.family == KernelFamily::Sm90) {
     if (FwdConfigCheck check = checkSm90FwdConfig(c); !check.ok()) return check;
+  } else if (c.family == KernelFamily::Decode) {
+    if (FwdConfigCheck check = checkDecodeConfig(c); !check.ok()) return check;
   } else if (c.numWarps < 1 || !isPositiveMultiple(c.blockM, c.numWarps * kMmaRows) || !isPositiveMultiple(c.subN, kMmaK) ||
       !isPositiveMultiple(c.blockN, c.subN)) {
     return fail(FwdConfigStatus::BadTile, "flex attention: invalid tiles blockM=" + std::to_string(c.blockM) +
@@ -205,6 +215,8 @@ FwdConfigCheck checkFwdConfig(const FwdKernelConfig& c) {
 }
 
 FwdConfigCheck checkFwdMaskBlocks(const FwdKernelConfig& c, int maskBlockQ, int maskBlockKV) {
+  // The decode family's rows lie in the mask's first row block (the planner checks Q_LEN against it).
+  if (c.family == KernelFamily::Decode) maskBlockQ = maskBlockQ > 0 ? c.blockM : maskBlockQ;
   if (maskBlockQ <= 0 || maskBlockKV <= 0 || maskBlockQ % c.blockM != 0 || maskBlockKV % c.blockN != 0) {
     return fail(FwdConfigStatus::BadMaskBlock,
                 "flex attention: BlockMask block size (" + std::to_string(maskBlockQ) + ", " +
@@ -246,6 +258,8 @@ std::string fwdConfigSummary(const FwdKernelConfig& c) {
   s << familyName(c.family) << " family, tile " << c.blockM << "x" << c.blockN;
   if (c.family == KernelFamily::Sm90)
     s << ", " << c.stages << "-stage TMA ring, " << c.numWarps << " warps";
+  else if (c.family == KernelFamily::Decode)
+    s << ", " << c.numWarps << " warps over split KV";
   else
     s << ", S slices of " << c.subN << ", " << c.numWarps << " warps, Q in "
       << (c.qInRegs ? "registers" : "shared memory");
@@ -253,8 +267,11 @@ std::string fwdConfigSummary(const FwdKernelConfig& c) {
 }
 
 const char* fwdKernelTemplate(KernelFamily family) {
-  return family == KernelFamily::Sm90 ? "codegen/templates/sm90/attention_fwd.cuh"
-                                      : "codegen/templates/sm80/attention_fwd.cuh";
+  switch (family) {
+    case KernelFamily::Sm90: return "codegen/templates/sm90/attention_fwd.cuh";
+    case KernelFamily::Decode: return "codegen/templates/decode/attention_decode.cuh";
+    default: return "codegen/templates/sm80/attention_fwd.cuh";
+  }
 }
 
 namespace {
@@ -318,9 +335,12 @@ std::string fwdInstantiationSource(const FwdKernelConfig& c) {
     << ", D=" << c.headDim << ", Dv=" << c.headDimV << ", tile " << c.blockM << "x" << c.blockN;
   if (c.family == KernelFamily::Sm90)
     s << ", " << c.stages << "-stage TMA ring, " << c.numWarps << " warps (1 producer + 2 consumer warpgroups)";
+  else if (c.family == KernelFamily::Decode)
+    s << " (packed rows x kv rows per warp), " << c.numWarps << " warps, split KV";
   else
     s << " (S " << c.subN << " wide), " << c.numWarps << " warps, Q in " << (c.qInRegs ? "registers" : "shared memory");
   s << ", sm_" << c.archMajor << c.archMinor << ".\n";
+  if (c.family == KernelFamily::Decode) return s.str() + decodeInstantiation(c);
   return s.str() + (c.family == KernelFamily::Sm90 ? sm90Instantiation(c) : sm80Instantiation(c));
 }
 

@@ -19,10 +19,11 @@ namespace flexjit {
 /// The forward kernel families. Each has its own mainloop template over the shared pieces of
 /// codegen/templates/common/; runtime/Planner.h picks one per problem.
 enum class KernelFamily {
-  Sm80,  ///< mma.sync + ldmatrix + cp.async (FlashAttention-2 style); any GPU from sm_80 on
-  Sm90,  ///< wgmma + TMA + mbarrier ring, warp-specialised (Hopper, sm_90a only)
+  Sm80,    ///< mma.sync + ldmatrix + cp.async (FlashAttention-2 style); any GPU from sm_80 on
+  Sm90,    ///< wgmma + TMA + mbarrier ring, warp-specialised (Hopper, sm_90a only)
+  Decode,  ///< few query rows over a long KV: GQA heads packed into rows, split KV, a combine kernel
 };
-/// "sm80" / "sm90", for dump names, messages and FLEXJIT_FWD_CONFIG.
+/// "sm80" / "sm90" / "decode", for dump names, messages and FLEXJIT_FWD_CONFIG.
 const char* familyName(KernelFamily family);
 
 /// The inputs of one forward-kernel build, the forward's KernelSpec: what the kernel template is
@@ -98,6 +99,32 @@ FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int arc
 /// Run checkFwdConfig / checkFwdMaskBlocks on the result.
 FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
 
+/// The decode family's tiles (codegen/templates/decode/attention_decode.cuh): 16 packed rows per CTA
+/// (blockM), kv tiles of 32 rows per warp (blockN), 4 warps, two tiles in flight per warp.
+FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
+
+/// Launch geometry of the decode family: the split kernel's grid (splits * rowGroups, Hq / packHeads, B)
+/// and the combine kernel's (one warp per output row).
+struct DecodeLaunch {
+  unsigned grid[3];
+  unsigned block[3];
+  int sharedMemoryBytes;
+  unsigned combineGrid;  ///< CTAs of the combine kernel (block as above)
+  int packHeads;
+  int rowGroups;
+  int splits;
+};
+/// Decode CTAs of `config` that fit one SM's shared memory at once.
+int decodeCtasPerSm(const FwdKernelConfig& config);
+/// kv splits for `ctas` CTAs before splitting and `tiles` kv tiles per row: enough CTAs to fill every SM
+/// slot (smCount * ctasPerSm) once, never fewer than two tiles per warp in a split, at most
+/// fjk::kDecodeMaxSplits.
+int decodeSplits(long long ctas, long long tiles, int smCount, int ctasPerSm, int warps);
+/// The geometry for B x Hq query heads of Q_LEN rows, packHeads heads per CTA (1 or Hq / Hkv) and Lkv keys
+/// (walked in tiles of config.blockN) on a GPU of smCount SMs. Throws flexjit::Error past CUDA's grid limits.
+DecodeLaunch decodeLaunch(const FwdKernelConfig& config, int batch, int headsQ, int packHeads, int lenQ, int lenKV,
+                          int smCount);
+
 /// Validates a configuration (dtype, head dims, arch, tiling, shared memory).
 FwdConfigCheck checkFwdConfig(const FwdKernelConfig& config);
 
@@ -152,14 +179,20 @@ inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";
 inline constexpr const char* kFwdApplyKernelName = "flexjit_attention_fwd_apply";
 /// With probPasses: sum_j p_ij g'(p_ij) v_j into the output O's place (the backward's D' comes from it).
 inline constexpr const char* kFwdDeltaKernelName = "flexjit_attention_fwd_delta_weights";
+/// The decode family's second kernel (kFwdKernelName is its split kernel): merges the splits of each row.
+inline constexpr const char* kDecodeCombineKernelName = "flexjit_attention_decode_combine";
 
 /// The kernel template of a family to #include after the variant prelude (repository-root path, as
-/// embedded): codegen/templates/sm80/attention_fwd.cuh or codegen/templates/sm90/attention_fwd.cuh.
+/// embedded): codegen/templates/sm80/attention_fwd.cuh, sm90/attention_fwd.cuh or decode/attention_decode.cuh.
 const char* fwdKernelTemplate(KernelFamily family);
 
 /// The generated tail of the NVRTC source: adapts fjv:: to the kernel's Variant interface and defines
 /// extern "C" __global__ flexjit_attention_fwd(const __grid_constant__ fjk::FwdParams) (sm80) or
 /// (const __grid_constant__ fjk::Sm90FwdParams) (sm90).
 std::string fwdInstantiationSource(const FwdKernelConfig& config);
+/// The decode family's part of fwdInstantiationSource (codegen/DecodeConfig.cpp).
+std::string decodeInstantiation(const FwdKernelConfig& config);
+/// Validates the decode family's tiles (checkFwdConfig's family part).
+FwdConfigCheck checkDecodeConfig(const FwdKernelConfig& config);
 
 }  // namespace flexjit

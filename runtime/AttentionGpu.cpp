@@ -7,6 +7,7 @@
 
 #include "codegen/AttentionConfig.h"
 #include "codegen/templates/common/attention_params.h"
+#include "codegen/templates/decode/decode_params.h"
 #include "codegen/templates/sm90/fwd_params.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/Captures.h"
@@ -55,6 +56,14 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
 
   fp.driverHasTensorMaps = CudaDriver::get().hasTensorMaps();
   fp.facts = variant.facts;
+  fp.batch = static_cast<int>(s.B);
+  fp.headsQ = static_cast<int>(s.Hq);
+  fp.headsKV = static_cast<int>(s.Hkv);
+  fp.lenQ = static_cast<int>(s.Lq);
+  fp.lenKV = static_cast<int>(s.Lkv);
+  fp.smCount = info.smCount;
+  fp.maskSameForEveryHead = blockMask.storedHeads() == 1 &&
+                            (!blockMask.fullKvNumBlocks.defined() || blockMask.fullKvNumBlocks.shape().at(1) == 1);
   return fp;
 }
 
@@ -102,6 +111,35 @@ void launchProbPasses(const CompiledKernel& kernel, const FwdKernelConfig& confi
   launchPass(kernel, kFwdDeltaKernelName, config, p, launch, stream);
 }
 
+/// The decode family (codegen/templates/decode/attention_decode.cuh): the split kernel writes each (row,
+/// split)'s float32 O, LSE and max score into the forward workspace, the combine kernel merges the splits
+/// into O, LSE and max scores. Two launches on one stream, no host synchronisation.
+void launchDecode(const CompiledKernel& kernel, const FwdKernelConfig& config, const fjk::FwdParams& p,
+                  int packHeads, int smCount, CUstream stream, CUcontext context) {
+  const DecodeLaunch l = decodeLaunch(config, p.batch, p.heads_q, packHeads, p.len_q, p.len_kv, smCount);
+  const size_t slots = static_cast<size_t>(p.batch) * p.heads_q * p.len_q * l.splits;
+  const size_t oBytes = workspaceAlign(slots * config.headDimV * sizeof(float));
+  const size_t lseBytes = workspaceAlign(slots * sizeof(float));
+  const size_t maxBytes = p.max_score ? lseBytes : 0;
+  Workspace::Lease ws = Workspace::forward().acquire(context, stream, oBytes + lseBytes + maxBytes);
+  fjk::DecodeParams P{};
+  P.p = p;
+  P.pack_heads = l.packHeads;
+  P.row_groups = l.rowGroups;
+  P.splits = l.splits;
+  P.part_o = reinterpret_cast<float*>(ws.base);
+  P.part_lse = reinterpret_cast<float*>(ws.base + oBytes);
+  P.part_max = p.max_score ? reinterpret_cast<float*>(ws.base + oBytes + lseBytes) : nullptr;
+  const CudaDriver& driver = CudaDriver::get();
+  const Dim3 block{l.block[0], l.block[1], l.block[2]};
+  void* args[] = {&P};
+  LoadedKernel split = ModuleCache::global().load(kernel, l.sharedMemoryBytes, kFwdKernelName);
+  driver.launchKernel(split.function, Dim3{l.grid[0], l.grid[1], l.grid[2]}, block,
+                      static_cast<unsigned>(l.sharedMemoryBytes), stream, args);
+  LoadedKernel combine = ModuleCache::global().load(kernel, 0, kDecodeCombineKernelName);
+  driver.launchKernel(combine.function, Dim3{l.combineGrid, 1, 1}, block, 0, stream, args);
+}
+
 }  // namespace
 
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
@@ -141,10 +179,14 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
   p.cap = packCaptures(captureLayout(scoreMod, mask, extra), q.device, "flex_attention");
 
+  const CUstream stream = static_cast<CUstream>(options.stream);
+  if (config.family == KernelFamily::Decode) {
+    if (p.batch == 0 || p.heads_q == 0 || p.len_q == 0) return;
+    return launchDecode(*build.kernel, config, p, plan.decodePackHeads, info.smCount, stream, context.context());
+  }
   FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
   if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;
   p.sched_heads = launch.scheduleHeads;
-  const CUstream stream = static_cast<CUstream>(options.stream);
   if (config.probPasses)
     return launchProbPasses(*build.kernel, config, p, outputs, launch, variant->facts.probReadsVisible, stream,
                             context.context());

@@ -37,9 +37,15 @@ namespace {
 /// Configurations to try, in order, when the previous one spills more than it may (spillBudget): sm80, Q in
 /// shared memory, then S computed in narrower slices (each halving saves subN / 4 registers per thread);
 /// sm90, kv tiles of 64 instead of 128 (32 fewer S registers per consumer thread, and they still divide the
-/// BlockMask's blocks).
+/// BlockMask's blocks); decode, kv tiles of 32 instead of 64.
 std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
   std::vector<FwdKernelConfig> out{base};
+  if (base.family == KernelFamily::Decode) {
+    FwdKernelConfig narrow = base;
+    narrow.blockN = narrow.subN = 32;
+    if (base.blockN > narrow.blockN && checkFwdConfig(narrow).ok()) out.push_back(narrow);
+    return out;
+  }
   if (base.family == KernelFamily::Sm90) {
     FwdKernelConfig narrow = base;
     narrow.blockN = narrow.subN = 64;
@@ -61,8 +67,8 @@ std::vector<FwdKernelConfig> spillFallbacks(const FwdKernelConfig& base) {
 
 /// Spill bytes a configuration may have and still be taken: the sm80 defaults spill a few registers' worth
 /// and are measured faster than their narrower fallbacks (kToleratedSpillBytes); the sm90 family's
-/// consumers have the registers to spill nothing.
-int spillBudget(const FwdKernelConfig& c) { return c.family == KernelFamily::Sm90 ? 0 : kToleratedSpillBytes; }
+/// consumers and the decode family's warps have the registers to spill nothing.
+int spillBudget(const FwdKernelConfig& c) { return c.family == KernelFamily::Sm80 ? kToleratedSpillBytes : 0; }
 
 ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKernelConfig& base, const std::string& tag) {
   ForwardBuild best;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "dsl/Error.h"
@@ -16,19 +17,41 @@ constexpr const char* kFwdOverrideEnv = "FLEXJIT_FWD_CONFIG";
 constexpr int kSm80FamilyCode = 80;
 constexpr int kSm90FamilyCode = 90;
 
-/// The family FLEXJIT_FWD_CONFIG's family=80|90 asks for (0 when it does not), read first because the other
-/// keys depend on it (each family then accepts only its own, see applyTunables).
-int requestedFamily() {
-  int family = 0, ignored = 0;
-  applyConfigOverrides(kFwdOverrideEnv, {{"family", &family},
+/// decode= of FLEXJIT_FWD_CONFIG: not given (the planner decides), 0 (never) or 1 (required).
+constexpr int kDecodeAuto = -1;
+/// Whether the planner takes the decode family by itself where it applies. Off until its kernels have
+/// passed the GPU tests (tests/unit/decode_gpu_test.cpp, tests/python/test_gpu.py's decode shape) on a
+/// device: until then decode=1 asks for it.
+constexpr bool kDecodeByDefault = false;
+
+/// What FLEXJIT_FWD_CONFIG asks of the family choice: family=80|90 (0 when not given) and decode=0|1.
+struct FamilyRequest {
+  int family = 0;
+  int decode = kDecodeAuto;
+};
+
+/// Read first because the other keys depend on the family (each family then accepts only its own, see
+/// applyTunables).
+FamilyRequest requestedFamily() {
+  FamilyRequest r;
+  int ignored = 0;
+  applyConfigOverrides(kFwdOverrideEnv, {{"family", &r.family},
+                                         {"decode", &r.decode},
                                          {"subN", &ignored},
                                          {"qInRegs", &ignored},
                                          {"decideSubTiles", &ignored},
-                                         {"stages", &ignored}});
-  if (family != 0 && family != kSm80FamilyCode && family != kSm90FamilyCode)
+                                         {"stages", &ignored},
+                                         {"blockN", &ignored},
+                                         {"warps", &ignored}});
+  if (r.family != 0 && r.family != kSm80FamilyCode && r.family != kSm90FamilyCode)
     throw Error(fmt::format("{}: family={} is not a kernel family; use family=80 (mma.sync) or family=90 "
-                            "(wgmma + TMA, Hopper)", kFwdOverrideEnv, family));
-  return family;
+                            "(wgmma + TMA, Hopper)", kFwdOverrideEnv, r.family));
+  if (r.decode != kDecodeAuto && r.decode != 0 && r.decode != 1)
+    throw Error(fmt::format("{}: decode={} must be 0 (never the decode family) or 1 (require it)", kFwdOverrideEnv,
+                            r.decode));
+  if (r.decode == 1 && r.family != 0)
+    throw Error(fmt::format("{}: decode=1 and family={} ask for two families; give one", kFwdOverrideEnv, r.family));
+  return r;
 }
 
 FwdKernelConfig sm80Config(const ForwardProblem& p) {
@@ -42,13 +65,20 @@ FwdKernelConfig sm80Config(const ForwardProblem& p) {
 /// FLEXJIT_FWD_CONFIG's family-specific keys (family= itself was applied by the planner).
 void applyTunables(FwdKernelConfig& c) {
   int family = c.family == KernelFamily::Sm90 ? kSm90FamilyCode : kSm80FamilyCode;
+  int decode = c.family == KernelFamily::Decode;
   if (c.family == KernelFamily::Sm90) {
-    applyConfigOverrides(kFwdOverrideEnv, {{"family", &family}, {"stages", &c.stages}});
+    applyConfigOverrides(kFwdOverrideEnv, {{"family", &family}, {"decode", &decode}, {"stages", &c.stages}});
+    return;
+  }
+  if (c.family == KernelFamily::Decode) {
+    applyConfigOverrides(kFwdOverrideEnv, {{"decode", &decode}, {"blockN", &c.blockN}, {"warps", &c.numWarps}});
+    c.subN = c.blockN;
     return;
   }
   // Only fields that keep the tiles' fit to the BlockMask's blocks (checked below) may change.
   int qInRegs = c.qInRegs, decideSubTiles = c.decideSubTiles;
   applyConfigOverrides(kFwdOverrideEnv, {{"family", &family},
+                                         {"decode", &decode},
                                          {"subN", &c.subN},
                                          {"qInRegs", &qInRegs},
                                          {"decideSubTiles", &decideSubTiles}});
@@ -69,13 +99,36 @@ std::string sm90ForwardUnsupported(const ForwardProblem& p) {
   return "";
 }
 
+std::string decodeForwardUnsupported(const ForwardProblem& p) {
+  if (p.lenQ > kDecodeMaxQueries)
+    return fmt::format("Q_LEN = {} is more than the decode family's {} rows per head", p.lenQ, kDecodeMaxQueries);
+  if (p.lenQ > p.maskBlockQ)
+    return fmt::format("Q_LEN = {} spans more than one BlockMask row block ({} rows)", p.lenQ, p.maskBlockQ);
+  if (p.facts.hasProb) return "a prob_mod needs the statistics and apply passes of the prefill families";
+  FwdKernelConfig c = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+  if (FwdConfigCheck check = checkFwdConfig(c); !check.ok()) return check.message;
+  if (FwdConfigCheck check = checkFwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok()) return check.message;
+  return "";
+}
+
 ForwardPlan planForward(const ForwardProblem& p) {
   ForwardPlan plan;
-  const int requested = requestedFamily();
+  const FamilyRequest request = requestedFamily();
+  const int requested = request.family;
+  const std::string decodeWhy = decodeForwardUnsupported(p);
+  if (request.decode == 1 && !decodeWhy.empty())
+    throw Error(fmt::format("{}: decode=1 cannot run this problem: {}", kFwdOverrideEnv, decodeWhy));
   const std::string sm90Why = sm90ForwardUnsupported(p);
   if (requested == kSm90FamilyCode && !sm90Why.empty())
     throw Error(fmt::format("{}: family=90 cannot run this problem: {}", kFwdOverrideEnv, sm90Why));
-  if (sm90Why.empty() && requested != kSm80FamilyCode) {
+  const bool wantDecode = request.decode == 1 || (request.decode == kDecodeAuto && kDecodeByDefault);
+  if (decodeWhy.empty() && wantDecode && requested == 0) {
+    plan.config = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+    // Packed heads must walk the same kv blocks; a mask with lists per head keeps one head per CTA.
+    plan.decodePackHeads = p.maskSameForEveryHead && p.headsKV > 0 ? std::max(p.headsQ / p.headsKV, 1) : 1;
+    plan.reason = fmt::format("decode family: Q_LEN = {} <= {}, split KV, {} query head(s) per CTA", p.lenQ,
+                              kDecodeMaxQueries, plan.decodePackHeads);
+  } else if (sm90Why.empty() && requested != kSm80FamilyCode) {
     plan.config = defaultSm90FwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
     plan.reason = "sm90 family: wgmma + TMA on Hopper";
   } else {

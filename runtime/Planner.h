@@ -3,9 +3,13 @@
 // the tensors' layout and what the compiler proved about the mods; the launchers, `flexjit show`,
 // `flexjit compile` and the demo all ask it, so what they build is what runs.
 //
-// Today's families: the sm90 forward (wgmma + TMA, Hopper) where it applies, otherwise the sm80 forward
-// (mma.sync, any GPU from sm_80). FLEXJIT_FWD_CONFIG overrides the choice (family=80 or family=90) and
-// the family's tunables (sm80: subN, qInRegs, decideSubTiles; sm90: stages).
+// Today's families: the decode family (split KV, GQA heads packed into rows) for a few query rows
+// (Q_LEN <= kDecodeMaxQueries) over any GPU from sm_80 (opt-in with decode=1 until it has passed the GPU
+// tests, see Planner.cpp's kDecodeByDefault), otherwise the sm90 forward (wgmma + TMA, Hopper)
+// where it applies, otherwise the sm80 forward (mma.sync, any GPU from sm_80). FLEXJIT_FWD_CONFIG
+// overrides the choice (decode=0 never takes the decode family, decode=1 requires it; family=80 or
+// family=90 for the prefill families) and the family's tunables (sm80: subN, qInRegs, decideSubTiles;
+// sm90: stages; decode: blockN, warps).
 #pragma once
 
 #include <string>
@@ -30,12 +34,27 @@ struct ForwardProblem {
   bool tmaDescribable = true;
   bool driverHasTensorMaps = true;  ///< the driver exports cuTensorMapEncodeTiled (CUDA 12.0 and later)
   ModFacts facts;                   ///< of the variant (mask cost decides the sm80 S width)
+  // The sizes the decode family is chosen and launched by (the prefill families' tiles do not depend on them).
+  int batch = 1;
+  int headsQ = 1;
+  int headsKV = 1;
+  int lenQ = 128;
+  int lenKV = 128;
+  int smCount = 132;
+  /// The BlockMask's lists are one for every head (H = 1, broadcast): the query heads of a GQA group may
+  /// share a decode CTA (they walk the same kv blocks).
+  bool maskSameForEveryHead = true;
 };
+
+/// Query rows per head up to which the planner takes the decode family (the decode range).
+inline constexpr int kDecodeMaxQueries = 16;
 
 /// The chosen configuration and, in words, why that family (for `flexjit show` and error messages).
 struct ForwardPlan {
   FwdKernelConfig config;
   std::string reason;
+  /// Decode family: query heads per CTA (the GQA group when the mask is the same for every head, else 1).
+  int decodePackHeads = 1;
 };
 
 /// Plans the forward for `problem`, applies FLEXJIT_FWD_CONFIG and validates the result: throws
@@ -50,5 +69,7 @@ ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int ar
 
 /// Why the sm90 family cannot run `problem` ("" when it can).
 std::string sm90ForwardUnsupported(const ForwardProblem& problem);
+/// Why the decode family cannot run `problem` ("" when it can).
+std::string decodeForwardUnsupported(const ForwardProblem& problem);
 
 }  // namespace flexjit

@@ -97,7 +97,7 @@ TEST(Planner, OverridesPickTheFamilyAndItsTunables) {
     int major;
     const char* says;
   };
-  for (const Bad& bad : {Bad{"subN=32", 9, "among family, stages"}, Bad{"stages=3", 8, "among decideSubTiles"},
+  for (const Bad& bad : {Bad{"subN=32", 9, "among decode, family, stages"}, Bad{"stages=3", 8, "among decideSubTiles"},
                          Bad{"subN=24", 8, "invalid tiles"}, Bad{"stages=9", 9, "stages 2-4"},
                          // 4294967328 would have been subN=32 after truncation to int.
                          Bad{"subN=4294967328", 8, "must fit in"},

@@ -225,7 +225,9 @@ TEST(ProbModCompile, LazyAttentionCompilesForBothFamiliesAndTheBackward) {
     ASSERT_FALSE(build.kernel->cubin.empty()) << familyName(c.family);
     for (const char* entry : {kFwdKernelName, kFwdApplyKernelName, kFwdDeltaKernelName})
       EXPECT_NE(build.kernel->ptx.find(std::string(".entry ") + entry), std::string::npos) << familyName(c.family) << " " << entry;
-    if (c.family == KernelFamily::Sm90) EXPECT_EQ(build.spillBytes, 0) << "sm90 prob passes spill";
+    if (c.family == KernelFamily::Sm90) {
+      EXPECT_EQ(build.spillBytes, 0) << "sm90 prob passes spill";
+    }
   }
   // A prob_mod that ignores num_visible makes the statistics pass count nothing.
   ProbMod square("square", [](Expr p, Expr, Expr, Expr, Expr, Expr) { return p * p; });

@@ -166,7 +166,7 @@ TEST(SinkCpu, TheSinkReadsOnlyRowParameters) {
 TEST(SinkCompile, SinkVariantsCompileForBothFamiliesAndTheBackward) {
   if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
   Sinks sinks(/*requiresGrad=*/true);
-  ExtraHooks extra{sinks.mod};
+  ExtraHooks extra{sinks.mod, std::nullopt};
   Variant fwd = generateVariant(ScoreMod::noop(), bandMask(), {false}, extra);
   EXPECT_TRUE(fwd.facts.hasSink);
   for (FwdKernelConfig c : {defaultFwdConfig(DType::BF16, 128, 128, 9, 0), defaultSm90FwdConfig(DType::BF16, 128, 128, 9, 0)}) {

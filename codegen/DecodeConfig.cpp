@@ -1,0 +1,122 @@
+// The decode family's host side (codegen/templates/decode/attention_decode.cuh): its default tiles, their
+// checks, the split choice and launch geometry, and the instantiation's two entry points.
+#include <algorithm>
+#include <sstream>
+#include <string>
+
+#include "codegen/AttentionConfig.h"
+#include "codegen/templates/decode/decode_params.h"
+#include "dsl/Error.h"
+
+namespace flexjit {
+
+namespace {
+
+constexpr int kWarpSize = 32;
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeBlockN = 32;
+/// Shared memory the runtime keeps per CTA besides the dynamic part (the driver's reservation).
+constexpr int kReservedSmemPerCta = 1024;
+/// A split gives each warp at least this many tiles (fewer and the merge costs more than it saves).
+constexpr int kDecodeMinTilesPerWarp = 2;
+constexpr long long kMaxGridX = 2147483647LL;
+constexpr long long kMaxGridYZ = 65535;
+
+}  // namespace
+
+FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
+  FwdKernelConfig c;
+  c.family = KernelFamily::Decode;
+  c.dtype = dtype;
+  c.headDim = headDim;
+  c.headDimV = headDimV;
+  c.archMajor = archMajor;
+  c.archMinor = archMinor;
+  c.blockM = fjk::kDecodeRows;
+  c.blockN = kDecodeBlockN;
+  c.subN = kDecodeBlockN;
+  c.numWarps = kDecodeWarps;
+  c.qInRegs = true;
+  c.stages = fjk::kDecodeStages;
+  // Wide heads: fewer warps (each holds two K/V tiles) so that one CTA fits the GPU's shared memory.
+  const int limit = maxSharedMemoryPerBlock(archMajor, archMinor) - kFwdStaticSmemBytes;
+  while (c.numWarps > 2 && fjk::decode_smem_bytes(headDim, headDimV, c.blockN, c.numWarps) > limit) c.numWarps /= 2;
+  return c;
+}
+
+FwdConfigCheck checkDecodeConfig(const FwdKernelConfig& c) {
+  if (c.blockM != fjk::kDecodeRows || (c.blockN != 32 && c.blockN != 64) || c.subN != c.blockN ||
+      (c.numWarps != 2 && c.numWarps != 4 && c.numWarps != 8) || c.stages != fjk::kDecodeStages)
+    return {FwdConfigStatus::BadTile,
+            "flex attention: invalid decode tiles blockM=" + std::to_string(c.blockM) + " blockN=" +
+                std::to_string(c.blockN) + " numWarps=" + std::to_string(c.numWarps) + " stages=" +
+                std::to_string(c.stages) + " (blockM 16, blockN 32 or 64, 2, 4 or 8 warps, 2 stages)"};
+  return {};
+}
+
+int decodeCtasPerSm(const FwdKernelConfig& c) {
+  const int perCta = fjk::decode_smem_bytes(c.headDim, c.headDimV, c.blockN, c.numWarps) + kReservedSmemPerCta;
+  const int perSm = maxSharedMemoryPerBlock(c.archMajor, c.archMinor) + kReservedSmemPerCta;
+  return std::max(1, perSm / perCta);
+}
+
+int decodeSplits(long long ctas, long long tiles, int smCount, int ctasPerSm, int warps) {
+  if (ctas <= 0 || tiles <= 0) return 1;
+  // At most one full wave: the kernel streams K/V once, so a second, partial wave would idle most SMs.
+  const long long slots = static_cast<long long>(std::max(smCount, 1)) * std::max(ctasPerSm, 1);
+  const long long wanted = std::max<long long>(1, slots / ctas);
+  const long long most = std::max<long long>(1, tiles / (static_cast<long long>(warps) * kDecodeMinTilesPerWarp));
+  return static_cast<int>(std::clamp<long long>(std::min(wanted, most), 1, fjk::kDecodeMaxSplits));
+}
+
+DecodeLaunch decodeLaunch(const FwdKernelConfig& c, int batch, int headsQ, int packHeads, int lenQ, int lenKV,
+                          int smCount) {
+  DecodeLaunch l{};
+  l.packHeads = std::max(packHeads, 1);
+  const long long rows = static_cast<long long>(l.packHeads) * std::max(lenQ, 0);
+  l.rowGroups = static_cast<int>((rows + fjk::kDecodeRows - 1) / fjk::kDecodeRows);
+  const long long groups = headsQ / l.packHeads;
+  const long long ctas = static_cast<long long>(l.rowGroups) * groups * std::max(batch, 0);
+  const long long tiles = (std::max(lenKV, 0) + c.blockN - 1) / c.blockN;
+  l.splits = decodeSplits(ctas, tiles, smCount, decodeCtasPerSm(c), c.numWarps);
+  const long long gridX = static_cast<long long>(l.splits) * l.rowGroups;
+  const long long outRows = static_cast<long long>(std::max(batch, 0)) * std::max(headsQ, 0) * std::max(lenQ, 0);
+  const long long combine = (outRows + c.numWarps - 1) / c.numWarps;
+  if (gridX > kMaxGridX || groups > kMaxGridYZ || batch > kMaxGridYZ || combine > kMaxGridX)
+    throw Error("flex attention (decode): the grid exceeds CUDA's limits (B = " + std::to_string(batch) +
+                ", head groups = " + std::to_string(groups) + "); split the batch");
+  l.grid[0] = static_cast<unsigned>(gridX);
+  l.grid[1] = static_cast<unsigned>(groups);
+  l.grid[2] = static_cast<unsigned>(std::max(batch, 0));
+  l.block[0] = static_cast<unsigned>(c.numWarps * kWarpSize);
+  l.block[1] = l.block[2] = 1;
+  l.sharedMemoryBytes = fjk::decode_smem_bytes(c.headDim, c.headDimV, c.blockN, c.numWarps);
+  l.combineGrid = static_cast<unsigned>(combine);
+  return l;
+}
+
+std::string decodeInstantiation(const FwdKernelConfig& c) {
+  const int threads = c.numWarps * kWarpSize;
+  std::ostringstream s;
+  s << "namespace fjk {\n"
+    // Packed rows mix heads, and a split mod's column part may read h: the decode family evaluates the mods
+    // per element.
+    << "struct GeneratedVariant : fjv::Hooks {\n"
+    << "  static constexpr bool kScoreSplit = false;\n"
+    << "  static constexpr bool kMaskSplit = false;\n"
+    << "};\n"
+    << "using GeneratedDecodeTraits = DecodeTraits<" << (c.dtype == DType::BF16 ? "true" : "false") << ", "
+    << c.headDim << ", " << c.headDimV << ", " << c.blockN << ", " << c.numWarps << ">;\n"
+    << "}  // namespace fjk\n"
+    << "extern \"C\" __global__ void __launch_bounds__(" << threads << ")\n"
+    << kFwdKernelName << "(const __grid_constant__ fjk::DecodeParams p) {\n"
+    << "  fjk::attention_decode<fjk::GeneratedDecodeTraits, fjk::GeneratedVariant>(p);\n"
+    << "}\n"
+    << "extern \"C\" __global__ void __launch_bounds__(" << threads << ")\n"
+    << kDecodeCombineKernelName << "(const __grid_constant__ fjk::DecodeParams p) {\n"
+    << "  fjk::attention_decode_combine<fjk::GeneratedDecodeTraits, fjk::GeneratedVariant>(p);\n"
+    << "}\n";
+  return s.str();
+}
+
+}  // namespace flexjit

@@ -1,0 +1,308 @@
+// The decode family: attention for a few query rows over a long KV (Q_LEN of 1 to 16 at decode time), where
+// the prefill kernels waste their 128-row tiles and walk the whole KV in one CTA per (batch, head).
+//
+// Rows: the query heads of one GQA group share their K/V, so a CTA packs them: packed row r of head group y
+// is head y * pack_heads + r / Q_LEN, query r % Q_LEN (pack_heads is the group size, or 1 when the block
+// mask differs between heads). A CTA takes kDecodeRows = 16 packed rows (one mma m-tile); more rows take
+// more CTAs (row groups).
+//
+// KV: a (batch, head group)'s kv tiles (the block-sparse walk of its block mask, block_walk.cuh) are cut
+// into `splits` contiguous ranges, one CTA each, so that B * H_kv is no limit on the parallelism. Inside a
+// CTA each warp takes every kWarps-th tile of the range through its own double-buffered cp.async slots and
+// keeps its own online softmax over the 16 rows (common/); the warps then merge in shared memory and the
+// CTA writes its split's float32 (O, LSE) per row. A second kernel of the program (attention_decode_combine)
+// merges the splits of each row (common/split_merge.h), adds the sink, and writes O, LSE and max scores.
+//
+// The hooks are the shared tile hooks over PackedRows (each row its own head and query). The row / column
+// split of the mods is turned off here (a column part may read h, which differs between packed rows).
+#pragma once
+
+#include "codegen/templates/common/online_softmax.cuh"
+#include "codegen/templates/common/split_merge.h"
+#include "codegen/templates/common/tile_hooks.cuh"
+#include "codegen/templates/common/variant_traits.cuh"
+#include "codegen/templates/decode/decode_params.h"
+#include "codegen/templates/sm80/attention_fwd_phases.cuh"
+#include "codegen/templates/sm80/bwd_warp_gemm.cuh"
+
+namespace fjk {
+
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kWarps_>
+struct DecodeTraits {
+  static constexpr bool kIsBf16 = kIsBf16_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kHeadDimV = kHeadDimV_;
+  static constexpr int kBlockN = kBlockN_;  ///< kv rows of one warp's tile
+  static constexpr int kWarps = kWarps_;
+  static constexpr int kNThreads = kWarps * kWarpSize;
+  static constexpr int kRows = kDecodeRows;
+  static constexpr int kStages = kDecodeStages;  ///< tiles in flight per warp
+  static constexpr int kStepsD = kHeadDim / kMmaK;
+  static constexpr int kTilesDv = kHeadDimV / kMmaCols;
+  /// Row pitches padded by 16 bytes: an odd number of 16-byte units, so ldmatrix phases hit distinct banks.
+  static constexpr int kQPitch = kHeadDim + kElemsPerCopy;
+  static constexpr int kKPitch = kHeadDim + kElemsPerCopy;
+  static constexpr int kVPitch = kHeadDimV + kElemsPerCopy;
+  static constexpr int kQBytes = kRows * kQPitch * kElemBytes;
+  static constexpr int kKStageBytes = kBlockN * kKPitch * kElemBytes;
+  static constexpr int kVStageBytes = kBlockN * kVPitch * kElemBytes;
+  static constexpr int kWarpBytes = kStages * (kKStageBytes + kVStageBytes);
+  static constexpr int kKvOffset = decode_kv_offset(kHeadDim);
+  /// The warps' merge staging (reusing the K/V region): O [kWarps][kRows][Dv] and (m, l) [kWarps][kRows].
+  static constexpr int kMergeBytes = kWarps * kRows * (kHeadDimV + 2) * 4;
+  static constexpr int kSmemBytes = decode_smem_bytes(kHeadDim, kHeadDimV, kBlockN, kWarps);
+  static_assert(kKvOffset >= kQBytes && kSmemBytes >= kKvOffset + kWarps * kWarpBytes &&
+                    kSmemBytes >= kKvOffset + kMergeBytes,
+                "decode_smem_bytes must cover the layout");
+  /// One warp's S tile (16 rows x kBlockN), in the shared accumulator layout.
+  using STile = AccTile<kIsBf16, 1, kBlockN / kMmaCols>;
+
+  static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0 && kHeadDimV % 16 == 0, "mma tiles");
+};
+
+/// The (head, query) of a thread's two accumulator rows (fragment rows g and g + 8) in a CTA of the decode
+/// family (tile_hooks.cuh's row policy). Rows past the packed rows (padding) repeat the last real row, so
+/// that every hook reads valid coordinates; they are never stored.
+struct PackedRows {
+  int h[2];
+  int q[2];
+  bool real[2];
+  __device__ __forceinline__ int head(int, int half) const { return h[half]; }
+  __device__ __forceinline__ int query(int, int half) const { return q[half]; }
+};
+
+__device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int group, int row_group, int lane) {
+  const FwdParams& p = P.p;
+  const int n_rows = P.pack_heads * p.len_q;
+  PackedRows rows;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = row_group * kDecodeRows + (lane >> 2) + half * (kMmaRows / 2);
+    const int rr = r < n_rows ? r : n_rows - 1;
+    rows.h[half] = group * P.pack_heads + rr / p.len_q;
+    rows.q[half] = rr % p.len_q;
+    rows.real[half] = r < n_rows;
+  }
+  return rows;
+}
+
+/// Starts the copy of the CTA's kRows packed query rows (each from its own head) into shared memory; rows
+/// past the packed rows are zero-filled.
+template <class Tr>
+__device__ __forceinline__ void load_packed_q(unsigned s_q, const DecodeParams& P, int b, int group, int row_group,
+                                              int tid) {
+  const FwdParams& p = P.p;
+  constexpr int kChunksPerRow = Tr::kHeadDim / kElemsPerCopy;
+  const int n_rows = P.pack_heads * p.len_q;
+#pragma unroll 1
+  for (int c = tid; c < Tr::kRows * kChunksPerRow; c += Tr::kNThreads) {
+    const int row = c / kChunksPerRow, col = (c % kChunksPerRow) * kElemsPerCopy;
+    const int r = row_group * kDecodeRows + row;
+    const bool valid = r < n_rows;
+    const int h = group * P.pack_heads + (valid ? r / p.len_q : 0), q = valid ? r % p.len_q : 0;
+    const unsigned short* src = static_cast<const unsigned short*>(p.q) + b * p.q_stride.b + h * p.q_stride.h +
+                                (long long)q * p.q_stride.l + col;
+    cp_async_16(s_q + (row * Tr::kQPitch + col) * kElemBytes, valid ? src : p.q, valid);
+  }
+}
+
+/// One warp's kv tile at kv0: S = Q K^T, the hooks, the online softmax and O += P V.
+template <class Tr, class Var>
+__device__ __forceinline__ void decode_tile(float (&o)[1][Tr::kTilesDv][4], RowStats<2>& st,
+                                            const unsigned (&qf)[1][Tr::kStepsD][4], unsigned s_k, unsigned s_v,
+                                            const FwdParams& p, int b, const PackedRows& rows, int kv0,
+                                            bool partial, float factor, int lane) {
+  using ST = typename Tr::STile;
+  const int kv_first = kv0 + 2 * (lane & 3);
+  // A full block's tile that crosses Lkv needs the bound but never mask_mod.
+  const bool masked = partial || kv0 + Tr::kBlockN > p.len_kv;
+  TileMaskBits<ST> bits;
+  if (partial) {
+    compute_mask_bits<ST, Var, true>(bits, p, b, rows, kv_first);
+  } else if (masked) {
+    compute_mask_bits<ST, Var, false>(bits, p, b, rows, kv_first);
+  }
+  float s[1][ST::kTilesN][4];
+  zero_acc(s);
+  // B = K stored [kv][d]: n-major.
+  warp_gemm_rs<Tr::kIsBf16, 1, ST::kTilesN, Tr::kStepsD, false, Tr::kKPitch>(s, qf, s_k, lane);
+  if (masked) {
+    apply_mods<ST, Var, kMaskBits>(s, bits, p, b, rows, kv_first);
+  } else {
+    apply_mods<ST, Var, kMaskNone>(s, bits, p, b, rows, kv_first);
+  }
+  float corr[2];
+  update_row_stats<1, ST::kTilesN>(s, st, corr, factor);
+  if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) rescale_o<1, Tr::kTilesDv>(o, corr);
+  unsigned pa[1][ST::kStepsN][4];
+  convert_p<ST>(pa, s);
+  // B = V stored [kv][dv]: k-major.
+  warp_gemm_rs<Tr::kIsBf16, 1, Tr::kTilesDv, ST::kStepsN, true, Tr::kVPitch>(o, pa, s_v, lane);
+}
+
+/// Merges the warps' (m, l, O) of the CTA's rows into this split's float32 partials. Every thread has
+/// finished its tiles and the K/V region is free (the caller's barrier).
+template <class Tr>
+__device__ __forceinline__ void decode_merge_warps(const float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st,
+                                                   unsigned char* smem, const DecodeParams& P, int b, int group,
+                                                   int row_group, int split, float factor, int warp, int lane,
+                                                   int tid) {
+  const FwdParams& p = P.p;
+  float* o_s = reinterpret_cast<float*>(smem + Tr::kKvOffset);              // [kWarps][kRows][Dv]
+  float* m_s = o_s + Tr::kWarps * Tr::kRows * Tr::kHeadDimV;                // [kWarps][kRows]
+  float* l_s = m_s + Tr::kWarps * Tr::kRows;                                // [kWarps][kRows]
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = g + half * (kMmaRows / 2);
+    const float l = quad_sum(st.sum[half]);  // every lane of the quad calls it
+    if (t == 0) {
+      m_s[warp * Tr::kRows + row] = st.max[half];
+      l_s[warp * Tr::kRows + row] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < Tr::kTilesDv; ++j) {
+      float* at = o_s + (warp * Tr::kRows + row) * Tr::kHeadDimV + j * kMmaCols + 2 * t;
+      at[0] = o[0][j][2 * half];
+      at[1] = o[0][j][2 * half + 1];
+    }
+  }
+  __syncthreads();
+  const int n_rows = P.pack_heads * p.len_q;
+#pragma unroll 1
+  for (int e = tid; e < Tr::kRows * Tr::kHeadDimV; e += Tr::kNThreads) {
+    const int row = e / Tr::kHeadDimV, col = e % Tr::kHeadDimV;
+    const int r = row_group * kDecodeRows + row;
+    if (r >= n_rows) continue;
+    float top = neg_inf();
+#pragma unroll
+    for (int w = 0; w < Tr::kWarps; ++w) top = fmaxf(top, m_s[w * Tr::kRows + row]);
+    // Every warp's rows empty (top = -inf): 0 instead of (-inf) - (-inf) = NaN below, so that the split
+    // comes out with l = 0 (no key). A NaN score reached l and O as NaN (fmaxf drops it from the max), and
+    // stays NaN through the sums.
+    const float top_scaled = top == neg_inf() ? 0.0f : top * factor;
+    float l = 0.0f, acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < Tr::kWarps; ++w) {
+      const float c = fj::fastExp2(m_s[w * Tr::kRows + row] * factor - top_scaled);
+      l += c * l_s[w * Tr::kRows + row];
+      acc += c * o_s[(w * Tr::kRows + row) * Tr::kHeadDimV + col];
+    }
+    const int h = group * P.pack_heads + r / p.len_q, q = r % p.len_q;
+    const long long slot = ((((long long)b * p.heads_q + h) * p.len_q + q) * P.splits + split);
+    P.part_o[slot * Tr::kHeadDimV + col] = l == 0.0f ? 0.0f : acc / l;
+    if (col == 0) {
+      P.part_lse[slot] = l == 0.0f ? neg_inf() : (top_scaled + fj::fastLog2(l)) * fj::kLn2;
+      if (P.part_max != nullptr) P.part_max[slot] = top == neg_inf() ? neg_inf() : top * factor * fj::kLn2;
+    }
+  }
+}
+
+/// The split kernel: grid (splits * row_groups, Hq / pack_heads, B), Tr::kNThreads threads, Tr::kSmemBytes
+/// of dynamic shared memory.
+template <class Tr, class Var>
+__device__ __forceinline__ void attention_decode(const DecodeParams& P) {
+  const FwdParams& p = P.p;
+  const int split = blockIdx.x % P.splits, row_group = blockIdx.x / P.splits;
+  const int group = blockIdx.y, b = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid / kWarpSize, lane = tid % kWarpSize;
+  unsigned char* smem = reinterpret_cast<unsigned char*>(fjk_dynamic_smem);
+  const unsigned s_q = smem_addr(smem);
+  const unsigned s_warp = s_q + Tr::kKvOffset + warp * Tr::kWarpBytes;
+  const int h0 = group * P.pack_heads;  // every packed head has this head's block lists (the planner's rule)
+  const int h_kv = h0 / p.q_per_kv;
+  const unsigned short* k_ptr = static_cast<const unsigned short*>(p.k) + b * p.k_stride.b + h_kv * p.k_stride.h;
+  const unsigned short* v_ptr = static_cast<const unsigned short*>(p.v) + b * p.v_stride.b + h_kv * p.v_stride.h;
+
+  load_packed_q<Tr>(s_q, P, b, group, row_group, tid);
+  cp_async_commit();
+  const KvTileCursor cursor = make_kv_cursor(p, b, h0, 0, Tr::kBlockN);
+  const int t_begin = (int)((long long)split * cursor.num_tiles / P.splits);
+  const int t_end = (int)((long long)(split + 1) * cursor.num_tiles / P.splits);
+  // This warp's tiles: t_begin + warp, + kWarps, ... (warp-uniform).
+  const int mine = t_end - t_begin > warp ? (t_end - t_begin - warp + Tr::kWarps - 1) / Tr::kWarps : 0;
+  auto load_tile = [&](int j, int stage) {
+    const int kv0 = cursor.kv_start(t_begin + warp + j * Tr::kWarps);
+    const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
+    load_tile_async<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch, kWarpSize>(s_k, k_ptr, p.k_stride.l, kv0, p.len_kv, lane);
+    load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, kWarpSize>(s_k + Tr::kKStageBytes, v_ptr, p.v_stride.l,
+                                                                        kv0, p.len_kv, lane);
+  };
+  if (mine > 0) load_tile(0, 0);
+  cp_async_commit();
+  cp_async_wait<1>();  // the Q group; tile 0 may still be in flight
+  __syncthreads();
+  unsigned qf[1][Tr::kStepsD][4];
+  {
+    const unsigned a = s_q + a_lane_offset<Tr::kQPitch, false>(lane);
+#pragma unroll
+    for (int kk = 0; kk < Tr::kStepsD; ++kk) load_a_frag<Tr::kQPitch, false>(qf[0][kk], a, 0, kk);
+  }
+  const PackedRows rows = packed_rows(P, group, row_group, lane);
+  const float factor = Var::kScoreModIsNoop ? p.scale * fj::kLog2e : fj::kLog2e;
+  float o[1][Tr::kTilesDv][4];
+  zero_acc(o);
+  RowStats<2> st;
+  init_row_stats(st);
+#pragma unroll 1
+  for (int j = 0; j < mine; ++j) {
+    const int stage = j % Tr::kStages;
+    if (j + 1 < mine) load_tile(j + 1, (j + 1) % Tr::kStages);
+    cp_async_commit();
+    cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
+    __syncwarp();        // ... and every lane's
+    const int t = t_begin + warp + j * Tr::kWarps;
+    const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
+    decode_tile<Tr, Var>(o, st, qf, s_k, s_k + Tr::kKStageBytes, p, b, rows, cursor.kv_start(t),
+                         t < cursor.partial_tiles, factor, lane);
+    __syncwarp();  // every lane is done with this stage before the next iteration refills it
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the K/V region becomes the merge staging
+  decode_merge_warps<Tr>(o, st, smem, P, b, group, row_group, split, factor, warp, lane, tid);
+}
+
+/// The combine kernel: one warp per output row (b, h, q), kWarps rows per CTA over B * Hq * Q_LEN rows.
+template <class Tr, class Var>
+__device__ __forceinline__ void attention_decode_combine(const DecodeParams& P) {
+  const FwdParams& p = P.p;
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const long long row = (long long)blockIdx.x * Tr::kWarps + warp;
+  if (row >= (long long)p.batch * p.heads_q * p.len_q) return;  // warp-uniform
+  const int q = (int)(row % p.len_q), h = (int)(row / p.len_q % p.heads_q), b = (int)(row / p.len_q / p.heads_q);
+  float sink = 0.0f;
+  if constexpr (kHasSinkOf<Var>) sink = Var::sink_mod(b, h, q, p.cap);
+  const long long base = row * P.splits;
+  const SplitMerge m = merge_splits(P.part_lse + base, 1, P.splits, kHasSinkOf<Var>, sink);
+  unsigned short* o_row = static_cast<unsigned short*>(p.o) + b * p.o_stride.b + h * p.o_stride.h + q * p.o_stride.l;
+  // Lane l writes columns 2 l, 2 l + 1, then 64 further on: pairs, so each store is one 32-bit word.
+#pragma unroll 1
+  for (int col = 2 * lane; col < Tr::kHeadDimV; col += 2 * kWarpSize) {
+    float a = 0.0f, c = 0.0f;
+#pragma unroll 1
+    for (int s = 0; s < P.splits; ++s) {
+      const float w = split_weight(m, P.part_lse[base + s]);
+      const float* src = P.part_o + (base + s) * Tr::kHeadDimV + col;
+      // An empty split has weight 0 and o = 0 (decode_merge_warps writes 0 where l = 0).
+      a += w * src[0];
+      c += w * src[1];
+    }
+    *reinterpret_cast<unsigned*>(o_row + col) = pack_half2<Tr::kIsBf16>(a, c);
+  }
+  if (lane == 0) {
+    p.lse[b * p.lse_stride.b + h * p.lse_stride.h + q * p.lse_stride.l] = m.lse;
+    if (p.max_score != nullptr) {
+      float top = neg_inf();
+      bool nan = false;
+      for (int s = 0; s < P.splits; ++s) {
+        const float x = P.part_max[base + s];
+        nan = nan || x != x;
+        top = fmaxf(top, x);
+      }
+      p.max_score[b * p.max_score_stride.b + h * p.max_score_stride.h + q * p.max_score_stride.l] =
+          nan ? fj::quietNaN() : top;
+    }
+  }
+}
+
+}  // namespace fjk

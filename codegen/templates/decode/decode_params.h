@@ -1,0 +1,40 @@
+// Launch parameters of the decode family (decode/attention_decode.cuh): the forward's FwdParams plus the
+// packing of query heads into rows, the kv splits and the float32 partials the splits hand to the combine
+// kernel. Plain C structs shared by the host and NVRTC (see common/attention_params.h).
+#pragma once
+
+#include "codegen/templates/common/attention_params.h"
+
+namespace fjk {
+
+/// Packed query rows per CTA: one mma m-tile.
+constexpr int kDecodeRows = 16;
+/// Most kv splits of one row (the combine kernel's loops and the host's choice respect it).
+constexpr int kDecodeMaxSplits = 64;
+
+/// Dynamic shared memory of a decode CTA: the Q rows, then per warp kStages K and V tiles (rows padded by
+/// 8 elements), the region reused at the end for the warps' merge (float O and (m, l) per warp and row).
+/// Host and kernel both compute it here (DecodeTraits::kSmemBytes).
+constexpr int kDecodeStages = 2;
+constexpr int decode_kv_offset(int head_dim) { return (kDecodeRows * (head_dim + 8) * 2 + 127) / 128 * 128; }
+constexpr int decode_smem_bytes(int head_dim, int head_dim_v, int block_n, int warps) {
+  return decode_kv_offset(head_dim) +
+         (warps * kDecodeStages * block_n * (head_dim + head_dim_v + 16) * 2 > warps * kDecodeRows * (head_dim_v + 2) * 4
+              ? warps * kDecodeStages * block_n * (head_dim + head_dim_v + 16) * 2
+              : warps * kDecodeRows * (head_dim_v + 2) * 4);
+}
+
+struct DecodeParams {
+  FwdParams p;
+  int pack_heads;  ///< query heads whose rows share a CTA: the GQA group size, or 1 (see the planner)
+  int row_groups;  ///< CTAs along the packed rows: ceil(pack_heads * len_q / kDecodeRows)
+  int splits;      ///< kv ranges per (batch, head group), 1 .. kDecodeMaxSplits
+  /// [B * Hq * Lq, splits, Dv]: each split's O normalised over its own keys (0 for a split with none).
+  float* part_o;
+  /// [B * Hq * Lq, splits]: each split's natural-log LSE (-inf: no kept key in the split).
+  float* part_lse;
+  /// [B * Hq * Lq, splits]: each split's max score (natural units), when FwdParams::max_score is wanted.
+  float* part_max;
+};
+
+}  // namespace fjk
