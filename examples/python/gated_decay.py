@@ -1,21 +1,17 @@
-"""A gated decay bias: score + G[b, h, q] - G[b, h, kv], with G a cumulative log-gate (as in gated linear
-attention / Forgetting Transformer). G requires a gradient; each read contributes to G.grad."""
+"""GatedFWA (../shared/seeds/gatedfwa_abstract_002.txt): a per-token, per-head gate a -> the decay bias
+G[q] - G[kv] with G = cumsum(logsigmoid(a)), added to the logits of a sliding window. flexjit.gated builds it
+in a form that stays exact at any length (block-wise prefixes instead of G itself); the gate logits require a
+gradient, which flows through the cumulative sum."""
 import torch
 
 from _common import DEVICE, backward, inputs, run
+from flexjit.gated import gated_decay_bias
 
-B, H, L = 2, 4, 512
-G = torch.cumsum(-0.05 * torch.rand(B, H, L, device=DEVICE), -1).requires_grad_()
-
-
-def gated_decay(score, b, h, q_idx, kv_idx):
-    return score + G[b, h, q_idx] - G[b, h, kv_idx]
-
-
-def causal(b, h, q_idx, kv_idx):
-    return q_idx >= kv_idx
-
+B, H, L, WINDOW = 2, 4, 512, 128
+torch.manual_seed(0)
+a = torch.randn(B, H, L, device=DEVICE).requires_grad_()   # the gate logits (a projection of x in a model)
+bias = gated_decay_bias(a, WINDOW)
 
 q, k, v = inputs(B, H, L, requires_grad=True)
-out = run("gated decay", q, k, v, score_mod=gated_decay, mask_mod=causal, show_mask=False)
-backward(out, ("q", q), ("G", G))
+out = run("gated sliding window", q, k, v, score_mod=bias.score_mod, mask_mod=bias.mask_mod, show_mask=False)
+backward(out, ("q", q), ("gate logits", a))
