@@ -40,7 +40,8 @@ struct BlockMask {
   Device device() const { return kvNumBlocks.device(); }
   int64_t storedBatch() const { return kvNumBlocks.shape().at(0); }
   int64_t storedHeads() const { return kvNumBlocks.shape().at(1); }
-  /// Percentage of blocks skipped over all (b, h), like torch's BlockMask.sparsity().
+  /// torch's BlockMask.sparsity(): the percentage of [B, H, Lq, Lkv] positions outside the visited blocks,
+  /// 100 * (1 - visited blocks * blockQ * blockKV / (B * H * Lq * Lkv)).
   double sparsity() const;
   /// A picture of each (b, h) mask ('█' full, '░' partial, ' ' empty), blocks grouped to fit `maxWidth`.
   std::string toString(int maxWidth = 64, int maxHeads = 4) const;

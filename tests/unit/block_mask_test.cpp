@@ -74,6 +74,10 @@ TEST(BlockMask, LayoutTransposeAndBroadcast) {
   std::vector<int32_t> fullIdx = m.fullKvIndices.toVector<int32_t>();
   EXPECT_EQ(std::vector<int32_t>(fullIdx.begin() + 12, fullIdx.begin() + 15), (std::vector<int32_t>{0, 1, 2}));
   EXPECT_NEAR(m.sparsity(), 100.0 * 6 / 16, 1e-9);
+  // torch's formula counts visited blocks whole: 300 x 300 in 128-blocks visits 6 of 9 blocks (6 * 128^2
+  // positions of 300^2).
+  BlockMask odd = createBlockMask(causal, 1, 1, 300, 300, Device::cpu(), 128, 128);
+  EXPECT_NEAR(odd.sparsity(), 100.0 * (1.0 - 6.0 * 128 * 128 / (300.0 * 300.0)), 1e-9);
   std::string picture = m.toString();
   EXPECT_NE(picture.find("\u2588\u2588"), std::string::npos) << picture;
   EXPECT_NE(picture.find("\u2591\u2591"), std::string::npos) << picture;
