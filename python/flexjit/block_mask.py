@@ -283,10 +283,7 @@ class BlockMask:
 
     def _bound(self):
         """The C++ block mask with its mask_mod's captures pointed at this mask's tensors."""
-        if self._mask_mod is _sliced_mask_mod:
-            raise FlexjitError("block_mask: this mask was sliced (block_mask[...]), which resets its mask_mod as in "
-                               "torch; assign block_mask.mask_mod (e.g. the original mask's mask_mod, with your "
-                               "offsets) before using it")
+        check_not_sliced(self._mask_mod)
         if self._cpp is None:
             self._cpp = borrow_lists(self._stored, self._sizes, self._mask.mod if self._mask is not None else None)
         if self._mask is not None:
@@ -509,6 +506,22 @@ def as_flexjit_mask(block_mask, what="block_mask"):
     """flexjit's BlockMask for a block_mask argument: ours as it is, torch's converted, None for None."""
     check_block_mask_type(block_mask, what)
     return from_torch_block_mask(block_mask) if is_torch_block_mask(block_mask) else block_mask
+
+
+def check_not_sliced(mask_mod):
+    if mask_mod is _sliced_mask_mod or (_torch_sliced_mask_mod is not None and mask_mod is _torch_sliced_mask_mod):
+        raise FlexjitError("block_mask: this mask was sliced (block_mask[...]), which resets its mask_mod as in "
+                           "torch; assign block_mask.mask_mod (e.g. the original mask's mask_mod, with your "
+                           "offsets) before using it")
+
+
+def op_mask_arguments(block_mask):
+    """A flexjit BlockMask (or None) as the custom op takes it: (lists, sizes, mask_mod hook id, the tensors
+    the mask_mod reads). Plain attribute reads only, so that torch.compile traces it too."""
+    if block_mask is None:
+        return [], [], _hooks.NONE, []
+    check_not_sliced(block_mask._mask_mod)
+    return list(block_mask._stored), list(block_mask._sizes), block_mask._mask_hook, list(block_mask._mask_tensors)
 
 
 def block_mask_view(block_mask, what="block_mask"):
