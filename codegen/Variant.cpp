@@ -172,6 +172,8 @@ std::string factsSource(const Variant& v) {
   p += fmt::format("inline constexpr bool kMaskReadsTensors = {};\n", boolText(v.facts.maskReadsTensors));
   p += fmt::format("inline constexpr bool kHasSink = {};\n", boolText(v.facts.hasSink));
   p += fmt::format("inline constexpr bool kHasProb = {};\n", boolText(v.facts.hasProb));
+  if (v.facts.hasProb)
+    p += fmt::format("inline constexpr bool kProbReadsVisible = {};\n", boolText(v.facts.probReadsVisible));
   if (v.gradSites > 0) p += fmt::format("inline constexpr int kGradSites = {};\n", v.gradSites);
   return p;
 }
@@ -198,27 +200,39 @@ std::string sinkSource(const LoweredMods& lowered, const Variant& v, bool withGr
   return p;
 }
 
-/// The prob_mod, its gradient (always, with the gradient: the backward needs d p' / d p) and their adapter
-/// members.
+/// The prob_mod, its gradient (always: the forward's delta-weights pass needs d p' / d p too) and their
+/// adapter members: prob_mod, prob_mod_dp (the derivative alone) and, with the gradient, prob_mod_grad.
 std::string probSource(const LoweredMods& lowered, const Variant& v, bool withGradient, std::string& adapter) {
   if (!v.facts.hasProb) return "";
   ScalarEmitter scalar;
   std::string p = "\n" + scalar.emit(lowered.lookup("prob_mod"), "prob_mod");
+  mlir::func::FuncOp grad = lowered.lookup("prob_mod_grad");
+  p += "\n" + scalar.emit(grad, "prob_mod_grad");
+  const int siteCount = FunctionEmitter::gradSiteCount(grad);
+  const bool sites = siteCount > 0;
+  p += fmt::format("inline constexpr int kProbGradSites = {};\n", siteCount);
   adapter +=
+      "  static constexpr bool kProbReadsVisible = fjv::kProbReadsVisible;\n"
+      "  static constexpr int kProbGradSites = fjv::kProbGradSites;\n"
       "  static FJ_HD float prob_mod(float p, int b, int h, int q_idx, int kv_idx, int num_visible,\n"
       "                              const fj::CaptureArgs& cap) {\n"
       "    return fjv::prob_mod(p, b, h, q_idx, kv_idx, num_visible, cap);\n"
+      "  }\n"
+      "  static FJ_HD float prob_mod_dp(float p, int b, int h, int q_idx, int kv_idx, int num_visible,\n"
+      "                                 const fj::CaptureArgs& cap) {\n" +
+      std::string(sites ? "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, 1.0f, cap, fj::NoGrads{});\n"
+                        : "    const fj::GradArgs none{};  // read by nothing: this prob_mod_grad adds no gradient\n"
+                          "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, 1.0f, cap, none);\n") +
       "  }\n";
   if (withGradient) {
-    mlir::func::FuncOp grad = lowered.lookup("prob_mod_grad");
-    p += "\n" + scalar.emit(grad, "prob_mod_grad");
-    const bool sites = FunctionEmitter::gradSiteCount(grad) > 0;
-    adapter += std::string(sites ? "  template <class Grads>\n" : "") +
+    // A template over the gradient sink either way (the kernels pass their own reducing sinks); a gradient
+    // without accumulation sites takes none.
+    adapter += std::string("  template <class Grads>\n") +
                "  static FJ_HD float prob_mod_grad(float p, int b, int h, int q_idx, int kv_idx, int num_visible,\n"
-               "                                   float grad_out, const fj::CaptureArgs& cap, const " +
-               (sites ? "Grads" : "fj::GradArgs") +
-               "& grads) {\n"
-               "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, grad_out, cap, grads);\n"
+               "                                   float grad_out, const fj::CaptureArgs& cap, const Grads& grads) {\n" +
+               (sites ? "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, grad_out, cap, grads);\n"
+                      : "    const fj::GradArgs none{};  // read by nothing: this prob_mod_grad adds no gradient\n"
+                        "    return fjv::prob_mod_grad(p, b, h, q_idx, kv_idx, num_visible, grad_out, cap, none);\n") +
                "  }\n";
   }
   return p;
@@ -228,7 +242,9 @@ std::string probSource(const LoweredMods& lowered, const Variant& v, bool withGr
 
 Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options,
                         const ExtraHooks& extra) {
-  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient}, extra);
+  // A prob_mod's derivative is used by the forward too (its delta-weights pass): such variants are always
+  // differentiated.
+  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient || extra.prob.has_value()}, extra);
   Variant v;
   v.facts = lowered.facts;
   v.captures = captureLayout(score, mask, extra);

@@ -15,6 +15,7 @@ struct ModFacts {
   bool sinkHasTensorGrads = false; ///< the sink_mod reads a captured tensor that requires a gradient
   bool hasProb = false;          ///< the variant has a prob_mod (the forward runs a statistics pass first)
   bool probHasTensorGrads = false; ///< the prob_mod reads a captured tensor that requires a gradient
+  bool probReadsVisible = false; ///< the prob_mod reads num_visible (the statistics pass then counts each row's keys)
 };
 
 }  // namespace flexjit

@@ -68,8 +68,12 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score, const Ex
   if (extra.sink)
     for (const auto& t : extra.sink->tensors()) facts.sinkHasTensorGrads |= t->requiresGrad;
   facts.hasProb = extra.prob.has_value();
-  if (extra.prob)
+  if (extra.prob) {
     for (const auto& t : extra.prob->tensors()) facts.probHasTensorGrads |= t->requiresGrad;
+    // prob_mod(p, b, h, q_idx, kv_idx, num_visible): argument 5, read or not after simplification.
+    constexpr unsigned kVisibleArg = 5;
+    facts.probReadsVisible = !lowered.lookup("prob_mod").getArgument(kVisibleArg).use_empty();
+  }
   return facts;
 }
 

@@ -30,6 +30,10 @@ struct AttentionOptions {
   /// Also compute each row's max score (after score_mod and masking, natural units; -inf for a row with every
   /// key masked): AttentionResult::maxScores, torch's return_aux max_scores.
   bool returnMaxScores = false;
+  /// With a prob_mod: also produce what its backward reads (AttentionResult::probDelta and rowVisible; one
+  /// more pass over K and V on the GPU). Handing them to flex_attention_backward (BackwardOptions) saves it
+  /// from recomputing them.
+  bool saveForBackward = false;
 
   /// The hooks beyond score_mod and mask_mod that these options add to a variant.
   ExtraHooks extraHooks() const { return ExtraHooks{sink, prob}; }
@@ -42,6 +46,9 @@ struct AttentionResult {
   Tensor out;
   Tensor lse;
   Tensor maxScores;
+  /// With a prob_mod and saveForBackward: ForwardOutputs::probDelta and rowVisible.
+  Tensor probDelta;
+  Tensor rowVisible;
 };
 
 /// Attention with a score_mod and a block mask (nullptr: every position kept). The block mask's
@@ -60,6 +67,10 @@ void flex_attention_into(const TensorView& q, const TensorView& k, const TensorV
 void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                          const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
                          const TensorView& maxScores, const AttentionOptions& options = {});
+struct ForwardOutputs;
+/// The same into every output a forward can write (ForwardOutputs: O, LSE and the optional ones).
+void flex_attention_into(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                         const BlockMask* blockMask, const ForwardOutputs& outputs, const AttentionOptions& options = {});
 
 /// Waits for the backward compiles that compileBackwardAhead started in the background. A program that
 /// can exit while they run (its first forward failed) must call this before it returns from main:
@@ -78,6 +89,13 @@ struct ForwardOutputs {
   const TensorView& out;
   const TensorView& lse;
   const TensorView* maxScores = nullptr;
+  /// With a prob_mod, what its backward reads (both optional; only with a prob_mod):
+  /// [B, Hq, Lq, Dv] in O's dtype, sum_j p_ij g'(p_ij) v_j (g = prob_mod; the backward's
+  /// D'_i = dO_i . this replaces rowsum(dO * O));
+  const TensorView* probDelta = nullptr;
+  /// [B, Hq, Lq] int32, contiguous: each row's num_visible (the keys the mask keeps). On the GPU it is
+  /// counted only when the prob_mod reads num_visible (zeros otherwise: nothing needs it then).
+  const TensorView* rowVisible = nullptr;
 };
 
 /// Validates Q/K/V (and the block mask) and returns the sizes; raises flexjit::Error naming the problem.

@@ -37,6 +37,7 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
   checkOutputView(out, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "out");
   checkOutputView(dout, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "grad_out");
   checkOutputView(lse, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "lse");
+  if (options.dlse) checkOutputView(*options.dlse, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "grad_lse");
   checkOutputView(dq, q.shape, q.dtype, q.device, "dq");
   checkOutputView(dk, k.shape, k.dtype, k.device, "dk");
   checkOutputView(dv, v.shape, v.dtype, v.device, "dv");
@@ -52,7 +53,8 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
                               "tensor shaped like it on {}, got {}", wanted[w]->name, q.device.str(), g.describe()));
   }
   if (q.device.kind == DeviceKind::CPU) {
-    referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads, options.extraHooks());
+    referenceBackward(q, k, v, dout, scoreMod, blockMask, s, dq, dk, dv, captureGrads, options.extraHooks(),
+                      options.dlse);
     return;
   }
   if (out.numel() == 0 || s.Lkv == 0) {

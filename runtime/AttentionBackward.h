@@ -14,6 +14,14 @@ struct BackwardOptions : AttentionOptions {
   /// time, see docs/kernels-backward.md). Captured-tensor gradients stay float32 atomics in both modes, so
   /// their last bits can vary between runs.
   bool deterministic = false;
+  /// With a prob_mod on the GPU: the forward's saved state (AttentionOptions::saveForBackward,
+  /// ForwardOutputs::probDelta / rowVisible). Missing ones are recomputed (one more forward). Ignored on
+  /// the CPU, whose reference recomputes everything.
+  const TensorView* probDelta = nullptr;
+  const TensorView* rowVisible = nullptr;
+  /// The upstream gradient of the forward's LSE (float32 [B, Hq, Lq], any strides), for losses that read
+  /// it; null: zero.
+  const TensorView* dlse = nullptr;
 };
 
 /// Gradients of one backward call. Captured-tensor gradients are float32, shaped like the capture, for

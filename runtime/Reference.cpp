@@ -213,12 +213,22 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
     // The weights of V: p_j / denom (the kernels round the unnormalised p and divide at the end), or, with
     // a prob_mod, prob_mod(p_j / denom) on every kept position (rounded after the mod, as the kernels do).
     double divide = soft.denom;
+    const int32_t visible = static_cast<int32_t>(std::count(kept.begin(), kept.end(), 1));
+    if (outputs.rowVisible)
+      static_cast<int32_t*>(outputs.rowVisible->data)[(b * s.Hq + h) * s.Lq + i] = visible;
+    // The delta weights p_j g'(p_j) of a prob_mod (ForwardOutputs::probDelta), before p becomes g(p).
+    std::vector<double> deltaWeight(prob && outputs.probDelta ? s.Lkv : 0, 0.0);
     if (prob && soft.denom != 0) {
-      const int32_t visible = static_cast<int32_t>(std::count(kept.begin(), kept.end(), 1));
-      for (int64_t j = 0; j < s.Lkv; ++j)
-        p[j] = kept[j] ? round(prob->scoreF64(p[j] / soft.denom, {int32_t(b), int32_t(h), int32_t(i), int32_t(j),
-                                                                   visible}))
-                       : 0.0;
+      for (int64_t j = 0; j < s.Lkv; ++j) {
+        if (!kept[j]) {
+          p[j] = 0.0;
+          continue;
+        }
+        const double pj = p[j] / soft.denom;
+        const Position at{int32_t(b), int32_t(h), int32_t(i), int32_t(j), visible};
+        if (!deltaWeight.empty()) deltaWeight[j] = round(pj * prob->scoreGrad(pj, at, 1.0).dscore);
+        p[j] = round(prob->scoreF64(pj, at));
+      }
       divide = 1.0;
     } else {
       for (double& x : p) x = round(x);
@@ -230,6 +240,13 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
         if (p[j] != 0) acc += p[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
       writeFloat(outputs.out.data, outputs.out.dtype, offset(outputs.out, b, h, i) + d,
                  soft.denom != 0 ? acc / divide : 0.0);
+      if (outputs.probDelta) {
+        double weighted = 0;
+        for (int64_t j = 0; j < s.Lkv && !deltaWeight.empty(); ++j)
+          if (deltaWeight[j] != 0) weighted += deltaWeight[j] * readFloat(v.data, v.dtype, offset(v, b, hk, j) + d);
+        writeFloat(outputs.probDelta->data, outputs.probDelta->dtype, offset(*outputs.probDelta, b, h, i) + d,
+                   soft.denom != 0 ? weighted : 0.0);
+      }
     }
     store(outputs.lse, b, h, i, soft.lse());
     if (outputs.maxScores) store(*outputs.maxScores, b, h, i, m);
@@ -239,7 +256,8 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
 void referenceBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
                        const ScoreMod& scoreMod, const BlockMask* blockMask, const AttentionShape& s,
                        const TensorView& dq, const TensorView& dk, const TensorView& dv,
-                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra) {
+                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra,
+                       const TensorView* dlse) {
   RowScorer scorer(q, k, scoreMod, blockMask, s);
   const std::optional<Program> sink = sinkProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
@@ -293,6 +311,9 @@ void referenceBackward(const TensorView& q, const TensorView& k, const TensorVie
             }
             rowDot += p[j] * dP[j];
           }
+          // d LSE_i / d t_ij = P_ij (and d LSE_i / d sink_i = exp(sink_i - LSE_i)): the LSE's upstream gradient
+          // enters every dS of the row as dlse_i * P_ij, i.e. as D_i - dlse_i in place of D_i.
+          if (dlse) rowDot -= readFloat(dlse->data, DType::F32, b * dlse->strides[0] + h * dlse->strides[1] + i * dlse->strides[2]);
           if (sinkValue && !sinkGradSlot.empty()) {
             // The sink takes probability mass exp(sink - LSE) from every key: d loss / d sink = -that * D_i.
             const double dSink = -std::exp(*sinkValue - soft.lse()) * rowDot;

@@ -292,6 +292,6 @@ def flex_attention_compiled(query, key, value, score_mod, block_mask, scale, ena
         captures.extend(tensors if order is None else [tensors[i] for i in order])
     training = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad or
                                             any(t.requires_grad for t in captures))
-    out, lse, row_max = torch.ops.flexjit.flex_attention(query, key, value, captures, lists, list(hooks), sizes,
-                                                         checked_scale(scale), want_max, return_lse, training)
+    out, lse, row_max, _, _ = torch.ops.flexjit.flex_attention(query, key, value, captures, lists, list(hooks), sizes,
+                                                               checked_scale(scale), want_max, training)
     return outputs(out, lse, row_max, return_lse, return_aux)

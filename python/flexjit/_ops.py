@@ -1,9 +1,10 @@
 """flex_attention as torch custom ops (torch.library), for torch.compile, FakeTensor tracing and CUDA graphs.
 
     flexjit::flex_attention(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores,
-                            return_lse, training) -> (out, lse, max_scores)
-    flexjit::flex_attention_backward(query, key, value, out, lse, grad_out, grad_lse, captures, block_lists,
-                                     hooks, mask_sizes, scale) -> [dq, dk, dv, *capture gradients]
+                            training) -> (out, lse, max_scores, prob_delta, row_visible)
+    flexjit::flex_attention_backward(query, key, value, out, lse, grad_out, grad_lse, prob_delta, row_visible,
+                                     captures, block_lists, hooks, mask_sizes, scale)
+        -> [dq, dk, dv, *capture gradients]
 
 An op's arguments can only be tensors and numbers, so a call is described by:
   - hooks: the ids (_hooks.py) of the traced score_mod, sink_mod, prob_mod and the block mask's mask_mod
@@ -16,10 +17,10 @@ The ops bind the hooks' captures to `captures` and call the C++ core on torch's 
 them waits for the host (the block mask is wrapped, not copied: BlockMask::borrowLists), so they can be
 captured in a CUDA graph once their kernels are compiled (a warm-up call, which torch's CUDA graph modes make).
 
-The backward op returns the gradients of the captures that receive one (in the C++ core's order); the
-autograd formula (register_autograd) puts them at their captures' positions. A gradient flowing into the
-returned lse is refused, as in eager mode (it is not supported yet); inside a CUDA graph capture the check
-cannot stop the program, so it makes dq NaN instead.
+The forward op's max_scores is empty unless asked for; prob_delta and row_visible (what a prob_mod's
+backward reads, docs/dsl.md) are empty unless training with a prob_mod. The backward op takes the gradient of
+the lse (None when the lse is not used by the loss) and returns the gradients of the captures that receive one
+(in the C++ core's order); the autograd formula (register_autograd) puts them at their captures' positions.
 """
 import functools
 from typing import List, Optional
@@ -32,9 +33,6 @@ from ._errors import FlexjitError
 from ._trace import BoundMod
 
 LIST_COUNT = 8
-
-LSE_GRADIENT = ("flex_attention: gradients through the returned lse are not supported; use the lse without "
-                 "gradient (lse.detach()) or compute the loss from the output")
 
 
 def _split(hooks, captures):
@@ -83,70 +81,77 @@ def _gradient_positions(hooks: tuple) -> tuple:
     return tuple(position[i] for i in _flexjit.gradient_capture_ids(score, sink_mod=sink, prob_mod=prob))
 
 
+def _saves_prob_state(hooks, training) -> bool:
+    return training and hooks[2] != _hooks.NONE
+
+
 @torch.library.custom_op("flexjit::flex_attention", mutates_args=())
 def flex_attention_op(query: Tensor, key: Tensor, value: Tensor, captures: List[Tensor], block_lists: List[Tensor],
                       hooks: List[int], mask_sizes: List[int], scale: Optional[float], max_scores: bool,
-                      return_lse: bool, training: bool) -> tuple[Tensor, Tensor, Tensor]:
+                      training: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     from .attention import _forward
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
-    out, lse, row_max = _forward(call, query, key, value, training=training, max_scores=max_scores)
-    return out, lse, row_max if row_max is not None else lse.new_empty(0)
+    out, lse, row_max, (prob_delta, row_visible) = _forward(call, query, key, value, training=training,
+                                                            max_scores=max_scores)
+    if row_max is None:
+        row_max = lse.new_empty(0)
+    if prob_delta is None:   # outputs may not alias each other: each its own empty tensor
+        prob_delta, row_visible = out.new_empty(0), lse.new_empty(0, dtype=torch.int32)
+    return out, lse, row_max, prob_delta, row_visible
 
 
 @flex_attention_op.register_fake
-def _(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, return_lse, training):
+def _(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training):
     rows = (query.size(0), query.size(1), query.size(2))
     out = query.new_empty((*rows, value.size(3)))
     lse = query.new_empty(rows, dtype=torch.float32)
-    return out, lse, query.new_empty(rows if max_scores else (0,), dtype=torch.float32)
+    prob = _saves_prob_state(hooks, training)
+    return (out, lse, query.new_empty(rows if max_scores else (0,), dtype=torch.float32),
+            query.new_empty(out.shape if prob else (0,)), query.new_empty(rows if prob else (0,), dtype=torch.int32))
 
 
 @torch.library.custom_op("flexjit::flex_attention_backward", mutates_args=())
 def flex_attention_backward_op(query: Tensor, key: Tensor, value: Tensor, out: Tensor, lse: Tensor, grad_out: Tensor,
-                               grad_lse: Optional[Tensor], captures: List[Tensor], block_lists: List[Tensor],
-                               hooks: List[int], mask_sizes: List[int], scale: Optional[float]) -> List[Tensor]:
+                               grad_lse: Optional[Tensor], prob_delta: Tensor, row_visible: Tensor,
+                               captures: List[Tensor], block_lists: List[Tensor], hooks: List[int],
+                               mask_sizes: List[int], scale: Optional[float]) -> List[Tensor]:
     from .attention import _backward
-    capturing = query.is_cuda and torch.cuda.is_current_stream_capturing()
-    if grad_lse is not None and not capturing and bool((grad_lse != 0).any()):
-        raise FlexjitError(LSE_GRADIENT)
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
-    dq, dk, dv, capture_grads = _backward(call, query, key, value, out, lse, grad_out)
-    if grad_lse is not None and capturing:
-        # A CUDA graph cannot raise: a gradient through the lse makes dq NaN (device side, no host sync).
-        dq.add_(torch.where((grad_lse != 0).any(), float("nan"), 0.0).to(dq.dtype))
+    prob_state = (prob_delta, row_visible) if prob_delta.numel() or row_visible.numel() else (None, None)
+    dq, dk, dv, capture_grads = _backward(call, query, key, value, out, lse, grad_out, grad_lse, prob_state)
     return [dq, dk, dv, *capture_grads]
 
 
 @flex_attention_backward_op.register_fake
-def _(query, key, value, out, lse, grad_out, grad_lse, captures, block_lists, hooks, mask_sizes, scale):
+def _(query, key, value, out, lse, grad_out, grad_lse, prob_delta, row_visible, captures, block_lists, hooks,
+      mask_sizes, scale):
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
     grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (query, key, value)]
     return grads + [t.new_empty(t.shape) for t in call.gradient_tensors()]
 
 
 def _setup_context(ctx, inputs, output):
-    query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, return_lse, training = inputs
-    out, lse, row_max = output
-    ctx.save_for_backward(query, key, value, out, lse, *captures, *block_lists)
+    query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training = inputs
+    out, lse, row_max, prob_delta, row_visible = output
+    ctx.save_for_backward(query, key, value, out, lse, prob_delta, row_visible, *captures, *block_lists)
     ctx.num_captures, ctx.num_lists = len(captures), len(block_lists)
-    ctx.hooks, ctx.mask_sizes, ctx.scale, ctx.return_lse = tuple(hooks), list(mask_sizes), scale, return_lse
-    ctx.mark_non_differentiable(row_max)
+    ctx.hooks, ctx.mask_sizes, ctx.scale = tuple(hooks), list(mask_sizes), scale
+    ctx.mark_non_differentiable(row_max, prob_delta, row_visible)
     ctx.set_materialize_grads(False)
 
 
-def _backward_formula(ctx, grad_out, grad_lse, _grad_max):
-    query, key, value, out, lse, *rest = ctx.saved_tensors
+def _backward_formula(ctx, grad_out, grad_lse, _grad_max, _grad_delta, _grad_visible):
+    query, key, value, out, lse, prob_delta, row_visible, *rest = ctx.saved_tensors
     captures, block_lists = rest[:ctx.num_captures], rest[ctx.num_captures:]
-    grad_lse = grad_lse if ctx.return_lse else None
-    # Gradients of: query, key, value, captures, block_lists, then six arguments that are not tensors (torch
+    # Gradients of: query, key, value, captures, block_lists, then five arguments that are not tensors (torch
     # matches the structure: an empty list, mask_sizes without a block mask, takes an empty list).
-    no_grads = ([None] * ctx.num_lists, None, [] if not ctx.mask_sizes else None) + (None,) * 4
+    no_grads = ([None] * ctx.num_lists, None, [] if not ctx.mask_sizes else None) + (None,) * 3
     if grad_out is None and grad_lse is None:
         return (None,) * 3 + ([None] * ctx.num_captures,) + no_grads
-    if grad_out is None:
+    if grad_out is None:   # a loss of the LSE alone
         grad_out = torch.zeros_like(out)
-    grads = flex_attention_backward_op(query, key, value, out, lse, grad_out, grad_lse, list(captures),
-                                       list(block_lists), list(ctx.hooks), ctx.mask_sizes, ctx.scale)
+    grads = flex_attention_backward_op(query, key, value, out, lse, grad_out, grad_lse, prob_delta, row_visible,
+                                       list(captures), list(block_lists), list(ctx.hooks), ctx.mask_sizes, ctx.scale)
     capture_grads = [None] * ctx.num_captures
     for position, g in zip(_gradient_positions(ctx.hooks), grads[3:]):
         capture_grads[position] = g

@@ -19,7 +19,7 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _flexjit, _hooks, _ops
+from . import _flexjit, _hooks, _ops  # noqa: F401 (_ops registers the custom ops)
 from ._cache import resolve
 from ._errors import FlexjitError
 from ._tensors import stream_handle, view
@@ -106,27 +106,42 @@ def checked_scale(scale):
 
 
 def _forward(call: _Call, q, k, v, training=False, max_scores=False):
-    """out, lse and (with max_scores) each row's max score, or None."""
+    """out, lse, (with max_scores) each row's max score or None, and, training with a prob_mod, what its
+    backward reads (the delta weights and the rows' num_visible; docs/dsl.md) or (None, None)."""
     out = torch.empty((q.size(0), q.size(1), q.size(2), v.size(3)), dtype=q.dtype, device=q.device)
     lse = torch.empty((q.size(0), q.size(1), q.size(2)), dtype=torch.float32, device=q.device)
     row_max = torch.empty_like(lse) if max_scores else None
+    save_prob = training and call.prob is not None
+    prob_delta = torch.empty_like(out) if save_prob else None
+    row_visible = torch.empty(lse.shape, dtype=torch.int32, device=q.device) if save_prob else None
     mask = block_mask_view(call.block_mask)
     call.bind()
     _flexjit.flex_attention_into(view(q, "query"), view(k, "key"), view(v, "value"), call.score.mod, mask,
                                  view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device),
                                  compile_backward_ahead=training,
-                                 max_scores=view(row_max, "max_scores") if max_scores else None, **call.extra())
-    return out, lse, row_max
+                                 max_scores=view(row_max, "max_scores") if max_scores else None,
+                                 **call.extra(), **_prob_state(prob_delta, row_visible))
+    return out, lse, row_max, (prob_delta, row_visible)
+
+
+def _prob_state(prob_delta, row_visible):
+    """The bindings' prob_delta / row_visible keywords (absent when there is no prob_mod state)."""
+    if prob_delta is None:
+        return {}
+    return {"prob_delta": view(prob_delta, "prob_delta"), "row_visible": view(row_visible, "row_visible")}
 
 
 def _last_dim_contiguous(t):
     return t if t.size(-1) <= 1 or t.stride(-1) == 1 else t.contiguous()
 
 
-def _backward(call: _Call, q, k, v, out, lse, dout):
-    """dq, dk, dv and the gradients of call.gradient_tensors() (in that order, each in its tensor's dtype)."""
+def _backward(call: _Call, q, k, v, out, lse, dout, dlse=None, prob_state=(None, None)):
+    """dq, dk, dv and the gradients of call.gradient_tensors() (in that order, each in its tensor's dtype), for
+    the gradients dout of out (None: a loss of the LSE alone) and dlse of lse (None: none). prob_state is what
+    _forward saved for a prob_mod's backward, or (None, None) (the core recomputes it)."""
     grad_tensors = call.gradient_tensors()
-    dout = _last_dim_contiguous(dout.to(q.dtype))
+    dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout.to(q.dtype))
+    grad_lse = dlse.float() if dlse is not None else None  # held here: the binding keeps only a view
     dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     capture_grads = [torch.zeros(t.shape if t.dim() > 0 else (1,), dtype=torch.float32, device=q.device)
                      for t in grad_tensors]
@@ -136,7 +151,8 @@ def _backward(call: _Call, q, k, v, out, lse, dout):
         view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
         view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
         [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
-        **call.extra())
+        **call.extra(), **_prob_state(*prob_state),
+        grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
     return dq, dk, dv, [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
 
 
@@ -148,11 +164,13 @@ class _FlexAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, call, max_scores, *grad_tensors):
         # A backward will follow: its kernels compile in the background while the forward runs.
-        out, lse, row_max = _forward(call, q, k, v, training=True, max_scores=max_scores)
+        out, lse, row_max, prob_state = _forward(call, q, k, v, training=True, max_scores=max_scores)
         row_max = row_max if row_max is not None else lse.new_empty(0)
         ctx.call = call
         ctx.num_grad_tensors = len(grad_tensors)
-        ctx.save_for_backward(q, k, v, out, lse, *call.tensors())
+        ctx.has_prob_state = prob_state[0] is not None
+        saved_prob = prob_state if ctx.has_prob_state else ()
+        ctx.save_for_backward(q, k, v, out, lse, *saved_prob, *call.tensors())
         ctx.mark_non_differentiable(row_max)
         ctx.set_materialize_grads(False)
         return out, lse, row_max
@@ -160,13 +178,13 @@ class _FlexAttentionFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dlse, _dmax):
-        if dlse is not None and bool((dlse != 0).any()):
-            raise FlexjitError(_ops.LSE_GRADIENT)
         none_grads = (None,) * (5 + ctx.num_grad_tensors)
-        if dout is None:
+        if dout is None and dlse is None:
             return none_grads
-        q, k, v, out, lse, *hook_tensors = ctx.saved_tensors
-        dq, dk, dv, grads = _backward(ctx.call.with_tensors(hook_tensors), q, k, v, out, lse, dout)
+        q, k, v, out, lse, *rest = ctx.saved_tensors
+        prob_state = (rest[0], rest[1]) if ctx.has_prob_state else (None, None)
+        hook_tensors = rest[2:] if ctx.has_prob_state else rest
+        dq, dk, dv, grads = _backward(ctx.call.with_tensors(hook_tensors), q, k, v, out, lse, dout, dlse, prob_state)
         return (dq, dk, dv, None, None, *grads)
 
 
@@ -177,12 +195,13 @@ def _runs_through_op(tensors) -> bool:
         any(type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter for t in tensors)
 
 
-def _call_op(call: _Call, q, k, v, max_scores, return_lse, training):
+def _call_op(call: _Call, q, k, v, max_scores, training):
     lists, sizes, mask_hook, mask_tensors = op_mask_arguments(call.block_mask)
     hooks = [_hooks.hook_id(call.score.traced), _hooks.optional_id(call.sink.traced if call.sink else None),
              _hooks.optional_id(call.prob.traced if call.prob else None), mask_hook]
-    return torch.ops.flexjit.flex_attention(q, k, v, call.tensors() + mask_tensors, lists, hooks, sizes, call.scale,
-                                            max_scores, return_lse, training)
+    out, lse, row_max, _, _ = torch.ops.flexjit.flex_attention(q, k, v, call.tensors() + mask_tensors, lists, hooks,
+                                                               sizes, call.scale, max_scores, training)
+    return out, lse, row_max
 
 
 def wants_max_scores(return_aux) -> bool:
@@ -229,9 +248,9 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     training = torch.is_grad_enabled() and bool(grad_tensors or query.requires_grad or key.requires_grad or
                                                 value.requires_grad)
     if _runs_through_op((query, key, value, *call.tensors())):
-        out, lse, row_max = _call_op(call, query, key, value, want_max, return_lse, training)
+        out, lse, row_max = _call_op(call, query, key, value, want_max, training)
     elif training:
         out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)
     else:
-        out, lse, row_max = _forward(call, query, key, value, max_scores=want_max)
+        out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max)
     return outputs(out, lse, row_max, return_lse, return_aux)

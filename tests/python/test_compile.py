@@ -181,16 +181,20 @@ class Attention(torch.nn.Module):
                 p - (self.offset[h] + 1).abs() / row.num_visible)
         elif variant == "lse":
             out, lse = flexjit.flex_attention(q, k, v, return_lse=True, **kwargs)
-            return out + lse.detach().unsqueeze(-1)
+            return out + lse.unsqueeze(-1)   # a gradient flows through the lse
         elif variant == "aux":
             out, aux = flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=True, max_scores=True),
                                               **kwargs)
-            return out + aux.lse.unsqueeze(-1) * 0 + aux.max_scores.unsqueeze(-1)
+            return out + aux.lse.unsqueeze(-1) * 0.5 + aux.max_scores.unsqueeze(-1)
+        elif variant == "lse_only":   # a loss of the lse alone (the output's gradient is None), with a sink
+            _, lse = flexjit.flex_attention(q, k, v, return_lse=True, sink_mod=lambda b, h, q_idx: self.sinks[h],
+                                            **kwargs)
+            return lse
         return flexjit.flex_attention(q, k, v, **kwargs)
 
 
 _VARIANTS = ["global", "closure_over_local", "derived_tensor", "temperature", "constants", "softcap", "sink",
-             "prob", "lse", "aux"]
+             "prob", "lse", "aux", "lse_only"]
 
 
 def _qkv(B=1, H=3, L=33, D=8, seed=4):
@@ -332,18 +336,10 @@ def test_fake_tensors_give_the_output_shapes():
     assert aux.lse.shape == aux.max_scores.shape == (2, 4, 17)
 
 
-@pytest.mark.parametrize("variant", ["closure_over_local", "sink", "prob"])
+@pytest.mark.parametrize("variant", ["closure_over_local", "sink", "prob", "lse", "aux", "lse_only"])
 def test_eager_custom_op_route_equals_the_direct_route(variant, monkeypatch):
     model = Attention(variant, flexjit.create_block_mask(windowed, 1, 3, 33, 33, device="cpu", BLOCK_SIZE=16))
     inputs = _qkv()
     direct = _run(model, inputs)
     monkeypatch.setattr(attention, "_runs_through_op", lambda tensors: True)
     _assert_same(_run(model, inputs), direct, atol=0, rtol=0)
-
-
-def test_lse_gradient_is_refused_through_the_custom_op(monkeypatch):
-    monkeypatch.setattr(attention, "_runs_through_op", lambda tensors: True)
-    q, k, v = _qkv()
-    out, lse = flexjit.flex_attention(q, k, v, return_lse=True)
-    with pytest.raises(flexjit.FlexjitError, match="gradients through the returned lse are not supported"):
-        (out.sum() + lse.sum()).backward()

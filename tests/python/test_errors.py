@@ -193,13 +193,6 @@ def test_block_mask_of_another_type_is_rejected():
         flexjit.flex_attention(q, k, v, block_mask=dense)
 
 
-def test_gradient_through_lse_is_refused():
-    q, k, v = _qkv(grad=True)
-    out, lse = flexjit.flex_attention(q, k, v, return_lse=True)
-    with pytest.raises(flexjit.FlexjitError, match="gradients through the returned lse are not supported"):
-        (out.sum() + lse.sum()).backward()
-
-
 def test_max_scores_are_not_differentiable():
     q, k, v = (t.requires_grad_() for t in _qkv())
     out, aux = flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=False, max_scores=True))

@@ -173,6 +173,97 @@ TEST_P(AttentionGpuFamily, SinksAndMaxScoresMatchTheReference) {
   }
 }
 
+TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
+  // ../shared/seeds/lazy_attention_000.txt: a learned relative bias (score_mod), a per-head sink (norm_bias)
+  // and the post-softmax offset with ReLU (prob_mod reading num_visible); causal with the first rows empty,
+  // GQA, odd lengths. Forward (O, LSE, the saved state), then the backward's six gradients, with the saved
+  // state and without it (the backward then recomputes it).
+  constexpr int64_t kBias = 64;
+  MaskMod causalLate("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
+  for (int64_t D : {64, 128}) {
+    const int64_t B = 2, Hq = 4, Hkv = 2, L = 333;
+    Tensor biasCpu = randomTensor(DType::F32, {Hq, kBias}, Device::cpu(), 41, 0.5f);
+    Tensor normCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 42, 1.0f);
+    Tensor offsetCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 43, 1.0f);
+    Tensor biasGpu = biasCpu.to(kGpu), normGpu = normCpu.to(kGpu), offsetGpu = offsetCpu.to(kGpu);
+    CapturedTensor bias("bias", biasGpu.view(), true), norm("norm_bias", normGpu.view(), true),
+        offset("offset", offsetGpu.view(), true);
+    ScoreMod score("lazy_bias", [&](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + bias[h][clamp(q - kv, 0, kBias - 1)]; });
+    BackwardOptions options;
+    options.sink = SinkMod("norm_bias", [&](Expr, Expr h, Expr) { return norm[h]; });
+    options.prob = ProbMod("lazy_offset", [&](Expr p, Expr, Expr h, Expr, Expr, Expr n) {
+      return maximum(p - abs(offset[h] + 1.0f) / toFloat(n), 0.0f);
+    });
+    options.saveForBackward = true;
+    Tensor q = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 44), k = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 45),
+           v = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 46), dout = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 47);
+    BlockMask gpuMask = createBlockMask(causalLate, B, Hq, L, L, kGpu), cpuMask = createBlockMask(causalLate, B, Hq, L, L, Device::cpu());
+    AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), score, &gpuMask, options);
+    BackwardOptions withState = options;
+    const TensorView delta = gpu.probDelta.view(), visible = gpu.rowVisible.view();
+    withState.probDelta = &delta;
+    withState.rowVisible = &visible;
+    AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                    dout.view(), score, &gpuMask, withState);
+    AttentionGradients recomputed = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(),
+                                                            gpu.lse.view(), dout.view(), score, &gpuMask, options);
+    Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu());
+    bias.bind(biasCpu.view()), norm.bind(normCpu.view()), offset.bind(offsetCpu.view());
+    AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), score, &cpuMask, options);
+    AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                    dc.view(), score, &cpuMask, options);
+    bias.bind(biasGpu.view()), norm.bind(normGpu.view()), offset.bind(offsetGpu.view());
+    const std::string at = fmt::format("{} D{}", GetParam(), D);
+    EXPECT_LT(maxError(asDoubles(gpu.out), asDoubles(ref.out)), 2e-2) << at;
+    EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3) << at;
+    EXPECT_LT(maxError(asDoubles(gpu.probDelta), asDoubles(ref.probDelta)), 2e-2) << at;
+    EXPECT_EQ(gpu.rowVisible.toVector<int32_t>(), ref.rowVisible.toVector<int32_t>()) << at;
+    // Relative to the largest reference gradient: bf16 inputs, float atomics over every row.
+    auto relative = [](const Tensor& got, const Tensor& want) {
+      std::vector<double> w = asDoubles(want);
+      double top = 0;
+      for (double x : w) top = std::max(top, std::fabs(x));
+      return maxError(asDoubles(got), w) / std::max(top, 1e-6);
+    };
+    for (const AttentionGradients* g : {&gg, &recomputed}) {
+      const char* which = g == &gg ? "saved state" : "recomputed state";
+      EXPECT_LT(relative(g->dq, rg.dq), 2e-2) << at << " dq, " << which;
+      EXPECT_LT(relative(g->dk, rg.dk), 2e-2) << at << " dk, " << which;
+      EXPECT_LT(relative(g->dv, rg.dv), 2e-2) << at << " dv, " << which;
+      for (const CapturedTensor* t : {&bias, &norm, &offset})
+        EXPECT_LT(relative(*g->gradFor(*t), *rg.gradFor(*t)), 2e-2) << at << " d " << t->name() << ", " << which;
+    }
+  }
+}
+
+TEST(AttentionBackwardGpu, TheLseGradientMatchesTheReference) {
+  // A loss that reads the LSE (z-loss, sink workarounds): its gradient enters Delta as Delta - dlse. Rows 0-2
+  // keep no key (their dlse must change nothing), GQA, odd lengths.
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  MaskMod late("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 3) & (kv <= q); });
+  const int64_t B = 2, Hq = 4, Hkv = 2, L = 301, D = 64;
+  Tensor q = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 61), k = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 62),
+         v = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 63), dout = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 64);
+  Tensor dlse = randomTensor(DType::F32, {B, Hq, L}, kGpu, 65);
+  BlockMask gpuMask = createBlockMask(late, B, Hq, L, L, kGpu), cpuMask = createBlockMask(late, B, Hq, L, L, Device::cpu());
+  BackwardOptions options;
+  const TensorView dlseView = dlse.view();
+  options.dlse = &dlseView;
+  AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), ScoreMod::noop(), &gpuMask);
+  AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                  dout.view(), ScoreMod::noop(), &gpuMask, options);
+  Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu()),
+         lc = dlse.to(Device::cpu());
+  const TensorView dlseCpu = lc.view();
+  options.dlse = &dlseCpu;
+  AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), ScoreMod::noop(), &cpuMask);
+  AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                  dc.view(), ScoreMod::noop(), &cpuMask, options);
+  EXPECT_LT(maxError(asDoubles(gg.dq), asDoubles(rg.dq)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dk), asDoubles(rg.dk)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dv), asDoubles(rg.dv)), 5e-2);
+}
+
 TEST_P(AttentionGpuFamily, ChangingACapturedScalarDoesNotRecompile) {
   CapturedScalar cap("cap", 20.0f);
   ScoreMod softcap("softcap_rt", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); });

@@ -40,9 +40,9 @@ __device__ __forceinline__ void attention_bwd_sink(const BwdParams& p) {
   if (live) {
     const float lse = p.lse[b * p.lse_stride.b + h * p.lse_stride.h + q * p.lse_stride.l];
     const float delta = p.delta[((long long)b * p.heads_q + h) * p.len_q_pad + q];
-    // Delta = 0 (O = 0: every key masked) means the loss does not see the sink; skipping the product also
-    // keeps exp(-inf - (-inf)) = NaN out of a row with no key and a -inf sink.
-    if (delta != 0.0f) dsink = -fj::fastExp(Var::sink_mod(b, h, q, p.cap) - lse) * delta;
+    // Delta = 0 (O = 0: every key masked, no LSE gradient) means the loss does not see the sink. LSE = -inf
+    // (no key and a -inf sink) has no softmax at all: the product would be exp(-inf - (-inf)) = NaN.
+    if (delta != 0.0f && lse != -fj::infinity()) dsink = -fj::fastExp(Var::sink_mod(b, h, q, p.cap) - lse) * delta;
   }
   // Rows past Lq add 0 at row 0's element, so a warp that straddles Lq still reduces to one atomic.
   Var::sink_mod_grad(b, h, live ? q : 0, dsink, p.cap, WarpReducedGrads{p.grads});
