@@ -177,8 +177,11 @@ double BlockMask::sparsity() const {
     std::vector<int32_t> v = t.toVector<int32_t>();
     return std::accumulate(v.begin(), v.end(), int64_t{0});
   };
-  double total = double(storedBatch()) * storedHeads() * numQBlocks * numKVBlocks;
-  return total == 0 ? 0.0 : 100.0 * (1.0 - double(sum(kvNumBlocks) + sum(fullKvNumBlocks)) / total);
+  // torch's formula: visited blocks count whole, also where they overhang the sequence end (so with lengths
+  // that are not block multiples the result can be negative, as in torch).
+  double positions = double(storedBatch()) * storedHeads() * lenQ * lenKV;
+  double visited = double(sum(kvNumBlocks) + sum(fullKvNumBlocks)) * blockQ * blockKV;
+  return positions == 0 ? 0.0 : 100.0 * (1.0 - visited / positions);
 }
 
 std::string BlockMask::toString(int maxWidth, int maxHeads) const {

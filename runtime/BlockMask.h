@@ -21,6 +21,13 @@ namespace flexjit {
 /// torch's default BLOCK_SIZE.
 constexpr int kDefaultMaskBlock = 128;
 
+/// The eight lists of a block mask as views of memory the caller owns, in BlockMask's layout (int32,
+/// contiguous): counts [Bs, Hs, nQ] and indices [Bs, Hs, nQ, nKV] for the kv lists, [Bs, Hs, nKV] and
+/// [Bs, Hs, nKV, nQ] for the q lists.
+struct BlockMaskListViews {
+  TensorView kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx;
+};
+
 struct BlockMask {
   int64_t batch = 1, heads = 1;  ///< sizes the mask describes (stored dims may be 1: broadcast)
   int64_t lenQ = 0, lenKV = 0;
@@ -33,7 +40,8 @@ struct BlockMask {
   Device device() const { return kvNumBlocks.device(); }
   int64_t storedBatch() const { return kvNumBlocks.shape().at(0); }
   int64_t storedHeads() const { return kvNumBlocks.shape().at(1); }
-  /// Percentage of blocks skipped over all (b, h), like torch's BlockMask.sparsity().
+  /// torch's BlockMask.sparsity(): the percentage of [B, H, Lq, Lkv] positions outside the visited blocks,
+  /// 100 * (1 - visited blocks * blockQ * blockKV / (B * H * Lq * Lkv)).
   double sparsity() const;
   /// A picture of each (b, h) mask ('█' full, '░' partial, ' ' empty), blocks grouped to fit `maxWidth`.
   std::string toString(int maxWidth = 64, int maxHeads = 4) const;
@@ -50,6 +58,15 @@ struct BlockMask {
                                 const TensorView* fullIdx, int blockQ = kDefaultMaskBlock,
                                 int blockKV = kDefaultMaskBlock, int64_t lenQ = -1, int64_t lenKV = -1,
                                 std::optional<MaskMod> mask = std::nullopt);
+
+  /// A mask over lists built elsewhere (by torch operations on the GPU, which never wait for the host),
+  /// neither copied nor read: only dtypes, shapes (Bs in {1, batch}, Hs in {1, heads}, block counts from the
+  /// lengths), contiguity and the device are checked, so this never synchronises. The contents must be a valid
+  /// mask (counts within the row, indices in range, ascending, no block twice): the kernels read them as they
+  /// are. `owner` keeps the lists' memory alive for as long as the mask and its copies live.
+  static BlockMask borrowLists(const BlockMaskListViews& lists, int64_t batch, int64_t heads, int64_t lenQ,
+                               int64_t lenKV, int blockQ, int blockKV, std::optional<MaskMod> mask,
+                               std::shared_ptr<void> owner);
 };
 
 /// Builds a block mask for `mask` over [B, H, Lq, Lkv]. On a CUDA device a generated kernel decides each

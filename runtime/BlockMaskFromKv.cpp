@@ -1,6 +1,10 @@
-// BlockMask::fromKvBlocks: a block mask from user-given kv block lists (e.g. NSA's top-k selection),
-// validated so a bad index can never send a kernel out of bounds.
+// Block masks from lists made outside the builders:
+//   BlockMask::fromKvBlocks: user-given kv block lists (e.g. NSA's top-k selection), read on the host and
+//     validated so a bad index can never send a kernel out of bounds;
+//   BlockMask::borrowLists: all eight lists already built (by torch on the GPU), wrapped without a copy or a
+//     read, so that making the mask never waits for the device.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "runtime/BlockMaskBuild.h"
 
@@ -20,7 +24,48 @@ std::vector<int32_t> readInts(const TensorView& v, const char* what) {
   throw Error(fmt::format("BlockMask.from_kv_blocks: {} must be contiguous ({})", what, v.describe()));
 }
 
+void checkList(const TensorView& v, const char* what, const std::vector<int64_t>& shape, Device device) {
+  if (v.dtype != DType::I32 || v.shape != shape || !v.isContiguous() || v.device != device)
+    throw Error(fmt::format("BlockMask: {} must be a contiguous int32 tensor of shape [{}] on {}, got {}", what,
+                            fmt::join(shape, ", "), device.str(), v.describe()));
+}
+
 }  // namespace
+
+BlockMask BlockMask::borrowLists(const BlockMaskListViews& l, int64_t batch, int64_t heads, int64_t lenQ,
+                                 int64_t lenKV, int blockQ, int blockKV, std::optional<MaskMod> mask,
+                                 std::shared_ptr<void> owner) {
+  BlockMaskShape s = blockMaskShape(nullptr, batch, heads, lenQ, lenKV, blockQ, blockKV);
+  if (l.kvNum.rank() != 3)
+    throw Error(fmt::format("BlockMask: kv_num_blocks must be [B, H, num_q_blocks], got {}", l.kvNum.describe()));
+  s.storedB = l.kvNum.shape[0];
+  s.storedH = l.kvNum.shape[1];
+  // A stored size of 1 is broadcast; any other must be the size the mask describes.
+  if ((s.storedB != 1 && s.storedB != batch) || (s.storedH != 1 && s.storedH != heads))
+    throw Error(fmt::format("BlockMask: lists for [{}, {}] batches and heads cannot describe B={}, H={} (each must "
+                            "be 1 or equal)", s.storedB, s.storedH, batch, heads));
+  const Device device = l.kvNum.device;
+  const int64_t B = s.storedB, H = s.storedH;
+  checkList(l.kvNum, "kv_num_blocks", {B, H, s.numQ}, device);
+  checkList(l.kvIdx, "kv_indices", {B, H, s.numQ, s.numKV}, device);
+  checkList(l.fullKvNum, "full_kv_num_blocks", {B, H, s.numQ}, device);
+  checkList(l.fullKvIdx, "full_kv_indices", {B, H, s.numQ, s.numKV}, device);
+  checkList(l.qNum, "q_num_blocks", {B, H, s.numKV}, device);
+  checkList(l.qIdx, "q_indices", {B, H, s.numKV, s.numQ}, device);
+  checkList(l.fullQNum, "full_q_num_blocks", {B, H, s.numKV}, device);
+  checkList(l.fullQIdx, "full_q_indices", {B, H, s.numKV, s.numQ}, device);
+  BlockMask m = blockMaskWithShape(s);
+  m.kvNumBlocks = Tensor::borrow(l.kvNum, owner);
+  m.kvIndices = Tensor::borrow(l.kvIdx, owner);
+  m.fullKvNumBlocks = Tensor::borrow(l.fullKvNum, owner);
+  m.fullKvIndices = Tensor::borrow(l.fullKvIdx, owner);
+  m.qNumBlocks = Tensor::borrow(l.qNum, owner);
+  m.qIndices = Tensor::borrow(l.qIdx, owner);
+  m.fullQNumBlocks = Tensor::borrow(l.fullQNum, owner);
+  m.fullQIndices = Tensor::borrow(l.fullQIdx, owner);
+  m.mask = std::move(mask);
+  return m;
+}
 
 BlockMask blockMaskFromKvLists(const TensorView& kvNum, const TensorView& kvIdx, const TensorView* fullNum,
                                const TensorView* fullIdx, int blockQ, int blockKV, int64_t lenQ, int64_t lenKV,

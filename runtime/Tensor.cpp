@@ -57,6 +57,15 @@ Tensor Tensor::viewInto(const Tensor& base, size_t byteOffset, DType dtype, std:
   return t;
 }
 
+Tensor Tensor::borrow(const TensorView& view, std::shared_ptr<void> owner) {
+  if (!owner) throw Error("Tensor::borrow: the owner of the memory must not be null");
+  if (!view.isContiguous()) throw Error(fmt::format("Tensor::borrow: the view must be contiguous, got {}", view.describe()));
+  Tensor t;
+  t.storage_ = std::move(owner);
+  t.view_ = TensorView(view.data, view.dtype, view.device, view.shape);
+  return t;
+}
+
 Tensor Tensor::zeros(DType dtype, std::vector<int64_t> shape, Device device) {
   Tensor t = empty(dtype, std::move(shape), device);
   t.fillBytes(0);

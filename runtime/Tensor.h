@@ -30,6 +30,10 @@ class Tensor {
   /// enough and the offset aligned for `dtype`).
   static Tensor viewInto(const Tensor& base, size_t byteOffset, DType dtype, std::vector<int64_t> shape);
 
+  /// A tensor over memory that something else owns (a torch tensor's): `view` must be contiguous, and
+  /// `owner` (not null) is held by every copy of the result, so the memory lives as long as they do.
+  static Tensor borrow(const TensorView& view, std::shared_ptr<void> owner);
+
   bool defined() const { return storage_ != nullptr; }
   const TensorView& view() const { return view_; }
   void* data() const { return view_.data; }

@@ -32,8 +32,9 @@ class TraceContext:
 
     _current = threading.local()
 
-    def __init__(self, names, valued=()):
+    def __init__(self, names, valued=(), unsized=()):
         self.names = names          # id(tensor) -> variable name, from the closure walk
+        self.unsized = unsized      # ids of tensors whose sizes are unknown (torch.compile's stand-ins)
         self.captures = {}          # id(tensor) -> (CapturedTensor, tensor)
         self.read_data = False      # a value came from tensor data the trace cache's key does not hold
         self._known = {id(t): t for t in valued}   # tensors whose values the key determines (kept alive)
@@ -160,6 +161,15 @@ class PartialIndex:
                               f"e.g. {_index_hint(self.capture.rank)}")
         if isinstance(item, torch.Tensor) and _is_constant_tensor(item):
             item = TraceContext.current().value_of(item)
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool) and \
+                id(self.tensor) in TraceContext.current().unsized:
+            # Under torch.compile the size is not known while tracing: a constant position is read as it is
+            # (out of range it reads 0, like a traced index); a negative one cannot be wrapped.
+            if item < 0:
+                raise trace_error(f"captured tensor '{self.capture.name}' is indexed with the negative constant "
+                                  f"{item} at position {dim}; inside torch.compile flexjit does not know the "
+                                  f"tensor's size when it traces: index with size - {-item} instead")
+            return constant(item)
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             size = self.tensor.shape[dim] if self.tensor.dim() > 0 else 1
             if not -size <= item < size:

@@ -102,6 +102,18 @@ def capture_view(t: torch.Tensor, what: str) -> "_flexjit.TensorView":
     return _flexjit.TensorView(t.data_ptr(), _DType.I32, flexjit_device(t.device), shape, [2 * s for s in strides])
 
 
+def contiguous_view(t: torch.Tensor, what: str) -> "_flexjit.TensorView":
+    """A view of a contiguous tensor with row-major strides (torch leaves the strides of size-1 dims
+    arbitrary; flexjit's contiguity checks compare every stride)."""
+    t = t.contiguous()
+    strides, step = [], 1
+    for n in reversed(t.shape):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return _flexjit.TensorView(t.data_ptr(), flexjit_dtype(t.dtype, what), flexjit_device(t.device), list(t.shape),
+                               strides[::-1])
+
+
 def optional_view(t, what: str):
     return None if t is None else view(t, what)
 

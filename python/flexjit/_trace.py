@@ -148,16 +148,17 @@ def _check_arity(kind: str, fn, name: str) -> None:
                           f"q_idx), a prob_mod (p, b, h, q_idx, kv_idx, row)") from None
 
 
-def trace(kind: str, fn, names, valued=()) -> "tuple[TracedMod, list]":
+def trace(kind: str, fn, names, valued=(), unsized=()) -> "tuple[TracedMod, list]":
     """Traces `fn` as a score_mod, a mask_mod, or a score_mod read as a mask (score_mod(0, ...) != -inf).
     `names` maps id(tensor) to a variable name; `valued` are the tensors whose values the caller's cache key
-    holds. Returns the TracedMod and the tensors its captures read."""
+    holds; `unsized` the ids of tensors whose sizes are not known yet (stand-ins of torch.compile's graph
+    inputs). Returns the TracedMod and the tensors its captures read."""
     scope_kind = _SCOPE[kind]
     if not callable(fn):
         raise trace_error(f"{scope_kind} must be a callable, got {type(fn).__name__}")
     name = mod_name(fn)
     _check_arity(kind, fn, name)
-    ctx = TraceContext(names, valued)
+    ctx = TraceContext(names, valued, unsized)
     with ctx, _DataWatch(ctx), _flexjit.TraceScope(scope_kind, name):
         result = fn(*_arguments(kind))
         body = result_expr(result, "score_mod" if kind == SCORE_AS_MASK else scope_kind)

@@ -1,6 +1,14 @@
-"""flex_attention with torch's signature: torch tensors in and out without copies, autograd through a
-torch.autograd.Function whose backward is flexjit's (dq, dk, dv and the gradients of captured tensors that
-require one, derived from the score_mod by the compiler).
+"""flex_attention with torch's signature: torch tensors in and out without copies, autograd with flexjit's
+backward (dq, dk, dv and the gradients of captured tensors that require one, derived from the score_mod by
+the compiler).
+
+A call takes one of three routes to the same forward and backward (_forward, _backward):
+  - eager, on real tensors: the mods are traced (or found in the trace cache) and a torch.autograd.Function
+    runs the call (the cheapest route);
+  - inside torch.compile (dynamo): _compile.py records the mods in the graph and calls the custom op of
+    _ops.py, so the model compiles without a graph break;
+  - eager under a torch dispatch mode or on tensor subclasses (FakeTensor, make_fx, non-strict export):
+    the custom op, whose fake implementation gives the output shapes.
 
 CPU tensors run through the C++ float64 reference (correct, not fast), forward and backward; CUDA tensors
 run the generated kernels on torch's current stream.
@@ -11,12 +19,12 @@ import numbers
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _flexjit
+from . import _flexjit, _hooks, _ops  # noqa: F401 (_ops registers the custom ops)
 from ._cache import resolve
 from ._errors import FlexjitError
 from ._tensors import stream_handle, view
 from ._trace import PROB_MOD, SCORE_MOD, SINK_MOD, BoundMod, TracedMod
-from .block_mask import block_mask_view
+from .block_mask import as_flexjit_mask, block_mask_view, op_mask_arguments
 
 try:
     from torch.nn.attention.flex_attention import AuxOutput
@@ -27,7 +35,7 @@ except ImportError:  # torch before 2.9
 # after its first forward) would crash in NVRTC's destroyed statics, so the interpreter waits at exit.
 atexit.register(_flexjit.wait_for_background_compiles)
 
-_NOOP_SCORE = BoundMod(TracedMod(_flexjit.ScoreMod.noop(), []), [])
+NOOP_SCORE = BoundMod(TracedMod(_flexjit.ScoreMod.noop(), []), [])
 _INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LAYOUTS = {"query": "[B, Hq, Q_LEN, D]", "key": "[B, Hkv, KV_LEN, D]", "value": "[B, Hkv, KV_LEN, Dv]"}
 
@@ -74,7 +82,7 @@ class _Call:
         return [by_id[i] for i in _flexjit.gradient_capture_ids(self.score.mod, **self.extra())]
 
 
-def _check_inputs(q, k, v, enable_gqa):
+def check_inputs(q, k, v, enable_gqa):
     for t, name in ((q, "query"), (k, "key"), (v, "value")):
         if not isinstance(t, torch.Tensor):
             raise FlexjitError(f"flex_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -88,7 +96,7 @@ def _check_inputs(q, k, v, enable_gqa):
                            f"enable_gqa=True for grouped-query attention")
 
 
-def _scale(scale):
+def checked_scale(scale):
     """None (1/sqrt(D)) or a float; any finite value, 0 and negative ones included (checked in C++)."""
     if scale is None:
         return None
@@ -127,10 +135,31 @@ def _last_dim_contiguous(t):
     return t if t.size(-1) <= 1 or t.stride(-1) == 1 else t.contiguous()
 
 
+def _backward(call: _Call, q, k, v, out, lse, dout, dlse=None, prob_state=(None, None)):
+    """dq, dk, dv and the gradients of call.gradient_tensors() (in that order, each in its tensor's dtype), for
+    the gradients dout of out (None: a loss of the LSE alone) and dlse of lse (None: none). prob_state is what
+    _forward saved for a prob_mod's backward, or (None, None) (the core recomputes it)."""
+    grad_tensors = call.gradient_tensors()
+    dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout.to(q.dtype))
+    grad_lse = dlse.float() if dlse is not None else None  # held here: the binding keeps only a view
+    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    capture_grads = [torch.zeros(t.shape if t.dim() > 0 else (1,), dtype=torch.float32, device=q.device)
+                     for t in grad_tensors]
+    mask = block_mask_view(call.block_mask)
+    call.bind()
+    _flexjit.flex_attention_backward_into(
+        view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
+        view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
+        [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
+        **call.extra(), **_prob_state(*prob_state),
+        grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
+    return dq, dk, dv, [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
+
+
 class _FlexAttentionFunction(torch.autograd.Function):
-    """Inputs: q, k, v, the call, whether max scores are wanted, then the captured tensors that receive
-    gradients (so autograd routes their gradients to .grad). Outputs: out, lse and the max scores (an empty
-    tensor when not asked for; never differentiable)."""
+    """The eager route. Inputs: q, k, v, the call, whether max scores are wanted, then the captured tensors
+    that receive gradients (so autograd routes their gradients to .grad). Outputs: out, lse and the max scores
+    (an empty tensor when not asked for; never differentiable)."""
 
     @staticmethod
     def forward(ctx, q, k, v, call, max_scores, *grad_tensors):
@@ -153,27 +182,40 @@ class _FlexAttentionFunction(torch.autograd.Function):
         if dout is None and dlse is None:
             return none_grads
         q, k, v, out, lse, *rest = ctx.saved_tensors
-        if dout is None:  # a loss of the LSE alone
-            dout = torch.zeros_like(out)
-        grad_lse = dlse.float() if dlse is not None else None  # held here: the binding keeps only a view
         prob_state = (rest[0], rest[1]) if ctx.has_prob_state else (None, None)
         hook_tensors = rest[2:] if ctx.has_prob_state else rest
-        call = ctx.call.with_tensors(hook_tensors)
-        grad_tensors = call.gradient_tensors()
-        dout = _last_dim_contiguous(dout.to(q.dtype))
-        dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
-        capture_grads = [torch.zeros(t.shape if t.dim() > 0 else (1,), dtype=torch.float32, device=q.device)
-                         for t in grad_tensors]
-        mask = block_mask_view(call.block_mask)
-        call.bind()
-        _flexjit.flex_attention_backward_into(
-            view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
-            view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
-            [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
-            **call.extra(), **_prob_state(*prob_state),
-            grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
-        grads = [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
+        dq, dk, dv, grads = _backward(ctx.call.with_tensors(hook_tensors), q, k, v, out, lse, dout, dlse, prob_state)
         return (dq, dk, dv, None, None, *grads)
+
+
+def _runs_through_op(tensors) -> bool:
+    """Whether an eager call must take the custom op: under a torch dispatch mode (FakeTensorMode, make_fx)
+    or with tensor subclasses, which only the op's registrations (fake implementation, autograd) handle."""
+    return torch._C._len_torch_dispatch_stack() > 0 or \
+        any(type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter for t in tensors)
+
+
+def _call_op(call: _Call, q, k, v, max_scores, training):
+    lists, sizes, mask_hook, mask_tensors = op_mask_arguments(call.block_mask)
+    hooks = [_hooks.hook_id(call.score.traced), _hooks.optional_id(call.sink.traced if call.sink else None),
+             _hooks.optional_id(call.prob.traced if call.prob else None), mask_hook]
+    out, lse, row_max, _, _ = torch.ops.flexjit.flex_attention(q, k, v, call.tensors() + mask_tensors, lists, hooks,
+                                                               sizes, call.scale, max_scores, training)
+    return out, lse, row_max
+
+
+def wants_max_scores(return_aux) -> bool:
+    return return_aux is not None and bool(getattr(return_aux, "max_scores", False))
+
+
+def outputs(out, lse, row_max, return_lse, return_aux):
+    """What flex_attention returns: out, (out, lse) or (out, AuxOutput)."""
+    if return_aux is not None:
+        if AuxOutput is None:
+            raise FlexjitError("flex_attention: return_aux needs torch >= 2.9; use return_lse=True")
+        return out, AuxOutput(lse=lse if getattr(return_aux, "lse", False) else None,
+                              max_scores=row_max if wants_max_scores(return_aux) else None)
+    return (out, lse) if return_lse else out
 
 
 def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None, enable_gqa=False,
@@ -184,26 +226,31 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     GPU, float16 / bfloat16 / float32 on the CPU. Returns out [B, Hq, Q_LEN, Dv] (query's dtype), with
     return_lse=True also the log-sum-exp [B, Hq, Q_LEN] (float32, natural log; -inf for fully masked rows,
     whose output is 0). return_aux=AuxRequest(lse=..., max_scores=...) returns (out, AuxOutput) like torch;
-    max_scores is each row's max score after score_mod (-inf where every key is masked). kernel_options is
-    accepted and ignored (flexjit chooses its own tiles).
+    max_scores is each row's max score after score_mod (-inf where every key is masked). block_mask is
+    flexjit's BlockMask or torch's. kernel_options is accepted and ignored (flexjit chooses its own tiles).
+    Works inside torch.compile (fullgraph, CUDA graphs) through a custom op: see docs/python.md.
 
     Beyond torch (docs/python.md): sink_mod(b, h, q_idx) -> a logit whose exp joins each row's softmax
     denominator (attention sinks; gradients flow into the tensors it reads); prob_mod(p, b, h, q_idx, kv_idx,
     row) -> rewrites each kept probability before P @ V (row.num_visible: the row's number of kept keys).
     """
-    _check_inputs(query, key, value, enable_gqa)
-    want_max = return_aux is not None and bool(getattr(return_aux, "max_scores", False))
-    score = resolve(SCORE_MOD, score_mod) if score_mod is not None else _NOOP_SCORE
-    call = _Call(score, block_mask, _scale(scale), resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
+    if torch.compiler.is_compiling():
+        from ._compile import flex_attention_compiled
+        return flex_attention_compiled(query, key, value, score_mod, block_mask, scale, enable_gqa, return_lse,
+                                       return_aux, sink_mod, prob_mod)
+    check_inputs(query, key, value, enable_gqa)
+    want_max = wants_max_scores(return_aux)
+    score = resolve(SCORE_MOD, score_mod) if score_mod is not None else NOOP_SCORE
+    call = _Call(score, as_flexjit_mask(block_mask), checked_scale(scale),
+                 resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
                  resolve(PROB_MOD, prob_mod) if prob_mod is not None else None)
     grad_tensors = call.gradient_tensors() if torch.is_grad_enabled() else []
-    if torch.is_grad_enabled() and (grad_tensors or query.requires_grad or key.requires_grad or value.requires_grad):
+    training = torch.is_grad_enabled() and bool(grad_tensors or query.requires_grad or key.requires_grad or
+                                                value.requires_grad)
+    if _runs_through_op((query, key, value, *call.tensors())):
+        out, lse, row_max = _call_op(call, query, key, value, want_max, training)
+    elif training:
         out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)
     else:
         out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max)
-    if return_aux is not None:
-        if AuxOutput is None:
-            raise FlexjitError("flex_attention: return_aux needs torch >= 2.9; use return_lse=True")
-        return out, AuxOutput(lse=lse if getattr(return_aux, "lse", False) else None,
-                              max_scores=row_max if want_max else None)
-    return (out, lse) if return_lse else out
+    return outputs(out, lse, row_max, return_lse, return_aux)

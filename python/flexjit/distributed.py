@@ -24,7 +24,7 @@ from ._cache import resolve
 from ._errors import FlexjitError
 from ._ring import CONTIGUOUS, KV_OFFSETS, LAYOUTS, Q_OFFSETS, ZIGZAG, Sharding, global_index
 from ._trace import MASK_MOD, SCORE_MOD, _check_arity, mod_name
-from .attention import _NOOP_SCORE, _Call, _forward, _last_dim_contiguous, _scale
+from .attention import NOOP_SCORE, _Call, _forward, _last_dim_contiguous, checked_scale
 from .block_mask import _DEFAULT_BLOCK_SIZE, _default_device, _size, create_block_mask, noop_mask
 
 __all__ = ["ring_flex_attention", "create_ring_block_mask", "RingBlockMask", "shard_sequence", "shard_positions",
@@ -226,7 +226,7 @@ class _RingCall:
     def call(self, t):
         step = self.plan._steps[t]
         if self.score is None:
-            return _Call(_NOOP_SCORE, step.block_mask, self.scale)
+            return _Call(NOOP_SCORE, step.block_mask, self.scale)
         bound = self.score.with_tensors([step.offsets if x is self._placeholder else x for x in self.score.tensors])
         return _Call(bound, step.block_mask, self.scale)
 
@@ -443,7 +443,7 @@ def ring_flex_attention(query, key, value, score_mod=None, block_mask=None, scal
     _check_shards(query, key, value, enable_gqa)
     plan = _plan_for(query, key, block_mask, mask_mod, layout, group, seq_lengths)
     _check_plan(plan, query, key)
-    rc = _RingCall.make(plan, score_mod, _scale(scale))
+    rc = _RingCall.make(plan, score_mod, checked_scale(scale))
     grad_enabled = torch.is_grad_enabled()
     grad_tensors = rc.gradient_tensors() if grad_enabled else []
     if grad_enabled and (grad_tensors or query.requires_grad or key.requires_grad or value.requires_grad):

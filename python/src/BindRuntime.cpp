@@ -22,6 +22,22 @@ void* toPointer(uintptr_t address) { return reinterpret_cast<void*>(address); }
 
 std::optional<Tensor> definedOrNone(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
 
+/// Shares ownership of a Python object with C++ (a BlockMask's borrowed lists keep their torch tensors alive).
+/// The last reference may drop on any thread, so the deleter takes the GIL; at interpreter exit the object
+/// is left to the interpreter's own teardown.
+std::shared_ptr<void> pythonOwner(py::object object) {
+  return std::shared_ptr<void>(new py::object(std::move(object)), [](void* p) {
+    auto* o = static_cast<py::object*>(p);
+    if (Py_IsInitialized()) {
+      py::gil_scoped_acquire gil;
+      delete o;
+    } else {
+      o->release();  // the interpreter is gone: there is no reference count left to decrement
+      delete o;
+    }
+  });
+}
+
 AttentionOptions attentionOptions(std::optional<float> scale, uintptr_t stream) {
   AttentionOptions o;
   o.scale = scale;
@@ -105,6 +121,17 @@ void bindBlockMask(py::module_& m) {
                                                                lenKV, std::move(mask)));
   }, py::arg("kv_num_blocks"), py::arg("kv_indices"), py::arg("full_kv_num_blocks"), py::arg("full_kv_indices"),
      py::arg("block_q"), py::arg("block_kv"), py::arg("len_q"), py::arg("len_kv"), py::arg("mask"));
+  m.def("block_mask_borrow_lists", [](const std::vector<TensorView>& lists, py::object owner, int64_t B, int64_t H,
+                                      int64_t lenQ, int64_t lenKV, int blockQ, int blockKV,
+                                      std::optional<MaskMod> mask) {
+    if (lists.size() != 8) throw Error("block_mask_borrow_lists: expected the eight block lists");
+    BlockMaskListViews v{lists[0], lists[1], lists[2], lists[3], lists[4], lists[5], lists[6], lists[7]};
+    return std::make_shared<BlockMask>(BlockMask::borrowLists(v, B, H, lenQ, lenKV, blockQ, blockKV, std::move(mask),
+                                                              pythonOwner(std::move(owner))));
+  }, py::arg("lists"), py::arg("owner"), py::arg("B"), py::arg("H"), py::arg("len_q"), py::arg("len_kv"),
+     py::arg("block_q"), py::arg("block_kv"), py::arg("mask"),
+     "A BlockMask over eight int32 lists in flexjit's layout (kv_num_blocks, kv_indices, full_kv_*, q_*, full_q_*), "
+     "neither copied nor read; `owner` (the tensors) is kept alive with it");
 }
 
 void bindAttention(py::module_& m) {

@@ -185,11 +185,12 @@ def test_out_of_memory_in_the_cpu_reference_is_a_memory_error():
     assert run.returncode == 0 and run.stdout.strip() == "MemoryError", run.stderr[-2000:]
 
 
-def test_torch_block_mask_is_rejected():
+def test_block_mask_of_another_type_is_rejected():
     q, k, v = _qkv()
-    mask = tflex.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, L, L, device="cpu")
-    with pytest.raises(flexjit.FlexjitError, match="block_mask must be a flexjit.BlockMask"):
-        flexjit.flex_attention(q, k, v, block_mask=mask)
+    dense = tflex.create_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, L, L, device="cpu")
+    with pytest.raises(flexjit.FlexjitError, match=r"block_mask must be a flexjit.BlockMask .* or torch's "
+                                                   r"BlockMask, got torch.Tensor"):
+        flexjit.flex_attention(q, k, v, block_mask=dense)
 
 
 def test_max_scores_are_not_differentiable():

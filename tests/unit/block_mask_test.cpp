@@ -74,6 +74,10 @@ TEST(BlockMask, LayoutTransposeAndBroadcast) {
   std::vector<int32_t> fullIdx = m.fullKvIndices.toVector<int32_t>();
   EXPECT_EQ(std::vector<int32_t>(fullIdx.begin() + 12, fullIdx.begin() + 15), (std::vector<int32_t>{0, 1, 2}));
   EXPECT_NEAR(m.sparsity(), 100.0 * 6 / 16, 1e-9);
+  // torch's formula counts visited blocks whole: 300 x 300 in 128-blocks visits 6 of 9 blocks (6 * 128^2
+  // positions of 300^2).
+  BlockMask odd = createBlockMask(causal, 1, 1, 300, 300, Device::cpu(), 128, 128);
+  EXPECT_NEAR(odd.sparsity(), 100.0 * (1.0 - 6.0 * 128 * 128 / (300.0 * 300.0)), 1e-9);
   std::string picture = m.toString();
   EXPECT_NE(picture.find("\u2588\u2588"), std::string::npos) << picture;
   EXPECT_NE(picture.find("\u2591\u2591"), std::string::npos) << picture;
@@ -105,6 +109,55 @@ TEST(BlockMask, FromKvBlocksValidatesAndRoundTrips) {
   Tensor td = Tensor::fromVector(dup, DType::I32, {1, 1, 3, 3}, Device::cpu());
   Tensor t2 = Tensor::fromVector(two, DType::I32, {1, 1, 3}, Device::cpu());
   EXPECT_THROW(BlockMask::fromKvBlocks(t2.view(), td.view(), nullptr, nullptr), Error) << "duplicate block";
+}
+
+TEST(BlockMask, BorrowedListsShareTheOwnersMemory) {
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  auto made = std::make_shared<BlockMask>(createBlockMask(causal, 2, 3, 200, 130, Device::cpu(), 64, 32));
+  BlockMaskListViews views{made->kvNumBlocks.view(),    made->kvIndices.view(),     made->fullKvNumBlocks.view(),
+                           made->fullKvIndices.view(),  made->qNumBlocks.view(),    made->qIndices.view(),
+                           made->fullQNumBlocks.view(), made->fullQIndices.view()};
+  std::weak_ptr<BlockMask> watch = made;
+  BlockMask borrowed = BlockMask::borrowLists(views, 2, 3, 200, 130, 64, 32, causal, made);
+  made.reset();
+  ASSERT_FALSE(watch.expired()) << "the borrowed mask keeps its owner alive";
+  EXPECT_EQ(borrowed.kvIndices.data(), watch.lock()->kvIndices.data()) << "no copy";
+  EXPECT_EQ(borrowed.storedBatch(), 1);
+  EXPECT_EQ(borrowed.batch, 2);
+  expectSameIndices(borrowed, *watch.lock(), "borrowed");
+  {
+    BlockMask copy = borrowed;
+    borrowed = BlockMask();
+    EXPECT_FALSE(watch.expired()) << "copies hold the owner too";
+  }
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST(BlockMask, BorrowedListsAreCheckedWithoutReadingThem) {
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  auto made = std::make_shared<BlockMask>(createBlockMask(causal, 1, 1, 256, 256, Device::cpu(), 128, 128));
+  BlockMaskListViews views{made->kvNumBlocks.view(),    made->kvIndices.view(),     made->fullKvNumBlocks.view(),
+                           made->fullKvIndices.view(),  made->qNumBlocks.view(),    made->qIndices.view(),
+                           made->fullQNumBlocks.view(), made->fullQIndices.view()};
+  auto expectError = [&](const BlockMaskListViews& v, int64_t lenQ, int64_t batch, const std::string& text) {
+    try {
+      BlockMask::borrowLists(v, batch, 1, lenQ, 256, 128, 128, causal, made);
+      FAIL() << "expected an error containing: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  expectError(views, 384, 1, "kv_num_blocks must be a contiguous int32 tensor of shape [1, 1, 3]");
+  BlockMaskListViews wrongType = views;
+  wrongType.qIdx.dtype = DType::F32;
+  expectError(wrongType, 256, 1, "q_indices must be a contiguous int32 tensor of shape [1, 1, 2, 2]");
+  // Stored B=1 broadcasts to any batch; a stored size that is neither 1 nor the batch is refused.
+  EXPECT_EQ(BlockMask::borrowLists(views, 5, 1, 256, 256, 128, 128, causal, made).batch, 5);
+  Tensor two = Tensor::zeros(DType::I32, {2, 1, 2}, Device::cpu());
+  BlockMaskListViews twoBatches = views;
+  twoBatches.kvNum = two.view();
+  expectError(twoBatches, 256, 3, "cannot describe B=3");
+  EXPECT_THROW(BlockMask::borrowLists(views, 1, 1, 256, 256, 128, 128, causal, nullptr), Error) << "null owner";
 }
 
 TEST(BlockMask, BadSizesAreClearErrors) {
