@@ -33,7 +33,8 @@ from ._errors import FlexjitError
 from .attention import flex_attention
 from .block_mask import BlockMask, create_block_mask
 
-__all__ = ["NSAConfig", "nsa_attention", "nsa_select_blocks", "compress_mean", "NativeSparseAttention"]
+__all__ = ["NSAConfig", "nsa_attention", "nsa_select_blocks", "nsa_window_mask", "compress_mean", "NativeSparseAttention",
+           "nsa_reference"]
 
 
 @dataclass(frozen=True)
@@ -313,3 +314,86 @@ class NativeSparseAttention(torch.nn.Module):
         return nsa_attention(q, k, v, gates, self.config, compress=self.compress, compress_v=self.compress_v,
                              mem_k=self.mem_k, mem_v=self.mem_v, window_mask=self._window[key],
                              return_branches=return_branches)
+
+
+# --- the dense reference ---------------------------------------------------------------------------------
+
+def _reference_windows(x, cfg):
+    L = x.shape[-2]
+    starts = range(0, L - cfg.block + 1, cfg.stride) if L >= cfg.block else []
+    return torch.stack([x[..., s:s + cfg.block, :] for s in starts], dim=-3) if starts else x[..., :0, None, :]
+
+
+def _reference_softmax(s, keep):
+    s = s.masked_fill(~keep, float("-inf"))
+    top = s.amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(s - top) * keep
+    total = e.sum(-1, keepdim=True)
+    return torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(e))
+
+
+def nsa_reference(q, k, v, gates, cfg, compress=None, mem_k=None, mem_v=None, selection=None):
+    """NSA in plain dense torch (every mask materialised, O(L^2) memory; run it in float64 at small sizes):
+    the check of nsa_attention, written independently of it. Returns (out, selected), selected[b][hs][qb]
+    the sorted key blocks of query block qb; `selection` (nsa_attention's (count, indices)) replaces the
+    reference's own choice (a low-precision run may break near-ties differently)."""
+    compress = compress or compress_mean
+    B, Hq, L, D = q.shape
+    dev = q.device
+    Hkv = k.shape[1]
+    g = Hq // Hkv
+    scale = 1 / math.sqrt(D)
+    rep = lambda t: t.repeat_interleave(g, 1)  # noqa: E731
+    ck, cv = compress(_reference_windows(k, cfg)), compress(_reference_windows(v, cfg))
+    M = 0
+    if mem_k is not None:
+        M = mem_k.shape[1]
+        ck = torch.cat([mem_k.unsqueeze(0).expand(B, -1, -1, -1), ck], 2)
+        cv = torch.cat([mem_v.unsqueeze(0).expand(B, -1, -1, -1), cv], 2)
+    N = ck.shape[2]
+    i = torch.arange(L, device=dev).view(-1, 1)
+    j = torch.arange(N, device=dev).view(1, -1)
+    cmask = (j < M) | ((j - M) * cfg.stride + cfg.block <= i)
+    p_cmp = _reference_softmax(q @ rep(ck).transpose(-1, -2) * scale, cmask)
+    o_cmp = p_cmp @ rep(cv)
+    # Importance of selection block m for query block a: the probabilities of the compressed blocks carried
+    # by the fraction of their positions inside m, summed over the block's queries (and the group's heads).
+    sel = cfg.selection_block
+    nqb = nsel = -(-L // sel)
+    frac = torch.zeros(N - M, nsel, dtype=torch.float64, device=dev)
+    for c in range(N - M):
+        for t in range(c * cfg.stride, c * cfg.stride + cfg.block):
+            frac[c, t // sel] += 1 / cfg.block
+    pos = p_cmp[..., M:].detach().double() @ frac  # [B, Hq, L, nsel]
+    Hs = Hkv if cfg.shared_selection else Hq
+    imp = torch.zeros(B, Hs, nqb, nsel, dtype=torch.float64, device=dev)
+    for b in range(B):
+        for h in range(Hq):
+            hs = h // g if cfg.shared_selection else h
+            for a in range(nqb):
+                imp[b, hs, a] += pos[b, h, a * sel:(a + 1) * sel].sum(0)
+    selected = [[[None] * nqb for _ in range(Hs)] for _ in range(B)]
+    keep = torch.zeros(B, Hq, L, L, dtype=torch.bool, device=dev)
+    for b in range(B):
+        for hs in range(Hs):
+            for a in range(nqb):
+                allowed = list(range(a + 1))
+                forced = [m for m in allowed if m < cfg.initial_blocks or m > a - cfg.local_blocks]
+                rest = sorted((m for m in allowed if m not in forced), key=lambda m: (-imp[b, hs, a, m].item(), m))
+                chosen = sorted((forced + rest)[:cfg.top_n])
+                if selection is not None:
+                    count, indices = selection
+                    chosen = indices[b, hs, a, :count[b, hs, a]].tolist()
+                selected[b][hs][a] = chosen
+                heads = range(hs * g, hs * g + g) if cfg.shared_selection else [hs]
+                for h in heads:
+                    for m in chosen:
+                        keep[b, h, a * sel:(a + 1) * sel, m * sel:(m + 1) * sel] = True
+    causal = torch.arange(L, device=dev).view(-1, 1) >= torch.arange(L, device=dev).view(1, -1)
+    s_full = q @ rep(k).transpose(-1, -2) * scale
+    o_slc = _reference_softmax(s_full, keep & causal) @ rep(v)
+    window = causal & (torch.arange(L, device=dev).view(-1, 1) - torch.arange(L, device=dev).view(1, -1) < cfg.window)
+    o_win = _reference_softmax(s_full, window) @ rep(v)
+    out = gates[..., 0:1] * o_cmp + gates[..., 1:2] * o_slc + gates[..., 2:3] * o_win
+    return out, selected
