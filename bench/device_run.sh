@@ -10,6 +10,7 @@
 #     hooks     tests/python/test_hooks.py (sinks, prob_mod, Lazy Attention on the GPU)
 #     decode    bench/decode.py: the decode family against FA2, torch flex (compiled) and flexjit's prefill
 #               family (DECODE_ARGS adds options)
+#     nsa       bench/nsa.py: Native Sparse Attention and each branch against FA2 causal (NSA_ARGS adds options)
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
 # GPU_TEST_FILTER narrows `tests` to a gtest filter (default: every GPU test).
@@ -28,7 +29,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 status=0
 
-if want python || want pybuild || want hooks || want lazy || want decode; then  # configure and build in the background while the C++ tests run
+if want python || want pybuild || want hooks || want lazy || want decode || want nsa; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
      -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
   py_build=$!
@@ -54,7 +55,7 @@ if want tests; then
   [[ $failed == 0 ]] || status=1
 fi
 
-if want python || want pybuild || want hooks || want lazy || want decode; then
+if want python || want pybuild || want hooks || want lazy || want decode || want nsa; then
   wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
   export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
 fi
@@ -78,6 +79,11 @@ fi
 if want decode; then
   timeout 300 python3 bench/decode.py --out "$out" ${DECODE_ARGS:-} 2>"$out/decode.err" | tee "$out/decode.log" \
     || { status=1; tail -20 "$out/decode.err"; }
+fi
+
+if want nsa; then
+  timeout 300 python3 bench/nsa.py --out "$out" ${NSA_ARGS:-} 2>"$out/nsa.err" | tee "$out/nsa.log" \
+    || { status=1; tail -20 "$out/nsa.err"; }
 fi
 
 if want lazy; then
