@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+#include <vector>
+
 #include "dsl/Error.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/Reference.h"
@@ -29,6 +32,55 @@ void checkProbOutputs(const ForwardOutputs& outputs, const AttentionShape& s, co
   }
 }
 
+/// What the CPU reference reads of a paged cache and per-sequence lengths: K and V gathered into logical
+/// [B, Hkv, Lkv, D] tensors (undefined when not paged) and the lengths, each checked (a page id outside the
+/// pool or a length outside [0, KV_LEN] is an error naming the entry).
+struct CpuKv {
+  Tensor k, v;
+  std::vector<int32_t> lengths;
+};
+
+Tensor gatherPages(const TensorView& pool, const PagedKV& paged, const AttentionShape& s) {
+  const TensorView& t = paged.pageTable;
+  Tensor out = Tensor::empty(pool.dtype, {s.B, pool.shape[1], s.Lkv, pool.shape[3]}, Device::cpu());
+  const size_t elem = static_cast<size_t>(dtypeSize(pool.dtype)), row = elem * static_cast<size_t>(pool.shape[3]);
+  const TensorView o = out.view();
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t j = 0; j < t.shape[1]; ++j) {
+      const int32_t page = static_cast<const int32_t*>(t.data)[b * t.strides[0] + j * t.strides[1]];
+      if (page < 0 || page >= s.numPages)
+        throw Error(fmt::format("flex_attention: page_table[{}][{}] = {} is not a page of the cache (0 .. {})", b, j,
+                                page, s.numPages - 1));
+      for (int64_t h = 0; h < pool.shape[1]; ++h)
+        for (int64_t r = 0; r < paged.pageSize; ++r) {
+          const char* src = static_cast<const char*>(pool.data) +
+                            elem * static_cast<size_t>(h * pool.strides[1] + (page * paged.pageSize + r) * pool.strides[2]);
+          char* dst = static_cast<char*>(o.data) +
+                      elem * static_cast<size_t>(b * o.strides[0] + h * o.strides[1] + (j * paged.pageSize + r) * o.strides[2]);
+          std::memcpy(dst, src, row);
+        }
+    }
+  return out;
+}
+
+CpuKv cpuKv(const TensorView& k, const TensorView& v, const AttentionShape& s, const AttentionOptions& options) {
+  CpuKv kv;
+  if (options.paged) {
+    kv.k = gatherPages(k, *options.paged, s);
+    kv.v = gatherPages(v, *options.paged, s);
+  }
+  if (options.kvLengths) {
+    const TensorView& t = *options.kvLengths;
+    for (int64_t b = 0; b < s.B; ++b) {
+      const int32_t n = static_cast<const int32_t*>(t.data)[b * t.strides[0]];
+      if (n < 0 || n > s.Lkv)
+        throw Error(fmt::format("flex_attention: kv_lengths[{}] = {} is outside [0, KV_LEN = {}]", b, n, s.Lkv));
+      kv.lengths.push_back(n);
+    }
+  }
+  return kv;
+}
+
 void forwardInto(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                  const BlockMask* blockMask, const ForwardOutputs& outputs, const AttentionOptions& options) {
   AttentionShape s = checkAttentionInputs(q, k, v, blockMask, options);
@@ -38,6 +90,12 @@ void forwardInto(const TensorView& q, const TensorView& k, const TensorView& v, 
   if (outputs.maxScores) checkOutputView(*outputs.maxScores, {s.B, s.Hq, s.Lq}, DType::F32, q.device, "max_scores");
   checkProbOutputs(outputs, s, q, options, "flex_attention");
   if (q.device.kind == DeviceKind::CPU) {
+    if (options.paged || options.kvLengths) {
+      const CpuKv kv = cpuKv(k, v, s, options);
+      referenceForward(q, options.paged ? kv.k.view() : k, options.paged ? kv.v.view() : v, scoreMod, blockMask, s,
+                       outputs, options.extraHooks(), std::nullopt, options.kvLengths ? &kv.lengths : nullptr);
+      return;
+    }
     referenceForward(q, k, v, scoreMod, blockMask, s, outputs, options.extraHooks());
     return;
   }

@@ -12,6 +12,18 @@
 
 namespace flexjit {
 
+/// A paged KV cache (the vLLM / attention-gym PagedAttention layout), for inference: key and value hold
+/// physical pages of pageSize keys, [1, Hkv, numPages * pageSize, D] (any strides, contiguous head dim), and
+/// pageTable [B, pagesPerSequence] (int32, on the inputs' device) names the physical page of sequence b's
+/// logical keys [j * pageSize, (j + 1) * pageSize). The logical KV_LEN, which the block mask and kv_idx
+/// use, is pagesPerSequence * pageSize. On a GPU it runs the decode family (Q_LEN <= 16), whose tiles of 32
+/// keys must lie in one page: pageSize is a multiple of 32. A page id outside [0, numPages) makes the rows
+/// that read it NaN on the GPU and is an error on the CPU.
+struct PagedKV {
+  TensorView pageTable;
+  int64_t pageSize = 0;
+};
+
 struct AttentionOptions {
   /// Multiplies q . k before score_mod; default 1 / sqrt(D) like torch. Any finite value, as in torch: 0
   /// weighs every kept position equally, a negative scale gives the highest weight to the lowest q . k.
@@ -34,6 +46,13 @@ struct AttentionOptions {
   /// more pass over K and V on the GPU). Handing them to flex_attention_backward (BackwardOptions) saves it
   /// from recomputing them.
   bool saveForBackward = false;
+  /// Inference: K and V as a paged cache (PagedKV). Forward only.
+  std::optional<PagedKV> paged;
+  /// Inference: each sequence's number of keys, kvLengths [B] int32 on the inputs' device: keys at or past
+  /// kvLengths[b] are masked (as if the mask_mod also required kv_idx < kvLengths[b]), so that one batch
+  /// holds sequences of different lengths; the GPU's decode family skips their tiles instead of computing
+  /// them. Values are clamped to [0, KV_LEN] on the GPU (the CPU refuses others). Forward only.
+  std::optional<TensorView> kvLengths;
 
   /// The hooks beyond score_mod and mask_mod that these options add to a variant.
   ExtraHooks extraHooks() const { return ExtraHooks{sink, prob}; }
@@ -82,6 +101,8 @@ void waitForBackgroundCompiles();
 struct AttentionShape {
   int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lkv = 0, D = 0, Dv = 0;
   float scale = 1.0f;
+  /// With AttentionOptions::paged: the physical pages of K and V (Lkv is the logical length).
+  int64_t numPages = 0;
 };
 
 /// Where a forward writes (validated views): O, LSE and, when asked for, the max scores.

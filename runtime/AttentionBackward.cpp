@@ -33,6 +33,9 @@ void flex_attention_backward_into(const TensorView& q, const TensorView& k, cons
                                   const ScoreMod& scoreMod, const BlockMask* blockMask, const TensorView& dq,
                                   const TensorView& dk, const TensorView& dv,
                                   const std::vector<TensorView>& captureGrads, const BackwardOptions& options) {
+  if (options.paged || options.kvLengths)
+    throw Error("flex_attention_backward: a paged KV cache and kv_lengths are inference features (the decode "
+                "family's forward); for training give contiguous K and V with the lengths in the mask_mod");
   AttentionShape s = checkAttentionInputs(q, k, v, blockMask, options);
   checkOutputView(out, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "out");
   checkOutputView(dout, {s.B, s.Hq, s.Lq, s.Dv}, q.dtype, q.device, "grad_out");

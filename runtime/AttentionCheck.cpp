@@ -29,6 +29,26 @@ void checkBroadcastMask(const BlockMask& m, int64_t made, int64_t used, Param p,
                           used, m.mask->describe(), paramName(p), paramName(p), size, used));
 }
 
+/// A paged cache: K and V [1, Hkv, numPages * pageSize, D], pageTable int32 [B, pages] on their device.
+/// Sets s.Lkv to the logical length and s.numPages.
+void checkPagedKV(const PagedKV& paged, const TensorView& q, const TensorView& k, const TensorView& v,
+                  AttentionShape& s) {
+  const TensorView& t = paged.pageTable;
+  if (paged.pageSize < 1 || paged.pageSize > INT32_MAX)
+    throw Error(fmt::format("flex_attention: the page size must be a positive int32, got {}", paged.pageSize));
+  if (t.dtype != DType::I32 || t.rank() != 2 || t.shape[0] != s.B || t.device != q.device)
+    throw Error(fmt::format("flex_attention: page_table must be int32[B={}, pages per sequence] on {}, got {}", s.B,
+                            q.device.str(), t.describe()));
+  if (k.shape[0] != 1 || v.shape[0] != 1)
+    throw Error(fmt::format("flex_attention: a paged key / value cache is [1, Hkv, pages * page_size, D] (the "
+                            "pages of every sequence in one pool), got key {} and value {}", k.describe(), v.describe()));
+  if (k.shape[2] % paged.pageSize != 0)
+    throw Error(fmt::format("flex_attention: the paged cache holds {} keys, not a whole number of pages of {}",
+                            k.shape[2], paged.pageSize));
+  s.numPages = k.shape[2] / paged.pageSize;
+  s.Lkv = t.shape[1] * paged.pageSize;
+}
+
 bool supportedDType(DType d, Device device) {
   if (d == DType::F16 || d == DType::BF16) return true;
   return d == DType::F32 && device.kind == DeviceKind::CPU;
@@ -59,16 +79,24 @@ AttentionShape checkAttentionInputs(const TensorView& q, const TensorView& k, co
   s.Hkv = k.shape[1];
   s.Lkv = k.shape[2];
   s.Dv = v.shape[3];
-  if (k.shape[0] != s.B || v.shape[0] != s.B)
+  if (options.paged) checkPagedKV(*options.paged, q, k, v, s);
+  if (options.kvLengths) {
+    const TensorView& t = *options.kvLengths;
+    if (t.dtype != DType::I32 || t.shape != std::vector<int64_t>{s.B} || t.device != q.device)
+      throw Error(fmt::format("flex_attention: kv_lengths must be int32[{}] on {} (one length per sequence), got {}",
+                              s.B, q.device.str(), t.describe()));
+  }
+  if (!options.paged && (k.shape[0] != s.B || v.shape[0] != s.B))
     throw Error(fmt::format("flex_attention: batch sizes differ: query {}, key {}, value {}", s.B, k.shape[0], v.shape[0]));
   if (k.shape[3] != s.D)
     throw Error(fmt::format("flex_attention: query and key head dims differ ({} vs {})", s.D, k.shape[3]));
-  if (v.shape[1] != s.Hkv || v.shape[2] != s.Lkv)
+  if (v.shape[1] != s.Hkv || v.shape[2] != k.shape[2])
     throw Error(fmt::format("flex_attention: key {} and value {} must agree in heads and length", k.describe(), v.describe()));
   if (s.Hkv < 1 || s.Hq % s.Hkv != 0)
     throw Error(fmt::format("flex_attention: query heads ({}) must be a multiple of key/value heads ({}) for "
                             "grouped-query attention", s.Hq, s.Hkv));
-  if (s.Lq > INT32_MAX || s.Lkv > INT32_MAX) throw Error("flex_attention: sequence lengths must fit int32");
+  if (s.Lq > INT32_MAX || s.Lkv > INT32_MAX || k.shape[2] > INT32_MAX)
+    throw Error("flex_attention: sequence lengths must fit int32");
   s.scale = options.scale ? *options.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
   // Any finite scale, as torch: 0 weighs the kept positions uniformly, a negative one prefers opposed keys.
   if (!std::isfinite(s.scale))

@@ -36,7 +36,7 @@ namespace {
 /// The planner's view of a forward call on this device.
 ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const TensorView& v,
                               const ForwardOutputs& outputs, const AttentionShape& s, const DeviceInfo& info,
-                              const BlockMask& blockMask, const Variant& variant) {
+                              const BlockMask& blockMask, const Variant& variant, const AttentionOptions& options) {
   const TensorView& out = outputs.out;
   ForwardProblem fp;
   fp.dtype = q.dtype;
@@ -64,6 +64,8 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
   fp.smCount = info.smCount;
   fp.maskSameForEveryHead = blockMask.storedHeads() == 1 &&
                             (!blockMask.fullKvNumBlocks.defined() || blockMask.fullKvNumBlocks.shape().at(1) == 1);
+  fp.pageSize = options.paged ? static_cast<int>(options.paged->pageSize) : 0;
+  fp.kvLengths = options.kvLengths.has_value();
   return fp;
 }
 
@@ -115,7 +117,8 @@ void launchProbPasses(const CompiledKernel& kernel, const FwdKernelConfig& confi
 /// split)'s float32 O, LSE and max score into the forward workspace, the combine kernel merges the splits
 /// into O, LSE and max scores. Two launches on one stream, no host synchronisation.
 void launchDecode(const CompiledKernel& kernel, const FwdKernelConfig& config, const fjk::FwdParams& p,
-                  int packHeads, int smCount, CUstream stream, CUcontext context) {
+                  int packHeads, int smCount, const AttentionShape& s, const AttentionOptions& options,
+                  CUstream stream, CUcontext context) {
   const DecodeLaunch l = decodeLaunch(config, p.batch, p.heads_q, packHeads, p.len_q, p.len_kv, smCount);
   const size_t slots = static_cast<size_t>(p.batch) * p.heads_q * p.len_q * l.splits;
   const size_t oBytes = workspaceAlign(slots * config.headDimV * sizeof(float));
@@ -130,6 +133,20 @@ void launchDecode(const CompiledKernel& kernel, const FwdKernelConfig& config, c
   P.part_o = reinterpret_cast<float*>(ws.base);
   P.part_lse = reinterpret_cast<float*>(ws.base + oBytes);
   P.part_max = p.max_score ? reinterpret_cast<float*>(ws.base + oBytes + lseBytes) : nullptr;
+  if (options.paged) {
+    const TensorView& t = options.paged->pageTable;
+    P.page_table = static_cast<const int*>(t.data);
+    P.page_table_stride_b = t.strides[0];
+    P.page_table_stride_j = t.strides[1];
+    P.page_size = static_cast<int>(options.paged->pageSize);
+    P.num_pages = static_cast<int>(s.numPages);
+    // Every sequence reads the one pool: its batch index is 0.
+    P.p.k_stride.b = P.p.v_stride.b = 0;
+  }
+  if (options.kvLengths) {
+    P.kv_lengths = static_cast<const int*>(options.kvLengths->data);
+    P.kv_lengths_stride = options.kvLengths->strides[0];
+  }
   const CudaDriver& driver = CudaDriver::get();
   const Dim3 block{l.block[0], l.block[1], l.block[2]};
   void* args[] = {&P};
@@ -153,7 +170,7 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false, extra);
-  const ForwardPlan plan = planForward(forwardProblem(q, k, v, outputs, s, info, blockMask, *variant));
+  const ForwardPlan plan = planForward(forwardProblem(q, k, v, outputs, s, info, blockMask, *variant, options));
   if (options.compileBackwardAhead)  // before the forward's own compile, so the two run side by side
     compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask, extra);
   ForwardBuild build = forwardKernel(*variant, plan.config, variantTag(scoreMod, mask));
@@ -182,7 +199,8 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   const CUstream stream = static_cast<CUstream>(options.stream);
   if (config.family == KernelFamily::Decode) {
     if (p.batch == 0 || p.heads_q == 0 || p.len_q == 0) return;
-    return launchDecode(*build.kernel, config, p, plan.decodePackHeads, info.smCount, stream, context.context());
+    return launchDecode(*build.kernel, config, p, plan.decodePackHeads, info.smCount, s, options, stream,
+                        context.context());
   }
   FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
   if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;

@@ -106,6 +106,8 @@ std::string decodeForwardUnsupported(const ForwardProblem& p) {
     return fmt::format("Q_LEN = {} spans more than one BlockMask row block ({} rows)", p.lenQ, p.maskBlockQ);
   if (p.facts.hasProb) return "a prob_mod needs the statistics and apply passes of the prefill families";
   FwdKernelConfig c = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+  if (p.pageSize > 0 && p.pageSize % c.blockN != 0)
+    return fmt::format("the page size {} is not a multiple of the decode tiles' {} keys", p.pageSize, c.blockN);
   if (FwdConfigCheck check = checkFwdConfig(c); !check.ok()) return check.message;
   if (FwdConfigCheck check = checkFwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok()) return check.message;
   return "";
@@ -116,12 +118,17 @@ ForwardPlan planForward(const ForwardProblem& p) {
   const FamilyRequest request = requestedFamily();
   const int requested = request.family;
   const std::string decodeWhy = decodeForwardUnsupported(p);
+  const bool decodeOnly = p.pageSize > 0 || p.kvLengths;
+  if (decodeOnly && (!decodeWhy.empty() || request.decode == 0 || requested != 0))
+    throw Error(fmt::format("flex_attention: a paged KV cache and kv_lengths run on the decode family only, {}",
+                            !decodeWhy.empty() ? "which cannot run this problem: " + decodeWhy
+                                               : std::string("which FLEXJIT_FWD_CONFIG rules out")));
   if (request.decode == 1 && !decodeWhy.empty())
     throw Error(fmt::format("{}: decode=1 cannot run this problem: {}", kFwdOverrideEnv, decodeWhy));
   const std::string sm90Why = sm90ForwardUnsupported(p);
   if (requested == kSm90FamilyCode && !sm90Why.empty())
     throw Error(fmt::format("{}: family=90 cannot run this problem: {}", kFwdOverrideEnv, sm90Why));
-  const bool wantDecode = request.decode == 1 || (request.decode == kDecodeAuto && kDecodeByDefault);
+  const bool wantDecode = decodeOnly || request.decode == 1 || (request.decode == kDecodeAuto && kDecodeByDefault);
   if (decodeWhy.empty() && wantDecode && requested == 0) {
     plan.config = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
     // Packed heads must walk the same kv blocks; a mask with lists per head keeps one head per CTA.
@@ -138,6 +145,9 @@ ForwardPlan planForward(const ForwardProblem& p) {
                                                : "sm80 family: " + sm90Why;
   }
   applyTunables(plan.config);
+  if (plan.config.family == KernelFamily::Decode && p.pageSize > 0 && p.pageSize % plan.config.blockN != 0)
+    throw Error(fmt::format("{}: blockN={} does not divide the page size {}: a tile must lie in one page",
+                            kFwdOverrideEnv, plan.config.blockN, p.pageSize));
   plan.config.probPasses = p.facts.hasProb;
   if (FwdConfigCheck check = checkFwdConfig(plan.config); !check.ok())
     throw Error(std::string(std::getenv(kFwdOverrideEnv) ? "FLEXJIT_FWD_CONFIG: " : "") + check.message);

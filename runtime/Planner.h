@@ -44,6 +44,9 @@ struct ForwardProblem {
   /// The BlockMask's lists are one for every head (H = 1, broadcast): the query heads of a GQA group may
   /// share a decode CTA (they walk the same kv blocks).
   bool maskSameForEveryHead = true;
+  /// A paged KV cache (its page size) or per-sequence kv lengths: only the decode family reads them.
+  int pageSize = 0;
+  bool kvLengths = false;
 };
 
 /// Query rows per head up to which the planner takes the decode family (the decode range).

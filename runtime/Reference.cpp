@@ -59,8 +59,9 @@ void parallelFor(int64_t n, F&& fn) {
 /// What forward and backward share: the mods, the block classes and one row's scores.
 class RowScorer {
  public:
-  RowScorer(const TensorView& q, const TensorView& k, const ScoreMod& scoreMod, const BlockMask* bm, const AttentionShape& s)
-      : q_(q), k_(k), s_(s), score_(scoreMod), bm_(bm) {
+  RowScorer(const TensorView& q, const TensorView& k, const ScoreMod& scoreMod, const BlockMask* bm, const AttentionShape& s,
+            const std::vector<int32_t>* kvLengths = nullptr)
+      : q_(q), k_(k), s_(s), score_(scoreMod), bm_(bm), kvLengths_(kvLengths) {
     score_.bindCaptures();
     if (bm) {
       classes_ = blockClasses(*bm);
@@ -99,6 +100,7 @@ class RowScorer {
 
  private:
   bool keep(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (kvLengths_ && j >= (*kvLengths_)[static_cast<size_t>(b)]) return false;
     if (!bm_) return true;
     int64_t bb = bm_->storedBatch() == 1 ? 0 : b, hh = bm_->storedHeads() == 1 ? 0 : h;
     uint8_t c = classes_[((bb * bm_->storedHeads() + hh) * bm_->numQBlocks + i / bm_->blockQ) * bm_->numKVBlocks +
@@ -112,6 +114,7 @@ class RowScorer {
   std::optional<Program> mask_;
   std::vector<uint8_t> classes_;
   const BlockMask* bm_;
+  const std::vector<int32_t>* kvLengths_;
 };
 
 /// exp(t - m) for every kept position, 0 for masked ones; returns the sum. A fully masked row (m = -inf)
@@ -192,8 +195,9 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
 
 void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                       const BlockMask* blockMask, const AttentionShape& s, const ForwardOutputs& outputs,
-                      const ExtraHooks& extra, std::optional<DType> roundProbs) {
-  RowScorer scorer(q, k, scoreMod, blockMask, s);
+                      const ExtraHooks& extra, std::optional<DType> roundProbs,
+                      const std::vector<int32_t>* kvLengths) {
+  RowScorer scorer(q, k, scoreMod, blockMask, s, kvLengths);
   const std::optional<Program> sink = sinkProgram(extra), prob = probProgram(extra);
   const int64_t group = s.Hq / s.Hkv;
   auto store = [](const TensorView& t, int64_t b, int64_t h, int64_t i, double x) {

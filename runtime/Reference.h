@@ -2,6 +2,10 @@
 // oracle for every GPU test and the CPU path of the API (correct, not fast; threads over rows).
 #pragma once
 
+#include <cstdint>
+#include <optional>
+#include <vector>
+
 #include "runtime/Attention.h"
 
 namespace flexjit {
@@ -14,10 +18,12 @@ void referenceForward(const TensorView& q, const TensorView& k, const TensorView
                       const BlockMask* blockMask, const AttentionShape& shape, const TensorView& out,
                       const TensorView& lse, std::optional<DType> roundProbs = std::nullopt);
 /// The same with the extra hooks (a sink_mod joins every row's denominator) and, where outputs.maxScores
-/// is set, each row's max score.
+/// is set, each row's max score; with kvLengths ([B] values in [0, Lkv]) keys at or past kvLengths[b] are
+/// masked.
 void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                       const BlockMask* blockMask, const AttentionShape& shape, const ForwardOutputs& outputs,
-                      const ExtraHooks& extra, std::optional<DType> roundProbs = std::nullopt);
+                      const ExtraHooks& extra, std::optional<DType> roundProbs = std::nullopt,
+                      const std::vector<int32_t>* kvLengths = nullptr);
 
 /// Backward on CPU views, in float64: recomputes the attention from q, k, v (ignoring the forward's
 /// rounding) and writes dq/dk/dv (their views' dtypes) and adds captured-tensor gradients into the float32

@@ -140,18 +140,22 @@ void bindAttention(py::module_& m) {
                                   std::optional<float> scale, uintptr_t stream, bool compileBackwardAhead,
                                   std::optional<SinkMod> sink, std::optional<ProbMod> prob,
                                   std::optional<TensorView> maxScores, std::optional<TensorView> probDelta,
-                                  std::optional<TensorView> rowVisible) {
+                                  std::optional<TensorView> rowVisible, std::optional<TensorView> pageTable,
+                                  int64_t pageSize, std::optional<TensorView> kvLengths) {
     AttentionOptions o = attentionOptions(scale, stream);
     o.compileBackwardAhead = compileBackwardAhead;
     o.sink = std::move(sink);
     o.prob = std::move(prob);
+    if (pageTable) o.paged = PagedKV{*pageTable, pageSize};
+    o.kvLengths = std::move(kvLengths);
     const ForwardOutputs outputs{out, lse, maxScores ? &*maxScores : nullptr, probDelta ? &*probDelta : nullptr,
                                  rowVisible ? &*rowVisible : nullptr};
     flex_attention_into(q, k, v, score, blockMask, outputs, o);
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("score_mod"), py::arg("block_mask"), py::arg("out"),
      py::arg("lse"), py::arg("scale"), py::arg("stream"), py::arg("compile_backward_ahead") = false,
      py::arg("sink_mod") = std::nullopt, py::arg("prob_mod") = std::nullopt, py::arg("max_scores") = std::nullopt,
-     py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt);
+     py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt, py::arg("page_table") = std::nullopt,
+     py::arg("page_size") = 0, py::arg("kv_lengths") = std::nullopt);
   m.def("flex_attention_backward_into", [](const TensorView& q, const TensorView& k, const TensorView& v,
                                            const TensorView& out, const TensorView& lse, const TensorView& dout,
                                            const ScoreMod& score, const BlockMask* blockMask, const TensorView& dq,

@@ -36,13 +36,15 @@ template <class V>
 inline constexpr bool kMaskSplitOf<V, decltype(void(V::kMaskSplit))> = V::kMaskSplit;
 
 /// Where the rows of a thread's tile sit: head(i, half) and query(i, half) of row half `half` (fragment rows
-/// g and g + 8) of m-tile i. The prefill kernels' rows are consecutive queries of one head (UniformRows);
-/// the decode family packs the query heads of a GQA group into one tile (decode/packed_rows.cuh).
+/// g and g + 8) of m-tile i, and kv_len(p), the keys the rows' sequence has. The prefill kernels' rows are
+/// consecutive queries of one head of a sequence of p.len_kv keys (UniformRows); the decode family packs the
+/// query heads of a GQA group into one tile, over a sequence of its own length (decode/attention_decode.cuh).
 struct UniformRows {
   int h;
   int q_first;  ///< query of the thread's element 0 in m-tile 0
   __device__ __forceinline__ int head(int, int) const { return h; }
   __device__ __forceinline__ int query(int i, int half) const { return q_first + i * kMmaRows + half * (kMmaRows / 2); }
+  __device__ __forceinline__ int kv_len(const FwdParams& p) const { return p.len_kv; }
 };
 
 /// Whether a kv tile needs masking: none (a full block inside the sequence) or the precomputed
@@ -86,7 +88,7 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
-            const bool keep = kv_idx < p.len_kv && Var::mask_mod_split(b, rows.head(i, half), rows.query(i, half), kv_idx,
+            const bool keep = kv_idx < rows.kv_len(p) && Var::mask_mod_split(b, rows.head(i, half), rows.query(i, half), kv_idx,
                                                                        row_part[i][half], col, p.cap);
             const int n = (i * Tile::kTilesN + j) * 4 + 2 * half + c;
             bits.word[n / 32] |= keep ? 1u << (n % 32) : 0u;
@@ -106,7 +108,7 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
         const int q_idx = rows.query(i, e >> 1);
         const int kv_idx = kv_first + j * kMmaCols + (e & 1);
         // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
-        bool keep = kv_idx < p.len_kv;
+        bool keep = kv_idx < rows.kv_len(p);
         if constexpr (kUseMaskMod && !Var::kMaskModIsNoop)
           keep = keep && Var::mask_mod(b, rows.head(i, e >> 1), q_idx, kv_idx, p.cap);
         const int n = (i * Tile::kTilesN + j) * 4 + e;

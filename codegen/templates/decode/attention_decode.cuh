@@ -15,6 +15,10 @@
 //
 // The hooks are the shared tile hooks over PackedRows (each row its own head and query). The row / column
 // split of the mods is turned off here (a column part may read h, which differs between packed rows).
+//
+// Inference layouts (DecodeParams): a paged cache, whose tiles are found through the page table (a tile of
+// kBlockN keys lies in one page), and per-sequence key counts (kv_lengths), past which tiles are skipped
+// and columns masked.
 #pragma once
 
 #include "codegen/templates/common/online_softmax.cuh"
@@ -67,11 +71,59 @@ struct PackedRows {
   int h[2];
   int q[2];
   bool real[2];
+  int len_kv;  ///< the sequence's keys (DecodeParams::kv_lengths, else FwdParams::len_kv)
   __device__ __forceinline__ int head(int, int half) const { return h[half]; }
   __device__ __forceinline__ int query(int, int half) const { return q[half]; }
+  __device__ __forceinline__ int kv_len(const FwdParams&) const { return len_kv; }
 };
 
-__device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int group, int row_group, int lane) {
+/// Keys of sequence b: DecodeParams::kv_lengths[b] clamped to [0, len_kv], or len_kv.
+__device__ __forceinline__ int sequence_kv_len(const DecodeParams& P, int b) {
+  if (P.kv_lengths == nullptr) return P.p.len_kv;
+  const int n = __ldg(P.kv_lengths + b * P.kv_lengths_stride);
+  return n < 0 ? 0 : (n > P.p.len_kv ? P.p.len_kv : n);
+}
+
+/// The first of the kBlockN rows of logical keys kv0.. of sequence b in a K or V whose row r sits at
+/// base + r * stride: through the page table with a paged cache (a tile lies in one page), where a page id
+/// outside the pool gives null.
+__device__ __forceinline__ const unsigned short* kv_tile_rows(const DecodeParams& P, const unsigned short* base,
+                                                              long long stride, int b, int kv0) {
+  if (P.page_table == nullptr) return base + (long long)kv0 * stride;
+  const int page = __ldg(P.page_table + b * P.page_table_stride_b + (long long)(kv0 / P.page_size) * P.page_table_stride_j);
+  if (page < 0 || page >= P.num_pages) return nullptr;
+  return base + ((long long)page * P.page_size + kv0 % P.page_size) * stride;
+}
+
+/// Copies one warp's tile of kRows rows x kCols elements from `rows` (row r at rows + r * stride) into
+/// shared memory (row pitch kPitch); rows r >= valid are zero-filled: their copy reads nothing and is given
+/// `inside`, an address of the tensor, instead of one past the sequence or the page.
+template <int kRows, int kCols, int kPitch>
+__device__ __forceinline__ void load_kv_rows(unsigned dst, const unsigned short* rows, long long stride, int valid,
+                                             const unsigned short* inside, int lane) {
+  constexpr int kChunksPerRow = kCols / kElemsPerCopy;
+  if constexpr (kWarpSize % kChunksPerRow == 0) {
+    // Each lane copies one fixed column of rows r, r + kRowStep, ...: one pointer bumped by a 64-bit step.
+    constexpr int kRowStep = kWarpSize / kChunksPerRow;
+    const int r0 = lane / kChunksPerRow, col = (lane % kChunksPerRow) * kElemsPerCopy;
+    const unsigned short* g = rows + r0 * stride + col;
+    const unsigned d = dst + (r0 * kPitch + col) * kElemBytes;
+#pragma unroll
+    for (int r = 0; r < kRows; r += kRowStep, g += kRowStep * stride) {
+      const bool ok = r0 + r < valid;
+      cp_async_16(d + r * kPitch * kElemBytes, ok ? g : inside, ok);
+    }
+  } else {
+#pragma unroll 1
+    for (int c = lane; c < kRows * kChunksPerRow; c += kWarpSize) {
+      const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * kElemsPerCopy;
+      const bool ok = r < valid;
+      cp_async_16(dst + (r * kPitch + col) * kElemBytes, ok ? rows + r * stride + col : inside, ok);
+    }
+  }
+}
+
+__device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int b, int group, int row_group, int lane) {
   const FwdParams& p = P.p;
   const int n_rows = P.pack_heads * p.len_q;
   PackedRows rows;
@@ -83,6 +135,7 @@ __device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int gro
     rows.q[half] = rr % p.len_q;
     rows.real[half] = r < n_rows;
   }
+  rows.len_kv = sequence_kv_len(P, b);
   return rows;
 }
 
@@ -111,11 +164,11 @@ template <class Tr, class Var>
 __device__ __forceinline__ void decode_tile(float (&o)[1][Tr::kTilesDv][4], RowStats<2>& st,
                                             const unsigned (&qf)[1][Tr::kStepsD][4], unsigned s_k, unsigned s_v,
                                             const FwdParams& p, int b, const PackedRows& rows, int kv0,
-                                            bool partial, float factor, int lane) {
+                                            bool partial, bool poisoned, float factor, int lane) {
   using ST = typename Tr::STile;
   const int kv_first = kv0 + 2 * (lane & 3);
-  // A full block's tile that crosses Lkv needs the bound but never mask_mod.
-  const bool masked = partial || kv0 + Tr::kBlockN > p.len_kv;
+  // A full block's tile that crosses the sequence's end needs the bound but never mask_mod.
+  const bool masked = partial || kv0 + Tr::kBlockN > rows.len_kv;
   TileMaskBits<ST> bits;
   if (partial) {
     compute_mask_bits<ST, Var, true>(bits, p, b, rows, kv_first);
@@ -130,6 +183,14 @@ __device__ __forceinline__ void decode_tile(float (&o)[1][Tr::kTilesDv][4], RowS
     apply_mods<ST, Var, kMaskBits>(s, bits, p, b, rows, kv_first);
   } else {
     apply_mods<ST, Var, kMaskNone>(s, bits, p, b, rows, kv_first);
+  }
+  if (poisoned) {
+    // A page id outside the pool: the scores this tile would have given are unknown, so every kept one is
+    // NaN and so are the rows that read it (a wrong page table must not give a plausible result).
+#pragma unroll
+    for (int j = 0; j < ST::kTilesN; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[0][j][e] = s[0][j][e] == neg_inf() ? s[0][j][e] : fj::quietNaN();
   }
   float corr[2];
   update_row_stats<1, ST::kTilesN>(s, st, corr, factor);
@@ -221,12 +282,18 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
   const int t_end = (int)((long long)(split + 1) * cursor.num_tiles / P.splits);
   // This warp's tiles: t_begin + warp, + kWarps, ... (warp-uniform).
   const int mine = t_end - t_begin > warp ? (t_end - t_begin - warp + Tr::kWarps - 1) / Tr::kWarps : 0;
+  const int len_kv = sequence_kv_len(P, b);
   auto load_tile = [&](int j, int stage) {
     const int kv0 = cursor.kv_start(t_begin + warp + j * Tr::kWarps);
     const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
-    load_tile_async<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch, kWarpSize>(s_k, k_ptr, p.k_stride.l, kv0, p.len_kv, lane);
-    load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, kWarpSize>(s_k + Tr::kKStageBytes, v_ptr, p.v_stride.l,
-                                                                        kv0, p.len_kv, lane);
+    // Rows past the sequence (or of a bad page) are zero-filled: no memory is read for them.
+    const unsigned short* k_rows = kv_tile_rows(P, k_ptr, p.k_stride.l, b, kv0);
+    const unsigned short* v_rows = kv_tile_rows(P, v_ptr, p.v_stride.l, b, kv0);
+    const int left = len_kv - kv0;
+    const int valid = k_rows == nullptr ? 0 : (left < 0 ? 0 : (left < Tr::kBlockN ? left : Tr::kBlockN));
+    load_kv_rows<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch>(s_k, k_rows, p.k_stride.l, valid, k_ptr, lane);
+    load_kv_rows<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch>(s_k + Tr::kKStageBytes, v_rows, p.v_stride.l, valid, v_ptr,
+                                                          lane);
   };
   if (mine > 0) load_tile(0, 0);
   cp_async_commit();
@@ -238,7 +305,7 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
 #pragma unroll
     for (int kk = 0; kk < Tr::kStepsD; ++kk) load_a_frag<Tr::kQPitch, false>(qf[0][kk], a, 0, kk);
   }
-  const PackedRows rows = packed_rows(P, group, row_group, lane);
+  const PackedRows rows = packed_rows(P, b, group, row_group, lane);
   const float factor = Var::kScoreModIsNoop ? p.scale * fj::kLog2e : fj::kLog2e;
   float o[1][Tr::kTilesDv][4];
   zero_acc(o);
@@ -252,9 +319,14 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
     cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
     __syncwarp();        // ... and every lane's
     const int t = t_begin + warp + j * Tr::kWarps;
+    const int kv0 = cursor.kv_start(t);
     const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
-    decode_tile<Tr, Var>(o, st, qf, s_k, s_k + Tr::kKStageBytes, p, b, rows, cursor.kv_start(t),
-                         t < cursor.partial_tiles, factor, lane);
+    // A tile past the sequence's keys (a mask made for a longer cache, kv_lengths) has nothing to add.
+    if (kv0 < len_kv) {
+      const bool poisoned = P.page_table != nullptr && kv_tile_rows(P, k_ptr, 0, b, kv0) == nullptr;
+      decode_tile<Tr, Var>(o, st, qf, s_k, s_k + Tr::kKStageBytes, p, b, rows, kv0, t < cursor.partial_tiles,
+                           poisoned, factor, lane);
+    }
     __syncwarp();  // every lane is done with this stage before the next iteration refills it
   }
   cp_async_wait<0>();

@@ -35,6 +35,18 @@ struct DecodeParams {
   float* part_lse;
   /// [B * Hq * Lq, splits]: each split's max score (natural units), when FwdParams::max_score is wanted.
   float* part_max;
+  /// A paged KV cache (null: K and V are contiguous per sequence): logical page j of sequence b is physical
+  /// page page_table[b * page_table_stride_b + j * page_table_stride_j] of K / V's pool (their batch
+  /// stride is 0), page_size keys each (a multiple of the kv tile), num_pages in the pool.
+  const int* page_table;
+  long long page_table_stride_b;
+  long long page_table_stride_j;
+  int page_size;
+  int num_pages;
+  /// Per-sequence key counts (null: every sequence has FwdParams::len_kv), kv_lengths[b * kv_lengths_stride],
+  /// clamped to [0, len_kv].
+  const int* kv_lengths;
+  long long kv_lengths_stride;
 };
 
 }  // namespace fjk
