@@ -197,3 +197,35 @@ def test_int64_values_outside_int32_are_refused():
     doc.copy_(torch.arange(SHAPES[0][3], device=DEVICE) // 50 - 2 ** 31)   # in range: read exactly
     _check_against_dense(*_inputs(SHAPES[0], torch.bfloat16, grad=True),
                          mask_mod=lambda b, h, q_idx, kv_idx: doc[q_idx] == doc[kv_idx])
+
+
+def test_a_decode_step_replays_in_a_cuda_graph(monkeypatch):
+    """The decode family under CUDA-graph capture: one step captured after a warm-up call (which compiles
+    and sizes the workspace), then replayed for new queries and a growing position held in a captured int32
+    tensor (no host synchronisation on the path), each replay against a dense torch reference."""
+    monkeypatch.setenv("FLEXJIT_FWD_CONFIG", "decode=1")
+    B, Hq, Hkv, L, D = 2, 8, 2, 2048, 128
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    k = torch.randn(B, Hkv, L, D, device=DEVICE, dtype=torch.bfloat16, generator=g)
+    v = torch.randn(B, Hkv, L, D, device=DEVICE, dtype=torch.bfloat16, generator=g)
+    q = torch.randn(B, Hq, 1, D, device=DEVICE, dtype=torch.bfloat16, generator=g)
+    pos = torch.zeros(1, device=DEVICE, dtype=torch.int32)
+    slopes = torch.linspace(0.01, 0.1, Hq, device=DEVICE)
+
+    def step_mod(score, b, h, q_idx, kv_idx):  # ALiBi from the current position, the future masked
+        return torch.where(kv_idx <= pos[0], score - slopes[h] * (pos[0] - kv_idx), float("-inf"))
+
+    flexjit.flex_attention(q, k, v, score_mod=step_mod, enable_gqa=True)  # warm-up: compile, workspace
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = flexjit.flex_attention(q, k, v, score_mod=step_mod, enable_gqa=True)
+    for p in (0, 5, 700, L - 1):
+        pos.fill_(p)
+        q.copy_(torch.randn(B, Hq, 1, D, device=DEVICE, dtype=torch.bfloat16, generator=g))
+        graph.replay()
+        s = (q.float() @ k.float().repeat_interleave(Hq // Hkv, 1).transpose(-1, -2)) / D ** 0.5
+        j = torch.arange(L, device=DEVICE)
+        s = torch.where(j <= p, s - slopes.view(1, -1, 1, 1) * (p - j), float("-inf"))
+        want = torch.softmax(s, -1) @ v.float().repeat_interleave(Hq // Hkv, 1)
+        assert _max_err(out, want) < 2e-2, p
