@@ -10,6 +10,8 @@
 #     hooks     tests/python/test_hooks.py (sinks, prob_mod, Lazy Attention on the GPU)
 #     decode    bench/decode.py: the decode family against FA2, torch flex (compiled) and flexjit's prefill
 #               family (DECODE_ARGS adds options)
+#     sanitize  compute-sanitizer memcheck and racecheck over the seed variants' forward (both families),
+#               backward and block-mask GPU tests (SANITIZE_FILTER narrows them)
 #     nsa       bench/nsa.py: Native Sparse Attention and each branch against FA2 causal (NSA_ARGS adds options)
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
@@ -79,6 +81,18 @@ fi
 if want decode; then
   timeout 300 python3 bench/decode.py --out "$out" ${DECODE_ARGS:-} 2>"$out/decode.err" | tee "$out/decode.log" \
     || { status=1; tail -20 "$out/decode.err"; }
+fi
+
+if want sanitize; then
+  filter=${SANITIZE_FILTER:-Families/AttentionGpuFamily.EverySeedVariant*:AttentionBackwardGpu.*:BlockMaskGpu*:DecodeGpu.*}
+  for tool in memcheck racecheck; do
+    timeout 500 compute-sanitizer --tool $tool --error-exitcode 3 dist/bin/flexjit_tests --gtest_filter="$filter" \
+      > "$out/sanitize_$tool.log" 2>&1
+    rc=$?
+    errors=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitize_$tool.log" | tail -1)
+    note "compute-sanitizer $tool: rc $rc, ${errors:-no summary} ($(grep -c '^\[       OK \]' "$out/sanitize_$tool.log") tests ran)"
+    [[ $rc == 0 ]] || status=1
+  done
 fi
 
 if want nsa; then
