@@ -156,7 +156,7 @@ std::string hookTestSource(const Variant& variant) {
 }
 
 Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options) {
-  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient});
+  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient, options.simplify});
   Variant v;
   v.facts = lowered.facts;
   v.captures = captureLayout(score, mask);

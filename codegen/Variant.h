@@ -27,6 +27,8 @@ CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask);
 
 struct VariantOptions {
   bool withGradient = true;
+  /// false: emit the IR as imported, unsimplified (LowerOptions::simplify), for differential tests.
+  bool simplify = true;
 };
 
 struct Variant {

@@ -103,12 +103,12 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
     throw Error(fmt::format("flexjit compiler: the imported IR of {} does not verify (a flexjit bug):\n{}", what, diags.text()));
   out.importedIR = toText(*out.module);
 
-  runPasses(*out.module, addSimplifyPasses, "simplification", diags, what);
+  if (options.simplify) runPasses(*out.module, addSimplifyPasses, "simplification", diags, what);
   out.simplifiedIR = toText(*out.module);
   if (options.withGradient) {
-    runPasses(*out.module, [](OpPassManager& pm) {
+    runPasses(*out.module, [&](OpPassManager& pm) {
       pm.addPass(createFJAutodiff());
-      addSimplifyPasses(pm);
+      if (options.simplify) addSimplifyPasses(pm);
     }, "automatic differentiation", diags, what);
   }
   out.finalIR = toText(*out.module);

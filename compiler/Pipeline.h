@@ -28,6 +28,9 @@ struct LoweredMods {
 
 struct LowerOptions {
   bool withGradient = true;
+  /// false: no canonicalize / CSE at all, the IR exactly as imported (plus autodiff if asked). The
+  /// differential fuzzer emits both and compares them, which tests the folders and rewrite patterns.
+  bool simplify = true;
 };
 
 /// Imports, verifies, simplifies and differentiates. Score-mod captures take slots first, then the
