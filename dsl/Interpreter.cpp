@@ -253,13 +253,13 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
         }
         continue;
       case Op::Const:
-        r.f = fj::ivFloat(static_cast<float>(in.fconst), static_cast<float>(in.fconst));
+        r.f = fj::ivFloatPoint(static_cast<float>(in.fconst));
         r.i = fj::ivInt(in.iconst, in.iconst);
         r.b = fj::ivBool(in.iconst != 0);
         continue;
       case Op::Scalar: {
         double v = scalars_[in.capture];
-        r.f = fj::ivFloat(static_cast<float>(v), static_cast<float>(v));
+        r.f = fj::ivFloatPoint(static_cast<float>(v));
         r.i = fj::ivInt(static_cast<int64_t>(v), static_cast<int64_t>(v));
         continue;
       }
