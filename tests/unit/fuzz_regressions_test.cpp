@@ -15,6 +15,8 @@ using namespace flexjit::testing;
 
 namespace {
 
+bool bitsEqual(float a, float b) { return (a != a && b != b) || std::memcmp(&a, &b, sizeof a) == 0; }
+
 bool contains(const fj::IvFloat& r, float v) { return v != v ? r.nan : (!fj::ivEmpty(r) && r.lo <= v && v <= r.hi); }
 
 /// score_mod_interval of variant k over box {b, h, q, kv} = {0, 0, 0..7, 0..7} and score range `s`.
@@ -84,4 +86,29 @@ TEST(FuzzRegression, NaNConstantsAndScalarsInIntervals) {
   fj::CaptureArgs cap = hostCaptures(v);
   lib.get<MaskIntervalFn>("mask_interval", 0)(box, &cap, out);
   EXPECT_TRUE(out[1]) << "the generated mask_mod_interval must allow true";
+}
+
+TEST(FuzzRegression, MinimumAndMaximumOrderSignedZeros) {
+  // minimum(0.0, score) at score = -0.0: Semantics.h treated the zeros as equal and returned the second
+  // operand (-0.0), the canonicalizer moved the constant to the right (arith.minimumf is commutative:
+  // IEEE 754-2019, -0.0 < 0.0) and the kernel returned 0.0. Now Semantics.h is IEEE 754-2019 too.
+  EXPECT_TRUE(std::signbit(fj::minimumF(0.0f, -0.0f)) && std::signbit(fj::minimumF(-0.0f, 0.0f)));
+  EXPECT_FALSE(std::signbit(fj::maximumF(0.0f, -0.0f)) || std::signbit(fj::maximumF(-0.0f, 0.0f)));
+  std::vector<ScoreMod> mods{
+      ScoreMod("min", [](Expr s, Expr, Expr, Expr, Expr) { return 1.0f / minimum(0.0f, s); }),
+      ScoreMod("max", [](Expr s, Expr, Expr, Expr, Expr) { return 1.0f / maximum(-0.0f, s); }),
+      ScoreMod("clamp", [](Expr s, Expr, Expr, Expr, Expr) { return 1.0f / clamp(s, -0.0f, 0.0f); })};
+  std::vector<Variant> variants;
+  for (const ScoreMod& m : mods) variants.push_back(generateVariant(m, MaskMod::noop(), {false}));
+  HostLibrary lib(variants, "regress-zeros", "-O0");
+  ASSERT_TRUE(lib.ok());
+  for (size_t k = 0; k < mods.size(); ++k) {
+    Program p(mods[k]);
+    fj::CaptureArgs cap = hostCaptures(variants[k]);
+    for (float s : {0.0f, -0.0f}) {
+      const float want = p.scoreF32(s, {}), got = lib.get<ScoreFn>("score", k)(s, 0, 0, 0, 0, &cap);
+      EXPECT_TRUE(bitsEqual(want, got)) << mods[k].name() << " at " << s << ": interpreter " << want << ", kernel "
+                                        << got;
+    }
+  }
 }
