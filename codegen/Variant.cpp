@@ -161,8 +161,8 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   v.facts = lowered.facts;
   v.captures = captureLayout(score, mask);
   v.importedIR = lowered.importedIR;
+  v.differentiatedIR = lowered.differentiatedIR;
   v.simplifiedIR = lowered.simplifiedIR;
-  v.finalIR = lowered.finalIR;
   v.scoreName = score.name();
   v.maskName = mask.name();
 

@@ -18,9 +18,9 @@ namespace flexjit {
 struct LoweredMods {
   std::unique_ptr<mlir::MLIRContext> context;
   mlir::OwningOpRef<mlir::ModuleOp> module;
-  std::string importedIR;    ///< straight from the DSL
-  std::string simplifiedIR;  ///< after canonicalize + CSE
-  std::string finalIR;       ///< after autodiff and a second simplification
+  std::string importedIR;        ///< straight from the DSL
+  std::string differentiatedIR;  ///< with @score_mod_grad (when asked), before simplification
+  std::string simplifiedIR;      ///< after canonicalize + CSE: what codegen emits
   ModFacts facts;
 
   mlir::func::FuncOp lookup(const std::string& name) const;
@@ -33,8 +33,8 @@ struct LowerOptions {
   bool simplify = true;
 };
 
-/// Imports, verifies, simplifies and differentiates. Score-mod captures take slots first, then the
-/// mask-mod's (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on any failure.
+/// Imports, verifies, differentiates (the mod as written) and simplifies. Score-mod captures take slots
+/// first, then the mask-mod's (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on any failure.
 LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {});
 
 /// Prints an op (a module or function) as MLIR text.

@@ -377,16 +377,25 @@ BlockClass Program::classify(const Box& box) const {
 ScoreGrad Program::scoreGrad(double score, const Position& p, double gradOut) const {
   std::vector<Slot> s;
   runScalar<double>(score, p, s);
+  // The chain rule op by op, as fj-autodiff and torch's autograd apply it: an op is visited when some use
+  // pushed an adjoint to it, even a zero one, so 0 * an infinite local derivative is NaN (torch.where's
+  // known NaN gradient) exactly as in the generated score_mod_grad. Skipping zero adjoints instead made the
+  // CPU reference report 0 where the kernels report NaN.
   std::vector<double> adj(instrs_.size(), 0.0);
+  std::vector<bool> reached(instrs_.size(), false);
   adj.back() = gradOut;
+  reached.back() = true;
   ScoreGrad out;
   out.tensorGrads.resize(tensors_.size());
   for (size_t k = instrs_.size(); k-- > 0;) {
     const Instr& in = instrs_[k];
     double g = adj[k];
-    if (in.type != ScalarType::F32 || g == 0.0) continue;
+    if (in.type != ScalarType::F32 || !reached[k]) continue;
     auto val = [&](int j) { return s[in.args[j]].f; };
-    auto acc = [&](int j, double d) { adj[in.args[j]] += d; };
+    auto acc = [&](int j, double d) {
+      adj[in.args[j]] += d;
+      reached[in.args[j]] = true;
+    };
     double res = s[k].f;
     switch (in.op) {
       case Op::Param: out.dscore += g; break;
@@ -408,13 +417,20 @@ ScoreGrad Program::scoreGrad(double score, const Position& p, double gradOut) co
       case Op::Min:
       case Op::Max: {
         // torch: the gradient goes to the selected operand; ties split it evenly.
+        // Both operands get an adjoint (the other one zero), as in fj-autodiff's selects.
         double x = val(0), y = val(1);
         bool first = in.op == Op::Min ? x < y : x > y;
-        if (x == y) { acc(0, g / 2); acc(1, g / 2); }
-        else acc(first ? 0 : 1, g);
+        bool tie = x == y;
+        acc(0, tie ? g / 2 : first ? g : 0.0);
+        acc(1, tie ? g / 2 : first ? 0.0 : g);
         break;
       }
-      case Op::Where: acc(s[in.args[0]].i ? 1 : 2, g); break;
+      case Op::Where: {
+        bool c = s[in.args[0]].i != 0;
+        acc(1, c ? g : 0.0);
+        acc(2, c ? 0.0 : g);
+        break;
+      }
       case Op::Load: {
         const fj::TensorArg& t = tensors_[in.capture];
         int idx[fj::kMaxRank];

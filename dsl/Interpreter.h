@@ -70,7 +70,8 @@ class Program {
   /// Full if it is never -inf.
   BlockClass classify(const Box& box) const;
 
-  /// Reverse-mode gradient of a score_mod in float64, given d(loss)/d(result) = `gradOut`.
+  /// Reverse-mode gradient of a score_mod in float64, given d(loss)/d(result) = `gradOut`: the chain rule
+  /// op by op with fj-autodiff's rules (zero adjoints included, so 0 * inf gives NaN as in torch).
   ScoreGrad scoreGrad(double score, const Position& p, double gradOut) const;
 
  private:

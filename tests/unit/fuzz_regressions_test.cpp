@@ -112,3 +112,41 @@ TEST(FuzzRegression, MinimumAndMaximumOrderSignedZeros) {
     }
   }
 }
+
+TEST(FuzzRegression, ZeroAdjointTimesInfiniteDerivativeIsNaN) {
+  // The interpreter's reverse mode (the CPU reference backward) skipped every zero adjoint, so the branch
+  // where() does not take contributed nothing; fj-autodiff, like torch, multiplies the zero by the branch's
+  // derivative, and sqrt'(0) = inf makes it NaN. The two disagreed (0 against NaN); now both give NaN.
+  ScoreMod m("where_sqrt", [](Expr s, Expr, Expr, Expr q, Expr) { return where(toFloat(q) < -1.0f, sqrt(s), s); });
+  Program p(m);
+  EXPECT_TRUE(std::isnan(p.scoreGrad(0.0, {}, 1.0).dscore));
+  EXPECT_EQ(p.scoreGrad(4.0, {}, 1.0).dscore, 1.0) << "away from the pole the dead branch adds 0";
+  Variant v = generateVariant(m, MaskMod::noop());
+  HostLibrary lib({v}, "regress-adjoint", "-O0");
+  ASSERT_TRUE(lib.ok());
+  fj::CaptureArgs cap = hostCaptures(v);
+  fj::GradArgs grads{};
+  EXPECT_TRUE(std::isnan(lib.get<GradFn>("grad", 0)(0.0f, 0, 0, 0, 0, 1.0f, &cap, &grads)));
+  EXPECT_EQ(lib.get<GradFn>("grad", 0)(4.0f, 0, 0, 0, 0, 1.0f, &cap, &grads), 1.0f);
+  // The same rule makes torch's where(c, s * nan, s) NaN in every row, not only where c holds.
+  ScoreMod nanBranch("nan_branch", [](Expr s, Expr, Expr, Expr q, Expr) { return where(q == 6, s * NAN, s); });
+  EXPECT_TRUE(std::isnan(Program(nanBranch).scoreGrad(1.0, {0, 0, 3, 0}, 1.0).dscore));
+}
+
+TEST(FuzzRegression, GradientOfADeadBranchIsNaNLikeTorch) {
+  // fj-autodiff ran after simplification, which had folded where(false, sqrt(score), score) to score: the
+  // generated gradient was 1 where the chain rule on the mod as written (the interpreter, torch) gives
+  // 0 * inf = NaN. Autodiff now runs on the imported IR, so no fold can change a gradient.
+  ScoreMod m("dead_branch", [](Expr s, Expr, Expr, Expr, Expr) { return where(Expr(false), sqrt(s), s); });
+  Program p(m);
+  EXPECT_TRUE(std::isnan(p.scoreGrad(0.0, {}, 1.0).dscore));
+  Variant v = generateVariant(m, MaskMod::noop());
+  EXPECT_NE(v.simplifiedIR.find("score_mod_grad"), std::string::npos);
+  HostLibrary lib({v}, "regress-dead", "-O0");
+  ASSERT_TRUE(lib.ok());
+  fj::CaptureArgs cap = hostCaptures(v);
+  fj::GradArgs grads{};
+  EXPECT_TRUE(std::isnan(lib.get<GradFn>("grad", 0)(0.0f, 0, 0, 0, 0, 1.0f, &cap, &grads)));
+  EXPECT_EQ(lib.get<GradFn>("grad", 0)(4.0f, 0, 0, 0, 0, 1.0f, &cap, &grads), 1.0f);
+  EXPECT_EQ(p.scoreF32(-1.0f, {}), -1.0f) << "the forward value is the taken branch";
+}
