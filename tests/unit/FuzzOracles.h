@@ -8,9 +8,9 @@
 //   facts     kMaskModIsNoop / kScoreModIsNoop / !kScoreCanBeNegInf hold at every position tried;
 //   intervals every value of the mod over a box (and a score range) lies in the interval forms' result
 //             (the generated mask_mod_interval / score_mod_interval and the interpreter's own);
-//   gradient  score_mod_grad (d/dscore and every captured-tensor gradient) and the interpreter's reverse
-//             mode agree with central finite differences of the float64 interpreter where it is smooth,
-//             and with each other on NaN and infinities;
+//   gradient  score_mod_grad (d/dscore and every captured-tensor gradient) equals the interpreter's
+//             float32 reverse mode bit for bit (NaN equals NaN), and for smooth mods it and the float64
+//             reverse mode (the CPU reference) match central finite differences where those are stable;
 //   windows   every gradient write of score_mod_grad over a box lies in its site's gradient window.
 #pragma once
 
@@ -27,8 +27,8 @@ namespace flexjit::testing {
 
 /// What a run checked (printed at the end; the CI test asserts minimums so the oracles stay meaningful).
 struct FuzzStats {
-  long cases = 0, values = 0, split = 0, boxes = 0, intervalValues = 0, gradients = 0, tensorGradients = 0,
-       gradWrites = 0;
+  long cases = 0, values = 0, split = 0, boxes = 0, intervalValues = 0, gradientBits = 0, gradients = 0,
+       tensorGradients = 0, gradWrites = 0;
   long splitScores = 0, splitMasks = 0, maskNoops = 0, scoreNoops = 0, neverNegInf = 0;
   std::string summary() const;
 };

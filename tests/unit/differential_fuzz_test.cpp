@@ -4,8 +4,8 @@
 //
 //   FLEXJIT_FUZZ_CASES=200000 FLEXJIT_FUZZ_SEED=$RANDOM build/tests/flexjit_tests --gtest_filter='DifferentialFuzz.*'
 //
-// Host compilation dominates the run time, so cases go through in batches (one shared library per batch and
-// stage), and the next batch is generated and compiled while the current one is checked.
+// Host compilation dominates the run time, so cases go through in batches (shared libraries per batch and
+// stage, kCompileParts of them), and the next batch is generated and compiled while the current one is checked.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -66,11 +66,13 @@ TEST(DifferentialFuzz, EveryStageAgreesOnRandomMods) {
   EXPECT_EQ(failures.count(), 0) << failures.report();
   if (failures.first() && envOr("FLEXJIT_FUZZ_SHRINK", 0)) {
     const auto& [failing, oracle] = *failures.first();
-    std::printf("[ fuzz ] shrunk while '%s' fails:\n%s\n", oracle.c_str(), shrinkFuzzCase(failing, oracle).describe().c_str());
+    std::printf("[ fuzz ] shrunk while '%s' fails:\n%s\n", oracle.c_str(),
+                shrinkFuzzCase(failing, oracle).describe().c_str());
   }
   if (cases < kCiCases) return;  // replaying a few cases: the coverage minimums are for full runs
   EXPECT_GE(stats.cases, static_cast<long>(cases) * 99 / 100);
   EXPECT_GT(stats.split, stats.values / 10) << "the row / column split should apply to many random mods";
+  EXPECT_GT(stats.gradientBits, stats.cases * 3) << "every score_mod_grad is compared bit for bit";
   EXPECT_GT(stats.gradients, stats.cases / 2) << "finite differences should be stable at many points";
   EXPECT_GT(stats.tensorGradients, stats.cases / 4);
 }

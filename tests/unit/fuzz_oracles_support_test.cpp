@@ -68,11 +68,11 @@ std::string showIv(const fj::IvFloat& r) { return fmt::format("[{}, {}]{}", r.lo
 std::string FuzzStats::summary() const {
   return fmt::format(
       "{} variants ({} score_mods + {} mask_mods = {} random mods): {} values x3 stages, {} split values ({} "
-      "score_mods and {} masks split), {} interval boxes ({} values inside), {} d/dscore and {} tensor-gradient "
-      "finite differences, {} gradient writes inside their windows; facts: {} noop masks, {} noop score_mods, {} "
-      "never -inf",
-      cases, cases, cases, 2 * cases, values, split, splitScores, splitMasks, boxes, intervalValues, gradients,
-      tensorGradients, gradWrites, maskNoops, scoreNoops, neverNegInf);
+      "score_mods and {} masks split), {} interval boxes ({} values inside), {} gradients bit for bit, {} d/dscore "
+      "and {} tensor-gradient finite differences, {} gradient writes inside their windows; facts: {} noop masks, "
+      "{} noop score_mods, {} never -inf",
+      cases, cases, cases, 2 * cases, values, split, splitScores, splitMasks, boxes, intervalValues, gradientBits,
+      gradients, tensorGradients, gradWrites, maskNoops, scoreNoops, neverNegInf);
 }
 
 void FuzzFailures::add(const FuzzCase& c, const std::string& oracle, const std::string& detail) {
@@ -385,50 +385,42 @@ namespace {
 
 /// Derivative of `f` at x by central differences, or nullopt where `f` does not look smooth there: three
 /// steps (h, h / 2 and a "microscope" step of 1e-7 relative, which catches staircases finer than h, such as
-/// toInt(x * 1e6)) must agree, and x and f(x) must be finite and moderate (beyond 1e4 the float rounding of
-/// intermediate values dominates the differences). With `floatSteps` (float32 tensor elements) the steps
-/// are the ones actually taken after rounding x +- step to float32.
+/// toInt(x * 1e6)) must agree, and so must the one-sided differences at the microscope step (a kink right
+/// at x, abs(score) at score = 1e-40, looks smooth to symmetric steps). x and f(x) must be finite and
+/// moderate (beyond 1e4 the float rounding of intermediate values dominates the differences). With
+/// `floatSteps` (float32 tensor elements) the steps are the ones actually taken after rounding to float32.
 template <class F>
 std::optional<double> centralDifference(F&& f, double x, bool floatSteps) {
   constexpr double kModerate = 1e4;
   const double f0 = std::fabs(x) <= kModerate ? f(x) : NAN;
   if (!(std::fabs(f0) <= kModerate)) return std::nullopt;
-  auto at = [&](double step) {
-    const double xp = floatSteps ? static_cast<float>(x + step) : x + step;
-    const double xm = floatSteps ? static_cast<float>(x - step) : x - step;
-    return xp == xm ? NAN : (f(xp) - f(xm)) / (xp - xm);
-  };
-  const double scale = std::max(1.0, std::fabs(x));
-  const double d1 = at(1e-3 * scale), d2 = at(5e-4 * scale), d3 = at(1e-7 * scale);
-  if (!std::isfinite(d1) || !std::isfinite(d2) || !std::isfinite(d3)) return std::nullopt;
-  if (std::fabs(d1 - d2) > 1e-4 * std::max(1.0, std::fabs(d1)) ||
-      std::fabs(d3 - d2) > 1e-3 * std::max(1.0, std::fabs(d2)))
+  auto moved = [&](double step) { return floatSteps ? static_cast<double>(static_cast<float>(x + step)) : x + step; };
+  auto slope = [&](double a, double b) { return a == b ? NAN : (f(b) - f(a)) / (b - a); };
+  const double scale = std::max(1.0, std::fabs(x)), h = 1e-3 * scale, m = 1e-7 * scale;
+  const double d1 = slope(moved(-h), moved(h)), d2 = slope(moved(-h / 2), moved(h / 2));
+  const double d3 = slope(moved(-m), moved(m)), right = slope(x, moved(m)), left = slope(moved(-m), x);
+  for (double d : {d1, d2, d3, right, left})
+    if (!std::isfinite(d)) return std::nullopt;
+  auto near = [](double a, double b, double tol) { return std::fabs(a - b) <= tol * std::max(1.0, std::fabs(b)); };
+  if (!near(d1, d2, 1e-4) || !near(d3, d2, 1e-3) || !near(right, d3, 1e-3) || !near(left, d3, 1e-3))
     return std::nullopt;
   return d2;
 }
 
 bool close(double got, double want) { return std::fabs(got - want) <= 2e-3 * std::max(1.0, std::fabs(want)); }
 
-/// Whether a float32 gradient is of the class (NaN, +-inf, finite) of the float64 one rounded to float32.
-bool sameClass(double got, double want) {
-  const float w = static_cast<float>(want);
-  if (w != w) return got != got;
-  if (std::isinf(w)) return got == static_cast<double>(w);
-  return std::isfinite(got);
-}
+/// Whether two float32 gradients are the same number (NaN equals NaN; -0.0 equals 0.0, as gradient
+/// buffers start at +0.0).
+bool sameGradient(float a, float b) { return (a != a && b != b) || a == b; }
 
-/// One gradient three ways: the generated score_mod_grad (float32), the interpreter's reverse mode
-/// (float64) and, for smooth cases, finite differences. Where differences are stable both must be close
-/// to them; where the forward value is the same in float32 and float64 (no overflow or cancellation on the
-/// way) both must agree on NaN and infinities (the chain rule's 0 * inf).
-void compareGradient(CaseContext& x, const char* oracle, const std::string& what, double generated, double interpreted,
-                     std::optional<double> fd, bool wellConditioned) {
-  const bool bad = (fd && std::isfinite(generated) && !close(generated, *fd)) ||
-                   (fd && std::isfinite(interpreted) && !close(interpreted, *fd)) ||
-                   (wellConditioned && !sameClass(generated, interpreted));
-  if (bad)
-    x.fail(oracle, fmt::format("{}: score_mod_grad {}, interpreter {}, finite differences {}", what, generated,
-                               interpreted, fd ? fmt::format("{}", *fd) : std::string("not smooth here")));
+/// A gradient against stable finite differences: score_mod_grad (float32) and the interpreter's float64
+/// reverse mode (the CPU reference) must both be close where they are finite (a NaN from the chain rule's
+/// 0 * inf is compared bit for bit instead, with the interpreter's float32 pass).
+void checkDifferences(CaseContext& x, const char* oracle, const std::string& what, double generated, double reference,
+                      double fd) {
+  if ((std::isfinite(generated) && !close(generated, fd)) || (std::isfinite(reference) && !close(reference, fd)))
+    x.fail(oracle, fmt::format("{}: score_mod_grad {}, interpreter (float64) {}, finite differences {}", what,
+                               generated, reference, fd));
 }
 
 /// Contiguous float32 gradient buffers for the score_mod's tensors that require one.
@@ -463,18 +455,41 @@ FuzzTensor* fuzzTensorOf(const FuzzCase& c, const std::shared_ptr<TensorCapture>
   return nullptr;
 }
 
-/// Every captured-tensor gradient at (s, p), per storage element (broadcast elements share one): the
-/// elements the generated buffer or the interpreter writes, and two more at random (which must then get
-/// nothing).
-void checkTensorGradients(CaseContext& x, float s, const Position& p, const GradBuffers& g, const ScoreGrad& ref,
-                          bool wellConditioned) {
+/// The interpreter's contributions to one tensor's gradient summed per row-major element in float32, in
+/// their order from +0.0, as score_mod_grad adds them into a buffer.
+std::map<int64_t, float> elementSums(const std::vector<std::pair<int64_t, double>>& contributions) {
+  std::map<int64_t, float> sums;
+  for (const auto& [linear, value] : contributions) sums[linear] += static_cast<float>(value);
+  return sums;
+}
+
+/// Captured-tensor gradients at (s, p) against the interpreter's float32 pass, element by element, bit for bit.
+void checkTensorGradientBits(CaseContext& x, const std::string& at, const GradBuffers& g, const ScoreGrad& f32) {
+  for (size_t j = 0; j < g.data.size(); ++j) {
+    if (g.data[j].empty()) continue;
+    std::map<int64_t, float> want = elementSums(f32.tensorGrads[j]);
+    for (size_t e = 0; e < g.data[j].size(); ++e)
+      if (g.data[j][e] != 0.0f) want.emplace(static_cast<int64_t>(e), 0.0f);
+    for (const auto& [e, value] : want) {
+      ++x.stats.gradientBits;
+      if (!sameGradient(g.data[j][e], value))
+        x.fail("gradient bits", fmt::format("d/d{}[{}] {}: score_mod_grad {}, interpreter (float32) {}",
+                                            x.v.captures.tensors[j]->name, e, at, show(g.data[j][e]), show(value)));
+    }
+  }
+}
+
+/// Captured-tensor gradients at (s, p) against finite differences on their storage elements (broadcast
+/// elements share one): the elements either side writes, and two more at random (which must get nothing).
+void checkTensorGradientDifferences(CaseContext& x, float s, const Position& p, const GradBuffers& g,
+                                    const ScoreGrad& f64) {
   for (size_t j = 0; j < g.data.size(); ++j) {
     if (g.data[j].empty()) continue;
     FuzzTensor* t = fuzzTensorOf(x.c, x.v.captures.tensors[j]);
     std::map<int64_t, double> generated, interpreted;
     for (size_t e = 0; e < g.data[j].size(); ++e)
       if (g.data[j][e] != 0.0f) generated[storageOffset(*t, static_cast<int64_t>(e))] += g.data[j][e];
-    for (const auto& [linear, value] : ref.tensorGrads[j]) interpreted[storageOffset(*t, linear)] += value;
+    for (const auto& [linear, value] : f64.tensorGrads[j]) interpreted[storageOffset(*t, linear)] += value;
     std::set<int64_t> elements;
     for (const auto& m : {generated, interpreted})
       for (const auto& [off, value] : m) elements.insert(off);
@@ -482,40 +497,45 @@ void checkTensorGradients(CaseContext& x, float s, const Position& p, const Grad
     for (int64_t off : elements) {
       float& element = t->f32(off);
       const float saved = element;
-      std::optional<double> fd;
-      if (x.c.smoothScore)
-        fd = centralDifference(
-            [&](double v) {
-              element = static_cast<float>(v);
-              const double r = x.score.scoreF64(s, p);
-              element = saved;
-              return r;
-            },
-            saved, /*floatSteps=*/true);
-      x.stats.tensorGradients += fd.has_value();
-      compareGradient(x, "tensor gradient",
-                      fmt::format("d/d{}[storage {}] at score={} {}", t->capture->name(), off, show(s), showPos(p)),
-                      generated[off], interpreted[off], fd, wellConditioned);
+      auto f = [&](double v) {
+        element = static_cast<float>(v);
+        const double r = x.score.scoreF64(s, p);
+        element = saved;
+        return r;
+      };
+      const std::optional<double> fd = centralDifference(f, saved, /*floatSteps=*/true);
+      if (!fd) continue;
+      ++x.stats.tensorGradients;
+      checkDifferences(x, "tensor gradient",
+                       fmt::format("d/d{}[storage {}] at score={} {}", t->capture->name(), off, show(s), showPos(p)),
+                       generated[off], interpreted[off], *fd);
     }
   }
 }
 
+/// score_mod_grad at a few points: bit for bit against the interpreter's float32 reverse mode (same rules,
+/// same order), and, for smooth mods, against finite differences of the float64 interpreter.
 void checkGradients(CaseContext& x) {
   for (int t = 0; t < kGradPoints; ++t) {
     const Position p = randomPosition(x.rng, /*allowNegative=*/false);
-    const float s = static_cast<float>(x.rng.uniform(-3, 3));
+    const float s = t == 0 ? kSpecialScores[x.rng.pick(sizeof kSpecialScores / sizeof kSpecialScores[0])]
+                           : static_cast<float>(x.rng.uniform(-3, 3));
+    const std::string at = fmt::format("at score={} {}", show(s), showPos(p));
     GradBuffers g(x.v, x.c.score->tensors().size());
     const float dscore = x.grad(s, p.b, p.h, p.q, p.kv, 1.0f, &x.cap, &g.args);
-    const ScoreGrad ref = x.score.scoreGrad(s, p, 1.0);
-    const double f64 = x.score.scoreF64(s, p), f32 = x.score.scoreF32(s, p);
-    const bool wellConditioned = std::isfinite(f64) && std::fabs(f32 - f64) <= 1e-5 * std::max(1.0, std::fabs(f64));
-    std::optional<double> fd;
-    if (x.c.smoothScore)
-      fd = centralDifference([&](double v) { return x.score.scoreF64(v, p); }, s, /*floatSteps=*/false);
-    x.stats.gradients += fd.has_value();
-    compareGradient(x, "gradient", fmt::format("d/dscore at score={} {}", show(s), showPos(p)), dscore, ref.dscore, fd,
-                    wellConditioned);
-    checkTensorGradients(x, s, p, g, ref, wellConditioned);
+    const ScoreGrad f32 = x.score.scoreGradF32(s, p, 1.0f);
+    ++x.stats.gradientBits;
+    if (!sameGradient(dscore, static_cast<float>(f32.dscore)))
+      x.fail("gradient bits", fmt::format("d/dscore {}: score_mod_grad {}, interpreter (float32) {}", at, show(dscore),
+                                          show(static_cast<float>(f32.dscore))));
+    checkTensorGradientBits(x, at, g, f32);
+    if (!x.c.smoothScore) continue;
+    const ScoreGrad f64 = x.score.scoreGrad(s, p, 1.0);
+    if (auto fd = centralDifference([&](double v) { return x.score.scoreF64(v, p); }, s, /*floatSteps=*/false)) {
+      ++x.stats.gradients;
+      checkDifferences(x, "gradient", "d/dscore " + at, dscore, f64.dscore, *fd);
+    }
+    checkTensorGradientDifferences(x, s, p, g, f64);
   }
 }
 

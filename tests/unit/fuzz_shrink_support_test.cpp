@@ -69,8 +69,10 @@ std::vector<FuzzCase> reductionsOf(const FuzzCase& c) {
         std::unordered_map<const Node*, NodeRef> memo;
         FuzzCase next = c;
         Expr body(replaceNode(root, n, r, memo));
-        if (score) next.score.emplace(ScoreMod::fromBody(c.score->name(), body));
-        else next.mask.emplace(MaskMod::fromBody(c.mask->name(), body));
+        if (score)
+          next.score.emplace(ScoreMod::fromBody(c.score->name(), body));
+        else
+          next.mask.emplace(MaskMod::fromBody(c.mask->name(), body));
         out.push_back(std::move(next));
         if (out.size() >= kMaxCandidates) return out;
       }
@@ -78,7 +80,9 @@ std::vector<FuzzCase> reductionsOf(const FuzzCase& c) {
   return out;
 }
 
-size_t sizeOf(const FuzzCase& c) { return nodesOf(c.score->body().node()).size() + nodesOf(c.mask->body().node()).size(); }
+size_t sizeOf(const FuzzCase& c) {
+  return nodesOf(c.score->body().node()).size() + nodesOf(c.mask->body().node()).size();
+}
 
 }  // namespace
 
