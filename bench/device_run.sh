@@ -7,6 +7,10 @@
 #     selftest  the nvcc-built forward self-test's timings, then `flexjit bench` on the same shapes
 #     demo      `flexjit demo`
 #     bench     bench/run_bench.py (BENCH_ARGS adds options, e.g. "--backward --python-frontend")
+#     hooks     tests/python/test_hooks.py (sinks, prob_mod, Lazy Attention on the GPU)
+#     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
+#               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
+# GPU_TEST_FILTER narrows `tests` to a gtest filter (default: every GPU test).
 # Expects dist/ (tools/make_dist.sh) in the working tree copy. The last lines printed are the summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +26,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 status=0
 
-if want python || want pybuild; then  # configure and build in the background while the C++ tests run
+if want python || want pybuild || want hooks || want lazy; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
      -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
   py_build=$!
@@ -33,7 +37,7 @@ if want tests; then
   pids=()
   for i in $(seq 0 $((shards - 1))); do
     GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout ${GPU_TEST_TIMEOUT:-300} dist/bin/flexjit_tests \
-      --gtest_filter='*Gpu*:RuntimeDriver*:BlockMask*:AttentionCpu*' > "/tmp/gpu_tests_$i.log" 2>&1 &
+      --gtest_filter="${GPU_TEST_FILTER:-*Gpu*:RuntimeDriver*:BlockMask*:AttentionCpu*}" > "/tmp/gpu_tests_$i.log" 2>&1 &
     pids+=($!)
   done
   wait "${pids[@]}"
@@ -48,17 +52,30 @@ if want tests; then
   [[ $failed == 0 ]] || status=1
 fi
 
-if want python || want pybuild; then
+if want python || want pybuild || want hooks || want lazy; then
   wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
   export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 if want python; then
-  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q tests/python/test_gpu.py \
+  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q tests/python/test_gpu.py ${PY_GPU_K:+-k "$PY_GPU_K"} \
     -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log" | tail -15
   rc=${PIPESTATUS[0]}
   note "pytest test_gpu.py: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$out/pytest_gpu.log" | tail -1)"
   [[ $rc == 0 ]] || status=1
+fi
+
+if want hooks; then
+  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q tests/python/test_hooks.py -p no:cacheprovider 2>&1 \
+    | tee "$out/pytest_hooks.log" | tail -8
+  rc=${PIPESTATUS[0]}
+  note "pytest test_hooks.py: $(grep -E 'passed|failed' "$out/pytest_hooks.log" | tail -1)"
+  [[ $rc == 0 ]] || status=1
+fi
+
+if want lazy; then
+  timeout 300 python3 bench/lazy_attention.py --seed dist/seeds/lazy_attention_000.txt --out "$out" \
+    ${LAZY_ARGS:-} 2>"$out/lazy.err" | tee "$out/lazy.log" || { status=1; tail -20 "$out/lazy.err"; }
 fi
 
 if want selftest; then

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <vector>
 #include <type_traits>
 
 #include "codegen/templates/sm90/fwd_layout.h"
@@ -258,6 +259,31 @@ const char* fwdKernelTemplate(KernelFamily family) {
 
 namespace {
 
+/// The extern "C" entry points of a forward program: the one-pass kernel, or a prob_mod variant's three
+/// passes. `params` is the kernel parameter type, `body` the template call with "PASS" for the pass.
+std::string fwdEntryPoints(const FwdKernelConfig& c, const std::string& params, const std::string& body) {
+  struct Entry {
+    const char* name;
+    const char* pass;
+  };
+  std::vector<Entry> entries = {{kFwdKernelName, "fjk::kPassOnline"}};
+  if (c.probPasses)
+    entries = {{kFwdKernelName, "fjk::kPassStats"},
+               {kFwdApplyKernelName, "fjk::kPassApply"},
+               {kFwdDeltaKernelName, "fjk::kPassDeltaWeights"}};
+  std::ostringstream s;
+  for (const Entry& e : entries) {
+    std::string call = body;
+    call.replace(call.find("PASS"), 4, e.pass);
+    // The register cap at entry (one CTA per SM) is what lets sm90's setmaxnreg move registers between roles.
+    s << "extern \"C\" __global__ void __launch_bounds__(" << fwdThreads(c) << ", 1)\n"
+      << e.name << "(const __grid_constant__ " << params << " p) {\n"
+      << "  " << call << ";\n"
+      << "}\n";
+  }
+  return s.str();
+}
+
 std::string sm80Instantiation(const FwdKernelConfig& c) {
   const bool bf16 = c.dtype == DType::BF16;
   std::ostringstream s;
@@ -269,10 +295,7 @@ std::string sm80Instantiation(const FwdKernelConfig& c) {
     << c.headDimV << ", " << c.blockM << ", " << c.blockN << ", " << c.numWarps << ", "
     << (c.qInRegs ? "true" : "false") << ", " << c.subN << ">;\n"
     << "}  // namespace fjk\n"
-    << "extern \"C\" __global__ void __launch_bounds__(" << fwdThreads(c) << ", 1)\n"
-    << kFwdKernelName << "(const __grid_constant__ fjk::FwdParams p) {\n"
-    << "  fjk::attention_fwd<fjk::GeneratedFwdTraits, fjk::GeneratedVariant>(p);\n"
-    << "}\n";
+    << fwdEntryPoints(c, "fjk::FwdParams", "fjk::attention_fwd<fjk::GeneratedFwdTraits, fjk::GeneratedVariant, PASS>(p)");
   return s.str();
 }
 
@@ -282,11 +305,7 @@ std::string sm90Instantiation(const FwdKernelConfig& c) {
     << "using GeneratedFwdTraits = Sm90FwdTraits<" << (c.dtype == DType::BF16 ? "true" : "false") << ", "
     << c.headDim << ", " << c.headDimV << ", " << c.blockN << ", " << c.stages << ", " << kSm90Consumers << ">;\n"
     << "}  // namespace fjk\n"
-    // The register cap at entry (one CTA per SM) is what lets setmaxnreg move registers between roles.
-    << "extern \"C\" __global__ void __launch_bounds__(" << fwdThreads(c) << ", 1)\n"
-    << kFwdKernelName << "(const __grid_constant__ fjk::Sm90FwdParams p) {\n"
-    << "  fjk::attention_fwd_sm90<fjk::GeneratedFwdTraits, fjv::Hooks>(p);\n"
-    << "}\n";
+    << fwdEntryPoints(c, "fjk::Sm90FwdParams", "fjk::attention_fwd_sm90<fjk::GeneratedFwdTraits, fjv::Hooks, PASS>(p)");
   return s.str();
 }
 

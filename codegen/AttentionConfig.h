@@ -45,6 +45,9 @@ struct FwdKernelConfig {
   /// causal D64 and 5-8% on NATTEN / SASA (the interval code costs registers); FLEXJIT_FWD_CONFIG turns it on.
   bool decideSubTiles = false;
   int stages = 2;  ///< depth of the K/V ring (sm90; the sm80 family always double-buffers)
+  /// The variant has a prob_mod: the program defines its three passes (common/prob_pass.cuh), the
+  /// statistics pass as kFwdKernelName, then kFwdApplyKernelName and kFwdDeltaKernelName.
+  bool probPasses = false;
 
   /// Calls f(name, field) for every field, in declaration order (field is an lvalue of its own type).
   template <class Self, class F>
@@ -52,7 +55,7 @@ struct FwdKernelConfig {
     f("family", c.family), f("dtype", c.dtype), f("D", c.headDim), f("Dv", c.headDimV), f("archMajor", c.archMajor),
         f("archMinor", c.archMinor), f("blockM", c.blockM), f("blockN", c.blockN), f("subN", c.subN),
         f("numWarps", c.numWarps), f("qInRegs", c.qInRegs), f("decideSubTiles", c.decideSubTiles),
-        f("stages", c.stages);
+        f("stages", c.stages), f("probPasses", c.probPasses);
   }
   bool operator==(const FwdKernelConfig& o) const;
   /// "family=sm90 dtype=bf16 D=128 ...": every field, for messages, dumps and index keys.
@@ -143,8 +146,12 @@ inline constexpr int kToleratedSpillBytes = 64;
 inline constexpr int kCostlyMaskOps = 8;
 inline constexpr int kCostlyMaskSubN = 32;
 
-/// Name of the extern "C" kernel that fwdInstantiationSource defines.
+/// Name of the extern "C" kernel that fwdInstantiationSource defines (with probPasses: the statistics pass).
 inline constexpr const char* kFwdKernelName = "flexjit_attention_fwd";
+/// With probPasses: O = sum_j prob_mod(p_ij) v_j from the statistics pass's LSE.
+inline constexpr const char* kFwdApplyKernelName = "flexjit_attention_fwd_apply";
+/// With probPasses: sum_j p_ij g'(p_ij) v_j into the output O's place (the backward's D' comes from it).
+inline constexpr const char* kFwdDeltaKernelName = "flexjit_attention_fwd_delta_weights";
 
 /// The kernel template of a family to #include after the variant prelude (repository-root path, as
 /// embedded): codegen/templates/sm80/attention_fwd.cuh or codegen/templates/sm90/attention_fwd.cuh.

@@ -29,6 +29,7 @@ constexpr int kRingBytes = 128;
 constexpr int kAuxThreads = 256;
 constexpr int kPreRows = kLenPad;
 constexpr int kConvertRows = 64;
+constexpr int kSinkRows = 128;  // rows (threads) per CTA of the sink-gradient kernel
 /// Widest kv tile of the dK/dV kernel for head dims up to 128; the dK + dV accumulators take
 /// blockN * (D + Dv) / threads registers per thread, so wider heads halve it.
 constexpr int kWideBlockN = 128;
@@ -54,9 +55,16 @@ constexpr int kFloatBytes = 4;
 /// memory each at D = 128) share an SM, each thread keeping up to 255 registers.
 constexpr int kDqCtasPerSm = 2;
 
-bool isPositiveMultiple(int value, int unit) { return value >= unit && value % unit == 0; }
+/// Bounds on fields an override may set, far below where the shared-memory sums could overflow an int:
+/// 1024 threads per CTA, tiles and windows no GPU's shared memory could hold beyond these.
+constexpr int kMaxWarps = 32;
+constexpr int kMaxTileRows = 1024;
+constexpr int kMaxWindowFloats = 1 << 16;
 
-BwdConfigCheck fail(const std::string& message) { return {false, message}; }
+/// `value` is a positive multiple of a positive `unit` (a zero unit from an override must not divide).
+bool isPositiveMultiple(int value, int unit) { return unit > 0 && value >= unit && value % unit == 0; }
+
+BwdConfigCheck fail(const std::string& message, const std::string& advice = "") { return {false, message, advice}; }
 
 /// Whether `rows` x `cols` splits into warpsRows x (numWarps / warpsRows) warp tiles of whole 16-row
 /// m-tiles and an even number of 8-column n-tiles (ldmatrix.x4 loads two at a time).
@@ -103,7 +111,7 @@ bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
          sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
          gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
          dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps && gradWindows == o.gradWindows &&
-         gradWindowFloats == o.gradWindowFloats;
+         gradWindowFloats == o.gradWindowFloats && sinkGrads == o.sinkGrads;
 }
 
 const char* bwdKindName(BwdKernelKind kind) {
@@ -192,22 +200,23 @@ BwdConfigCheck checkBwdConfig(const BwdKernelConfig& c) {
   if (c.archMajor < 8)
     return fail("flex_attention_backward needs an sm_80 (Ampere) or newer GPU, found sm_" +
                 std::to_string(c.archMajor) + std::to_string(c.archMinor));
-  const bool tilesOk = c.numWarps >= 1 && isPositiveMultiple(kLenPad, c.blockM) && kLenPad % c.dqBlockM == 0 &&
+  const bool inBounds = c.numWarps >= 1 && c.numWarps <= kMaxWarps && c.dqNumWarps >= 1 && c.dqNumWarps <= kMaxWarps &&
+                        c.blockN <= kMaxTileRows && c.dqBlockN <= kMaxTileRows && c.gradWindowFloats <= kMaxWindowFloats;
+  const bool tilesOk = inBounds && isPositiveMultiple(kLenPad, c.blockM) && isPositiveMultiple(kLenPad, c.dqBlockM) &&
                        c.blockM >= kMinBlock && c.dqBlockM >= kMinBlock && (c.stages == 1 || c.stages == 2) &&
                        c.gemmUnroll >= 1 && (c.dqFirst == 0 || c.dqFirst == 1) &&
                        2 * (c.blockM / 4) <= c.numWarps * kWarpSize &&
                        gridFits(c.blockM, c.blockN, c.numWarps, c.sdpWarpsM) &&
                        gridFits(c.blockN, c.headDim, c.numWarps, c.dkvWarpsN) &&
                        gridFits(c.blockN, c.headDimV, c.numWarps, c.dkvWarpsN) &&
-                       gridFits(c.blockM, c.headDim, c.numWarps, c.dqWarpsM) && c.dqNumWarps >= 1 &&
+                       gridFits(c.blockM, c.headDim, c.numWarps, c.dqWarpsM) &&
                        isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) && isPositiveMultiple(c.dqBlockN, kMmaK) &&
                        c.gradWindows >= 0 && c.gradWindows <= kMaxGradWindows && c.gradWindowFloats >= 0 &&
                        (c.gradWindows == 0) == (c.gradWindowFloats == 0);
   if (!tilesOk)
-    return fail("flex_attention_backward: no valid tiling for blockM=" + std::to_string(c.blockM) +
-                " blockN=" + std::to_string(c.blockN) + " D=" + std::to_string(c.headDim) +
-                " Dv=" + std::to_string(c.headDimV) + " with " + std::to_string(c.numWarps) +
-                " warps; use a BlockMask with BLOCK_SIZE=128 (the default)");
+    return fail("flex_attention_backward: no valid tiling with D=" + std::to_string(c.headDim) + " Dv=" +
+                    std::to_string(c.headDimV) + " for " + describeBwdConfig(c),
+                "; use a BlockMask with BLOCK_SIZE=128 (the default)");
   const int limit = maxSharedMemoryPerBlock(c.archMajor, c.archMinor);
   const int smem = std::max(bwdDkDvSharedMemoryBytes(c), c.atomicDq ? 0 : bwdDqSharedMemoryBytes(c));
   if (smem > limit)
@@ -221,16 +230,26 @@ BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& c, int maskBlockQ, int 
   if (!c.atomicDq) ok = ok && maskBlockQ % c.dqBlockM == 0 && maskBlockKV % c.dqBlockN == 0;
   if (!ok)
     return fail("flex_attention_backward: BlockMask block size (" + std::to_string(maskBlockQ) + ", " +
-                std::to_string(maskBlockKV) + ") must be a multiple of the kernel tiles (" +
-                std::to_string(c.blockM) + ", " + std::to_string(c.blockN) +
-                "); create the BlockMask with BLOCK_SIZE=128 (the default) or a multiple of the tile");
+                    std::to_string(maskBlockKV) + ") must be a multiple of the kernel tiles (" +
+                    std::to_string(c.blockM) + ", " + std::to_string(c.blockN) + ")",
+                "; create the BlockMask with BLOCK_SIZE=128 (the default) or a multiple of the tile");
   return {};
+}
+
+std::string describeBwdConfig(const BwdKernelConfig& c) {
+  std::ostringstream out;
+  out << "blockM=" << c.blockM << " blockN=" << c.blockN << " warps=" << c.numWarps << " sdpWarpsM=" << c.sdpWarpsM
+      << " dkvWarpsN=" << c.dkvWarpsN << " dqWarpsM=" << c.dqWarpsM << " stages=" << c.stages
+      << " unroll=" << c.gemmUnroll << " dqFirst=" << c.dqFirst << " gradWindows=" << c.gradWindows
+      << " gradWindowFloats=" << c.gradWindowFloats << " dqBlockM=" << c.dqBlockM << " dqBlockN=" << c.dqBlockN
+      << " dqWarps=" << c.dqNumWarps;
+  return out.str();
 }
 
 void requireBwdSupported(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV) {
   BwdConfigCheck check = checkBwdConfig(config);
   if (check.ok) check = checkBwdMaskBlocks(config, maskBlockQ, maskBlockKV);
-  if (!check.ok) throw Error(check.message);
+  if (!check.ok) throw Error(check.message + check.advice);
 }
 
 namespace {
@@ -265,6 +284,10 @@ BwdLaunch bwdDqLaunch(const BwdKernelConfig& c, int batch, int headsQ, int lenQ)
 
 BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ) {
   return makeLaunch(ceilDiv(lenQ, kConvertRows), headsQ, batch, kAuxThreads, 0);
+}
+
+BwdLaunch bwdSinkLaunch(int batch, int headsQ, int lenQ) {
+  return makeLaunch(ceilDiv(lenQ, kSinkRows), headsQ, batch, kSinkRows, 0);
 }
 
 const char* bwdKernelTemplate(BwdKernelKind kind) {
@@ -316,6 +339,11 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
       << "  fjk::attention_bwd_dkdv<fjk::GeneratedBwdTraits, fjk::GeneratedVariant>(p);\n"
       << "}\n";
+    if (c.sinkGrads)
+      s << "extern \"C\" __global__ void __launch_bounds__(" << kSinkRows << ")\n"
+        << kBwdSinkKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+        << "  fjk::attention_bwd_sink<fjk::GeneratedVariant>(p);\n"
+        << "}\n";
   } else {
     s << "using GeneratedDqTraits = DqTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
       << c.dqBlockM << ", " << c.dqBlockN << ", " << c.dqNumWarps << ">;\n"

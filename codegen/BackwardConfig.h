@@ -42,6 +42,9 @@ struct BwdKernelConfig {
   /// both 0 when the variant has none (no shared memory, no code).
   int gradWindows = 0;
   int gradWindowFloats = 0;
+  /// The variant's sink_mod reads a tensor that requires a gradient: the DkDv program also defines the
+  /// sink-gradient kernel (common/sink_grad.cuh), launched after the preprocess.
+  bool sinkGrads = false;
 
   // The deterministic dQ kernel (fjk::DqTraits).
   int dqBlockM = 64;   ///< q rows per CTA
@@ -60,7 +63,8 @@ const char* bwdKindName(BwdKernelKind kind);
 /// Whether a configuration or a BlockMask can run, and if not what to change (for flexjit::Error).
 struct BwdConfigCheck {
   bool ok = true;
-  std::string message;
+  std::string message;  ///< what is wrong
+  std::string advice;   ///< what to change when the configuration is the default one ("; use ...")
 };
 
 /// The default configuration for a dtype / head dims / GPU, shrunk where needed so that the tiles divide
@@ -83,7 +87,10 @@ BwdConfigCheck checkBwdConfig(const BwdKernelConfig& config);
 /// block and every mask q block must split into whole q tiles (likewise for the dQ kernel's tiles).
 BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
 
-/// Throws flexjit::Error with the check's message unless both checks pass.
+/// The fields under their FLEXJIT_BWD_CONFIG names: "blockM=64 blockN=128 warps=8 ...".
+std::string describeBwdConfig(const BwdKernelConfig& config);
+
+/// Throws flexjit::Error with the check's message and advice unless both checks pass.
 void requireBwdSupported(const BwdKernelConfig& config, int maskBlockQ, int maskBlockKV);
 
 /// Dynamic shared memory of one CTA, in bytes (equal to fjk::BwdTraits / DqTraits::kSmemBytes).
@@ -104,12 +111,14 @@ BwdLaunch bwdPreprocessLaunch(int batch, int headsQ, int lenQ);
 BwdLaunch bwdDkDvLaunch(const BwdKernelConfig& config, int batch, int headsKv, int lenKv);
 BwdLaunch bwdDqLaunch(const BwdKernelConfig& config, int batch, int headsQ, int lenQ);
 BwdLaunch bwdConvertLaunch(int batch, int headsQ, int lenQ);
+BwdLaunch bwdSinkLaunch(int batch, int headsQ, int lenQ);
 
 /// Names of the extern "C" kernels the instantiation sources define.
 inline constexpr const char* kBwdPreprocessKernelName = "flexjit_attention_bwd_preprocess";
 inline constexpr const char* kBwdConvertKernelName = "flexjit_attention_bwd_convert";
 inline constexpr const char* kBwdDkDvKernelName = "flexjit_attention_bwd_dkdv";
 inline constexpr const char* kBwdDqKernelName = "flexjit_attention_bwd_dq";
+inline constexpr const char* kBwdSinkKernelName = "flexjit_attention_bwd_sink";
 
 /// The kernel template each program includes (repository-root path, as embedded).
 const char* bwdKernelTemplate(BwdKernelKind kind);

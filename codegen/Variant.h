@@ -1,4 +1,5 @@
-// A variant = one score_mod + one mask_mod, lowered through MLIR and emitted as the CUDA "prelude"
+// A variant = one score_mod + one mask_mod (+ optionally a sink_mod), lowered through MLIR and emitted as the
+// CUDA "prelude"
 // every kernel template includes: the hooks fjv::score_mod, fjv::mask_mod, fjv::score_mod_grad (and, when
 // it writes captured-tensor gradients, their windows fjv::score_mod_grad_windows) and the interval forms
 // fjv::mask_mod_interval, fjv::score_mod_interval, plus compile-time facts.
@@ -13,7 +14,7 @@
 
 namespace flexjit {
 
-/// Where each capture goes in fj::CaptureArgs (score_mod's first, then mask_mod's).
+/// Where each capture goes in fj::CaptureArgs (score_mod's first, then mask_mod's, then the sink_mod's).
 struct CaptureLayout {
   std::vector<std::shared_ptr<TensorCapture>> tensors;  ///< index = slot
   std::vector<std::shared_ptr<ScalarCapture>> scalars;  ///< index = slot (cap.f or cap.i by type)
@@ -22,8 +23,8 @@ struct CaptureLayout {
 /// A readable, file-name-safe tag for dumps and kernel names: "<score name>__<mask name>".
 std::string variantTag(const ScoreMod& score, const MaskMod& mask);
 
-/// The capture layout of a variant: score_mod's captures first, then mask_mod's.
-CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask);
+/// The capture layout of a variant: score_mod's captures first, then mask_mod's, then the extra hooks'.
+CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask, const ExtraHooks& extra = {});
 
 struct VariantOptions {
   bool withGradient = true;
@@ -46,7 +47,8 @@ struct Variant {
 };
 
 /// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.
-Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options = {});
+Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const VariantOptions& options = {},
+                        const ExtraHooks& extra = {});
 
 /// The assembled source of the block-mask kernels (codegen/templates/block_mask.cuh) for a variant.
 std::string blockMaskSource(const Variant& variant);

@@ -8,6 +8,7 @@
 
 #include "compiler/Dialect.h"
 #include "compiler/Passes.h"
+#include "dsl/Mods.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -142,7 +143,7 @@ func::FuncOp declareGradient(func::FuncOp fn, SmallVectorImpl<unsigned>& gradTen
   }
   auto grad = b.create<func::FuncOp>(fn.getLoc(), (fn.getName() + "_grad").str(),
                                      b.getFunctionType(types, {b.getF32Type()}));
-  grad->setAttr(fjir::kKindAttr, b.getStringAttr("score_mod_grad"));
+  grad->setAttr(fjir::kKindAttr, b.getStringAttr((fn.getName() + "_grad").str()));
   if (auto name = fn->getAttr(fjir::kModNameAttr)) grad->setAttr(fjir::kModNameAttr, name);
   for (unsigned i = 0; i < fn.getNumArguments(); ++i) grad.setArgAttrs(i, fn.getArgAttrDict(i));
   unsigned gradOut = fn.getNumArguments();
@@ -150,6 +151,29 @@ func::FuncOp declareGradient(func::FuncOp fn, SmallVectorImpl<unsigned>& gradTen
   for (unsigned k = 0; k < gradTensorArgs.size(); ++k)
     grad.setArgAttr(gradOut + 1 + k, fjir::kGradSlotAttr, fn.getArgAttr(gradTensorArgs[k], fjir::kTensorSlotAttr));
   return grad;
+}
+
+/// The hook kind of a function imported from the DSL (its fj.kind), or null.
+const HookKindInfo* kindOf(func::FuncOp fn) {
+  auto kind = fn->getAttrOfType<StringAttr>(fjir::kKindAttr);
+  if (!kind) return nullptr;
+  for (ModKind k : {ModKind::Score, ModKind::Mask, ModKind::Sink, ModKind::Prob})
+    if (kind.getValue() == hookKind(k).name) return &hookKind(k);
+  return nullptr;
+}
+
+bool readsTensorsThatRequireGrad(func::FuncOp fn) {
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    if (fn.getArgAttr(i, fjir::kRequiresGradAttr)) return true;
+  return false;
+}
+
+/// Which functions get a gradient: every hook with an input (score_mod, prob_mod: the input's derivative is
+/// always needed) and any other differentiable hook that reads a captured tensor requiring a gradient.
+bool wantsGradient(func::FuncOp fn) {
+  const HookKindInfo* kind = kindOf(fn);
+  if (!kind || !kind->differentiable) return false;
+  return kind->hasInput || readsTensorsThatRequireGrad(fn);
 }
 
 LogicalResult buildGradient(func::FuncOp fn) {
@@ -178,10 +202,11 @@ LogicalResult buildGradient(func::FuncOp fn) {
   for (Operation* op : llvm::reverse(cloned))
     if (failed(propagate(adj, op, gradBuffers)))
       return op->emitError() << "fj-autodiff: no derivative rule for '" << op->getName()
-                             << "'; this op cannot appear in a differentiable score_mod yet";
-  // The score is argument 0 of a score_mod; a mod that ignores it has zero gradient.
-  Value dscore = adj.get(grad.getArgument(0));
-  b.create<func::ReturnOp>(fn.getLoc(), dscore ? dscore : adj.c(0.0f));
+                             << "'; this op cannot appear in a differentiable " << kindOf(fn)->name << " yet";
+  // The differentiated input (the score, argument 0 of a score_mod) has zero gradient when the hook ignores
+  // it; a hook without an input (a sink_mod) returns 0 and only adds its captured tensors' gradients.
+  Value dinput = kindOf(fn)->hasInput ? adj.get(grad.getArgument(0)) : Value();
+  b.create<func::ReturnOp>(fn.getLoc(), dinput ? dinput : adj.c(0.0f));
   return success();
 }
 
@@ -190,9 +215,7 @@ struct AutodiffPass : impl::FJAutodiffBase<AutodiffPass> {
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> mods;
     for (auto fn : module.getOps<func::FuncOp>()) {
-      auto kind = fn->getAttrOfType<StringAttr>(fjir::kKindAttr);
-      if (kind && kind.getValue() == "score_mod" && !module.lookupSymbol((fn.getName() + "_grad").str()))
-        mods.push_back(fn);
+      if (wantsGradient(fn) && !module.lookupSymbol((fn.getName() + "_grad").str())) mods.push_back(fn);
     }
     for (func::FuncOp fn : mods)
       if (failed(buildGradient(fn))) return signalPassFailure();

@@ -42,7 +42,8 @@ Type storageType(MLIRContext* ctx, DType d) {
 /// Emits one flattened instruction; `values` holds the results of earlier ones.
 class InstrEmitter {
  public:
-  InstrEmitter(OpBuilder& b, Location loc, func::FuncOp fn, int numParams) : b_(b), loc_(loc), fn_(fn), numParams_(numParams) {}
+  InstrEmitter(OpBuilder& b, Location loc, func::FuncOp fn, const std::vector<Param>& params)
+      : b_(b), loc_(loc), fn_(fn), params_(params), numParams_(static_cast<int>(params.size())) {}
 
   Value emit(const Instr& in, const std::vector<Value>& values) {
     auto arg = [&](int k) { return values[in.args[k]]; };
@@ -68,9 +69,12 @@ class InstrEmitter {
  private:
   Type resultType(const Instr& in) { return scalarType(b_.getContext(), in.type); }
 
+  /// The argument a parameter is: the hook kind's parameter list says (a mask_mod has no score, a sink_mod
+  /// neither score nor kv_idx; checkedBody rejected reads of parameters a kind does not have).
   int paramArgIndex(Param p) {
-    // A mask_mod has no score argument: its parameters start at b.
-    return numParams_ == kNumParams ? static_cast<int>(p) : static_cast<int>(p) - 1;
+    for (int k = 0; k < numParams_; ++k)
+      if (params_[k] == p) return k;
+    return 0;
   }
 
   Value constant(const Instr& in) {
@@ -162,6 +166,7 @@ class InstrEmitter {
   OpBuilder& b_;
   Location loc_;
   func::FuncOp fn_;
+  std::vector<Param> params_;
   int numParams_;
   int numTensors_ = 0;
 };
@@ -179,26 +184,24 @@ func::FuncOp importMod(ModuleOp module, const Mod& mod, const std::string& funcN
   int numTensors = static_cast<int>(mod.tensors().size()), numScalars = static_cast<int>(mod.scalars().size());
   if (base.tensor + numTensors > fj::kMaxCapturedTensors || base.scalar + numScalars > fj::kMaxCapturedScalars)
     throw Error(fmt::format("{} captures {} tensors and {} scalars; a variant may capture at most {} tensors and {} "
-                            "scalars in score_mod and mask_mod together (concatenate small tensors into one)",
+                            "scalars in all its hooks together (concatenate small tensors into one)",
                             mod.describe(), numTensors, numScalars, fj::kMaxCapturedTensors, fj::kMaxCapturedScalars));
-  bool isScore = mod.kind() == ModKind::Score;
-  int numParams = isScore ? kNumParams : kNumParams - 1;
+  const HookKindInfo& kind = hookKind(mod.kind());
+  const int numParams = static_cast<int>(kind.params.size());
 
   OpBuilder b(ctx);
   SmallVector<Type> argTypes;
-  for (int p = isScore ? 0 : 1; p < kNumParams; ++p)
-    argTypes.push_back(p == 0 ? Type(b.getF32Type()) : Type(b.getI32Type()));
+  for (Param p : kind.params) argTypes.push_back(p == Param::Score ? Type(b.getF32Type()) : Type(b.getI32Type()));
   for (const auto& t : mod.tensors()) argTypes.push_back(capturedTensorType(ctx, t->dtype, t->rank));
   for (const auto& s : mod.scalars()) argTypes.push_back(scalarType(ctx, s->type));
-  Type resultType = isScore ? Type(b.getF32Type()) : Type(b.getI1Type());
+  Type resultType = scalarType(ctx, kind.result);
 
   Location loc = NameLoc::get(b.getStringAttr(mod.name()));
   b.setInsertionPointToEnd(module.getBody());
   auto fn = b.create<func::FuncOp>(loc, funcName, b.getFunctionType(argTypes, resultType));
-  fn->setAttr(fjir::kKindAttr, b.getStringAttr(modKindName(mod.kind())));
+  fn->setAttr(fjir::kKindAttr, b.getStringAttr(kind.name));
   fn->setAttr(fjir::kModNameAttr, b.getStringAttr(mod.name()));
-  for (int p = 0; p < numParams; ++p)
-    fn.setArgAttr(p, fjir::kParamAttr, b.getStringAttr(paramName(static_cast<Param>(isScore ? p : p + 1))));
+  for (int p = 0; p < numParams; ++p) fn.setArgAttr(p, fjir::kParamAttr, b.getStringAttr(paramName(kind.params[p])));
   for (int t = 0; t < numTensors; ++t) {
     fn.setArgAttr(numParams + t, fjir::kTensorSlotAttr, b.getI32IntegerAttr(base.tensor + t));
     fn.setArgAttr(numParams + t, fjir::kCaptureNameAttr, b.getStringAttr(mod.tensors()[t]->name));
@@ -211,7 +214,7 @@ func::FuncOp importMod(ModuleOp module, const Mod& mod, const std::string& funcN
 
   Block* entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  InstrEmitter emitter(b, loc, fn, numParams);
+  InstrEmitter emitter(b, loc, fn, kind.params);
   emitter.setNumTensors(numTensors);
   Program program(mod);
   std::vector<Value> values;

@@ -11,6 +11,11 @@ struct ModFacts {
   bool hasTensorGrads = false;   ///< some captured tensor requires a gradient
   bool maskReadsTensors = false; ///< mask_mod reads a captured tensor (its interval form then scans values)
   int maskOps = 0;               ///< operations in the simplified mask_mod (constants and return not counted)
+  bool hasSink = false;          ///< the variant has a sink_mod (a softmax-denominator term per row)
+  bool sinkHasTensorGrads = false; ///< the sink_mod reads a captured tensor that requires a gradient
+  bool hasProb = false;          ///< the variant has a prob_mod (the forward runs a statistics pass first)
+  bool probHasTensorGrads = false; ///< the prob_mod reads a captured tensor that requires a gradient
+  bool probReadsVisible = false; ///< the prob_mod reads num_visible (the statistics pass then counts each row's keys)
 };
 
 }  // namespace flexjit

@@ -52,7 +52,7 @@ bool returnsScoreUnchanged(func::FuncOp fn) {
   return arg && arg.getArgNumber() == 0;
 }
 
-ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
+ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score, const ExtraHooks& extra) {
   ModFacts facts;
   ParamBox everywhere;
   func::FuncOp scoreFn = lowered.lookup("score_mod"), maskFn = lowered.lookup("mask_mod");
@@ -64,6 +64,16 @@ ModFacts deriveFacts(const LoweredMods& lowered, const ScoreMod& score) {
   maskFn.walk([&](Operation* op) {
     if (!op->hasTrait<OpTrait::ConstantLike>() && !isa<func::ReturnOp, func::FuncOp>(op)) ++facts.maskOps;
   });
+  facts.hasSink = extra.sink.has_value();
+  if (extra.sink)
+    for (const auto& t : extra.sink->tensors()) facts.sinkHasTensorGrads |= t->requiresGrad;
+  facts.hasProb = extra.prob.has_value();
+  if (extra.prob) {
+    for (const auto& t : extra.prob->tensors()) facts.probHasTensorGrads |= t->requiresGrad;
+    // prob_mod(p, b, h, q_idx, kv_idx, num_visible): argument 5, read or not after simplification.
+    constexpr unsigned kVisibleArg = 5;
+    facts.probReadsVisible = !lowered.lookup("prob_mod").getArgument(kVisibleArg).use_empty();
+  }
   return facts;
 }
 
@@ -81,7 +91,8 @@ func::FuncOp LoweredMods::lookup(const std::string& name) const {
   return m.lookupSymbol<func::FuncOp>(name);
 }
 
-LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options) {
+LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options,
+                      const ExtraHooks& extra) {
   for (const auto& t : mask.tensors())
     if (t->requiresGrad)
       throw Error(fmt::format("{} reads captured tensor '{}' which requires a gradient, but masks have no "
@@ -96,9 +107,19 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
   OpBuilder b(out.context.get());
   out.module = ModuleOp::create(b.getUnknownLoc());
   importMod(*out.module, score, "score_mod", SlotBase{});
-  importMod(*out.module, mask, "mask_mod",
-            SlotBase{static_cast<int>(score.tensors().size()), static_cast<int>(score.scalars().size())});
+  SlotBase base{static_cast<int>(score.tensors().size()), static_cast<int>(score.scalars().size())};
+  importMod(*out.module, mask, "mask_mod", base);
+  base.tensor += static_cast<int>(mask.tensors().size());
+  base.scalar += static_cast<int>(mask.scalars().size());
   std::string what = fmt::format("{} with {}", score.describe(), mask.describe());
+  for (const Mod* hook : {extra.sink ? static_cast<const Mod*>(&*extra.sink) : nullptr,
+                          extra.prob ? static_cast<const Mod*>(&*extra.prob) : nullptr}) {
+    if (!hook) continue;
+    importMod(*out.module, *hook, modKindName(hook->kind()), base);
+    base.tensor += static_cast<int>(hook->tensors().size());
+    base.scalar += static_cast<int>(hook->scalars().size());
+    what += " and " + hook->describe();
+  }
   if (failed(verify(*out.module)))
     throw Error(fmt::format("flexjit compiler: the imported IR of {} does not verify (a flexjit bug):\n{}", what, diags.text()));
   out.importedIR = toText(*out.module);
@@ -113,7 +134,7 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
   out.differentiatedIR = toText(*out.module);
   if (options.simplify) runPasses(*out.module, addSimplifyPasses, "simplification", diags, what);
   out.simplifiedIR = toText(*out.module);
-  out.facts = deriveFacts(out, score);
+  out.facts = deriveFacts(out, score, extra);
   return out;
 }
 

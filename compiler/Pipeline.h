@@ -14,12 +14,14 @@
 
 namespace flexjit {
 
-/// The MLIR of one variant: functions @score_mod, @mask_mod and (if asked) @score_mod_grad.
+/// The MLIR of one variant: functions @score_mod, @mask_mod, @sink_mod (with a sink), @prob_mod (with a
+/// prob_mod) and, if asked, the gradients @score_mod_grad, @prob_mod_grad and @sink_mod_grad (when the sink
+/// reads tensors that require a gradient).
 struct LoweredMods {
   std::unique_ptr<mlir::MLIRContext> context;
   mlir::OwningOpRef<mlir::ModuleOp> module;
   std::string importedIR;        ///< straight from the DSL
-  std::string differentiatedIR;  ///< with @score_mod_grad (when asked), before simplification
+  std::string differentiatedIR;  ///< with the gradient functions (when asked), before simplification
   std::string simplifiedIR;      ///< after canonicalize + CSE: what codegen emits
   ModFacts facts;
 
@@ -33,9 +35,11 @@ struct LowerOptions {
   bool simplify = true;
 };
 
-/// Imports, verifies, differentiates (the mod as written) and simplifies. Score-mod captures take slots
-/// first, then the mask-mod's (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on any failure.
-LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {});
+/// Imports, verifies, differentiates (the mods as written) and simplifies. Score-mod captures take slots
+/// first, then the mask-mod's, then the extra hooks' (fj::CaptureArgs numbering). Raises flexjit::Error
+/// naming the mod on any failure.
+LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {},
+                      const ExtraHooks& extra = {});
 
 /// Prints an op (a module or function) as MLIR text.
 std::string toText(mlir::Operation* op);

@@ -1,6 +1,7 @@
 #include "dsl/Capture.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "dsl/Error.h"
 #include "dsl/Semantics.h"
@@ -25,6 +26,24 @@ void checkView(const TensorCapture& t, const TensorView& view) {
 }
 
 }  // namespace
+
+void checkInt64Values(const std::string& where, const TensorCapture& t, const void* hostData) {
+  const TensorView& v = *t.view;
+  if (v.numel() == 0) return;
+  const auto* values = static_cast<const int64_t*>(hostData);
+  std::vector<int64_t> idx(v.shape.size(), 0);
+  for (;;) {
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * v.strides[d];
+    if (values[off] < INT32_MIN || values[off] > INT32_MAX)
+      throw Error(fmt::format("{}: captured tensor '{}' ({}) holds {} at [{}]; a mod computes integers in int32, so "
+                              "it would wrap: keep the values in [-2^31, 2^31) (e.g. renumber ids) or pass int32",
+                              where, t.name, v.describe(), values[off], fmt::join(idx, ", ")));
+    int d = static_cast<int>(idx.size()) - 1;
+    while (d >= 0 && ++idx[d] == v.shape[d]) idx[d--] = 0;
+    if (d < 0) return;
+  }
+}
 
 TensorIndex::TensorIndex(std::shared_ptr<TensorCapture> t, std::vector<Expr> indices)
     : tensor_(std::move(t)), indices_(std::move(indices)) {

@@ -96,6 +96,11 @@ class CapturedScalar {
   std::shared_ptr<ScalarCapture> impl_;
 };
 
+/// Raises flexjit::Error (prefixed with `where`) when the int64 tensor `t` is bound to holds a value outside
+/// int32: a mod computes integers in int32, so the value would wrap. `hostData` holds the bound view's
+/// elements at its strides: the view's own data on the CPU, a host copy of its extent otherwise.
+void checkInt64Values(const std::string& where, const TensorCapture& t, const void* hostData);
+
 /// Builds a tensor read directly (used by CapturedTensor and the Python tracer).
 Expr makeLoad(const std::shared_ptr<TensorCapture>& tensor, const std::vector<Expr>& indices);
 

@@ -99,6 +99,20 @@ int opArity(Op op) {
   return 0;
 }
 
+Node::~Node() {
+  // Operands only this node holds are taken apart here, one level at a time, instead of each destroying
+  // its own operands recursively. use_count() == 1 is exact: nothing else holds the node to copy it.
+  std::vector<NodeRef> pending = std::move(args);
+  while (!pending.empty()) {
+    NodeRef n = std::move(pending.back());
+    pending.pop_back();
+    if (n.use_count() != 1) continue;
+    std::vector<NodeRef>& operands = const_cast<Node&>(*n).args;  // made non-const by make_shared<Node>
+    for (NodeRef& a : operands) pending.push_back(std::move(a));
+    operands.clear();
+  }
+}
+
 const char* paramName(Param p) {
   switch (p) {
     case Param::Score: return "score";
@@ -106,6 +120,7 @@ const char* paramName(Param p) {
     case Param::H: return "h";
     case Param::Q: return "q_idx";
     case Param::KV: return "kv_idx";
+    case Param::Visible: return "num_visible";
   }
   return "?";
 }

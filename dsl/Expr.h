@@ -26,9 +26,10 @@ const char* opName(Op op);
 /// Number of operands; -1 for Load (one per tensor dimension).
 int opArity(Op op);
 
-/// The parameters of a mod, in torch's order: score_mod(score, b, h, q_idx, kv_idx).
-enum class Param : uint8_t { Score, B, H, Q, KV };
-constexpr int kNumParams = 5;
+/// The parameters of a mod, in torch's order: score_mod(score, b, h, q_idx, kv_idx). A prob_mod receives the
+/// normalised probability in the Score slot and, besides the indices, the row's number of visible keys.
+enum class Param : uint8_t { Score, B, H, Q, KV, Visible };
+constexpr int kNumParams = 6;
 const char* paramName(Param p);
 
 struct TensorCapture;
@@ -46,6 +47,12 @@ struct Node {
   int64_t iconst = 0;                         // Op::Const of type I32 / Bool
   std::shared_ptr<TensorCapture> tensor;      // Op::Load
   std::shared_ptr<ScalarCapture> scalar;      // Op::Scalar
+
+  Node() = default;
+  Node(const Node&) = default;
+  Node& operator=(const Node&) = default;
+  /// Iterative: releasing a chain of 200k ops through nested shared_ptr destructors overflows the stack.
+  ~Node();
 };
 
 /// A symbolic value inside a traced mod. Arithmetic types convert implicitly to constants, so

@@ -118,6 +118,9 @@ bool isCompare(Op op) {
   return op == Op::Eq || op == Op::Ne || op == Op::Lt || op == Op::Le || op == Op::Gt || op == Op::Ge;
 }
 
+/// The data pointer of a bound empty tensor: never read (every offset into it is -1).
+const int kNoElements = 0;
+
 }  // namespace
 
 Program::Program(const Mod& mod) : mod_(mod) {
@@ -137,7 +140,9 @@ void Program::bindCaptures(bool requireData) {
           throw Error(fmt::format("{}: the CPU interpreter reads captured tensor '{}' but it is {}; pass a CPU copy",
                                   mod_.describe(), t->name, t->view->describe()));
       } else {
-        arg.data = t->view->data;
+        // An empty tensor (torch gives it no data pointer) is bound: every read is outside it and gives 0.
+        arg.data = t->view->numel() == 0 ? &kNoElements : t->view->data;
+        if (t->dtype == DType::I64 && t->view->data) checkInt64Values(mod_.describe(), *t, t->view->data);
         for (int d = 0; d < t->rank; ++d) {
           arg.stride[d] = t->view->strides[d];
           arg.size[d] = static_cast<int>(t->view->shape[d]);
@@ -168,6 +173,7 @@ Program::Slot Program::evalInstr(const Instr& in, const std::vector<Slot>& s, do
         case Param::H: r.i = p.h; break;
         case Param::Q: r.i = p.q; break;
         case Param::KV: r.i = p.kv; break;
+        case Param::Visible: r.i = p.visible; break;
       }
       return r;
     case Op::Const: r.f = in.fconst; r.i = static_cast<int32_t>(in.iconst); return r;
@@ -250,6 +256,7 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
           case Param::H: r.i = box.h; break;
           case Param::Q: r.i = box.q; break;
           case Param::KV: r.i = box.kv; break;
+          case Param::Visible: r.i = box.visible; break;
         }
         continue;
       case Op::Const:

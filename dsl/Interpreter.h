@@ -25,14 +25,16 @@ struct Instr {
   int capture = -1;  ///< index into the mod's tensors() (Load) or scalars() (Scalar)
 };
 
-/// Parameter values at one position.
+/// Parameter values at one position (`visible`: the row's number of unmasked keys, read by prob_mods).
 struct Position {
   int32_t b = 0, h = 0, q = 0, kv = 0;
+  int32_t visible = 0;
 };
 
-/// Parameter ranges of a block pair (inclusive).
+/// Parameter ranges of a block pair (inclusive); `visible` spans every count unless narrowed.
 struct Box {
   fj::IvInt b, h, q, kv;
+  fj::IvInt visible = fj::ivInt(0, 2147483647);
 };
 
 /// What a mask keeps over a box, or where a score_mod can be -inf.

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "dsl/Error.h"
@@ -103,25 +104,47 @@ bool usesParam(const NodeRef& root, Param p) {
 }
 
 Expr checkedBody(ModKind kind, const std::string& name, const Expr& body) {
-  TraceScope scope(modKindName(kind), name);
+  const HookKindInfo& info = hookKind(kind);
+  TraceScope scope(info.name, name);
   if (!body.defined()) traceError("returned an uninitialized Expr");
-  if (kind == ModKind::Mask) {
-    if (body.type() != ScalarType::Bool)
-      traceError(fmt::format("must return bool (true keeps the position), but returned {}; compare explicitly, "
-                             "e.g. `x != 0`", scalarTypeName(body.type())));
-    if (usesParam(body.node(), Param::Score)) traceError("a mask_mod cannot read the score; use a score_mod");
-  } else if (body.type() != ScalarType::F32) {
-    traceError(fmt::format("must return float32, but returned {}; {}", scalarTypeName(body.type()),
-                           body.type() == ScalarType::Bool
-                               ? "to mask positions use a mask_mod, or where(cond, score, -INFINITY)"
-                               : "convert with toFloat()"));
+  for (int p = 0; p < kNumParams; ++p) {
+    const Param param = static_cast<Param>(p);
+    if (std::find(info.params.begin(), info.params.end(), param) != info.params.end()) continue;
+    if (!usesParam(body.node(), param)) continue;
+    traceError(param == Param::Score && kind == ModKind::Mask
+                   ? std::string("a mask_mod cannot read the score; use a score_mod")
+                   : fmt::format("a {} has no parameter {} (it receives {})", info.name, paramName(param),
+                                 kind == ModKind::Sink   ? "b, h, q_idx: one logit per row"
+                                 : kind == ModKind::Prob ? "p, b, h, q_idx, kv_idx, num_visible"
+                                                         : "score, b, h, q_idx, kv_idx"));
   }
+  if (body.type() == info.result) return body;
+  if (kind == ModKind::Mask)
+    traceError(fmt::format("must return bool (true keeps the position), but returned {}; compare explicitly, "
+                           "e.g. `x != 0`", scalarTypeName(body.type())));
+  traceError(fmt::format("must return float32, but returned {}; {}", scalarTypeName(body.type()),
+                         body.type() == ScalarType::Bool && kind == ModKind::Score
+                             ? "to mask positions use a mask_mod, or where(cond, score, -INFINITY)"
+                             : "convert with toFloat()"));
   return body;
 }
 
 }  // namespace
 
-const char* modKindName(ModKind kind) { return kind == ModKind::Score ? "score_mod" : "mask_mod"; }
+const HookKindInfo& hookKind(ModKind kind) {
+  static const HookKindInfo kinds[] = {
+      {ModKind::Score, "score_mod", {Param::Score, Param::B, Param::H, Param::Q, Param::KV}, ScalarType::F32,
+       /*hasInput=*/true, Param::Score, /*differentiable=*/true},
+      {ModKind::Mask, "mask_mod", {Param::B, Param::H, Param::Q, Param::KV}, ScalarType::Bool, false, Param::Score,
+       false},
+      {ModKind::Sink, "sink_mod", {Param::B, Param::H, Param::Q}, ScalarType::F32, false, Param::Score, true},
+      {ModKind::Prob, "prob_mod", {Param::Score, Param::B, Param::H, Param::Q, Param::KV, Param::Visible},
+       ScalarType::F32, /*hasInput=*/true, Param::Score, /*differentiable=*/true},
+  };
+  return kinds[static_cast<int>(kind)];
+}
+
+const char* modKindName(ModKind kind) { return hookKind(kind).name; }
 
 Mod::Mod(ModKind kind, std::string name, Expr body)
     : kind_(kind), name_(std::move(name)), body_(checkedBody(kind, name_, body)) {
@@ -165,6 +188,27 @@ bool MaskMod::isNoop() const {
   const Node& n = *body().node();
   return n.op == Op::Const && n.iconst != 0;
 }
+
+static Expr traceSink(const std::string& name, const SinkMod::Fn& fn) {
+  if (!fn) throw Error(fmt::format("sink_mod '{}' is an empty function", name));
+  TraceScope scope("sink_mod", name);
+  return fn(Expr::param(Param::B), Expr::param(Param::H), Expr::param(Param::Q));
+}
+
+SinkMod::SinkMod(std::string name, const Fn& fn) : SinkMod(name, traceSink(name, fn)) {}
+SinkMod::SinkMod(std::string name, Expr body) : Mod(ModKind::Sink, std::move(name), std::move(body)) {}
+SinkMod SinkMod::fromBody(std::string name, Expr body) { return SinkMod(std::move(name), std::move(body)); }
+
+static Expr traceProb(const std::string& name, const ProbMod::Fn& fn) {
+  if (!fn) throw Error(fmt::format("prob_mod '{}' is an empty function", name));
+  TraceScope scope("prob_mod", name);
+  return fn(Expr::param(Param::Score), Expr::param(Param::B), Expr::param(Param::H), Expr::param(Param::Q),
+            Expr::param(Param::KV), Expr::param(Param::Visible));
+}
+
+ProbMod::ProbMod(std::string name, const Fn& fn) : ProbMod(name, traceProb(name, fn)) {}
+ProbMod::ProbMod(std::string name, Expr body) : Mod(ModKind::Prob, std::move(name), std::move(body)) {}
+ProbMod ProbMod::fromBody(std::string name, Expr body) { return ProbMod(std::move(name), std::move(body)); }
 
 static MaskMod combineMasks(const std::vector<MaskMod>& masks, bool conjunction) {
   const char* what = conjunction ? "and_masks" : "or_masks";

@@ -1,4 +1,10 @@
-// ScoreMod and MaskMod: traced user functions, with their captures and a structural key.
+// The hooks a variant is made of: traced user functions, with their captures and a structural key.
+//   score_mod(score, b, h, q_idx, kv_idx) -> float   modifies a score before the softmax
+//   mask_mod(b, h, q_idx, kv_idx) -> bool            keeps (true) or masks a position
+//   sink_mod(b, h, q_idx) -> float                   a logit whose exp joins the softmax denominator of a row
+//   prob_mod(p, b, h, q_idx, kv_idx, num_visible) -> float   rewrites a normalised probability before P @ V
+// One table (hookKind) says what each kind takes and returns; the tracer, the MLIR import, the autodiff
+// pass and the code generator all read it.
 //
 //   auto causal = MaskMod("causal", [](Expr b, Expr h, Expr q, Expr kv) { return q >= kv; });
 //   auto alibi  = ScoreMod("alibi", [&](Expr s, Expr b, Expr h, Expr q, Expr kv) {
@@ -10,6 +16,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,8 +25,22 @@
 
 namespace flexjit {
 
-enum class ModKind : uint8_t { Score, Mask };
-const char* modKindName(ModKind kind);  ///< "score_mod" / "mask_mod"
+enum class ModKind : uint8_t { Score, Mask, Sink, Prob };
+const char* modKindName(ModKind kind);  ///< "score_mod" / "mask_mod" / "sink_mod" / "prob_mod"
+
+/// What a hook kind is, for every layer that handles hooks generically.
+struct HookKindInfo {
+  ModKind kind;
+  const char* name;            ///< "score_mod", also the MLIR function's name
+  std::vector<Param> params;   ///< what the user function receives, in call order
+  ScalarType result;
+  /// The gradient function (NAME_grad) returns d(result)/d(this parameter) and adds the captured tensors'
+  /// gradients; none: it only adds the captured tensors' gradients (a sink has no input to differentiate).
+  bool hasInput;
+  Param input = Param::Score;
+  bool differentiable;         ///< captured tensors read by this kind may require a gradient
+};
+const HookKindInfo& hookKind(ModKind kind);
 
 /// Common part of ScoreMod and MaskMod.
 class Mod {
@@ -77,6 +98,43 @@ class MaskMod : public Mod {
 
  private:
   MaskMod(std::string name, Expr body);
+};
+
+/// sink_mod(b, h, q_idx) -> float: a per-row logit s_sink whose exp is added to the softmax denominator, as
+/// an extra key with no value (gpt-oss's attention sinks, Lazy Attention's norm_bias):
+///   p_ij = exp(s_ij) / (sum_j exp(s_ij) + exp(s_sink_i)),  LSE_i = log(sum_j exp(s_ij) + exp(s_sink_i)).
+/// A row whose keys are all masked then gives O = 0 and LSE = s_sink (finite). Its captured tensors may require
+/// a gradient: d loss / d s_sink_i = -exp(s_sink_i - LSE_i) * rowsum(dO_i * O_i).
+class SinkMod : public Mod {
+ public:
+  using Fn = std::function<Expr(Expr b, Expr h, Expr q_idx)>;
+  SinkMod(std::string name, const Fn& fn);
+  static SinkMod fromBody(std::string name, Expr body);
+
+ private:
+  SinkMod(std::string name, Expr body);
+};
+
+/// prob_mod(p, b, h, q_idx, kv_idx, num_visible) -> float: applied to each kept position's normalised
+/// probability p_ij (after the softmax, the sink included) before P @ V; O_i = sum_j prob_mod(p_ij, ...) v_j is
+/// not renormalised. num_visible is the row's number of unmasked keys (int32). Lazy Attention's
+/// relu(p - |offset[h] + 1| / num_visible). Masked positions stay 0. Differentiable in p and in the captured
+/// tensors it reads.
+class ProbMod : public Mod {
+ public:
+  using Fn = std::function<Expr(Expr p, Expr b, Expr h, Expr q_idx, Expr kv_idx, Expr num_visible)>;
+  ProbMod(std::string name, const Fn& fn);
+  static ProbMod fromBody(std::string name, Expr body);
+
+ private:
+  ProbMod(std::string name, Expr body);
+};
+
+/// The hooks of a variant beyond score_mod and the block mask's mask_mod (absent ones are not used).
+struct ExtraHooks {
+  std::optional<SinkMod> sink;
+  std::optional<ProbMod> prob;
+  bool empty() const { return !sink && !prob; }
 };
 
 /// A position is kept when every mask keeps it (torch.nn.attention.flex_attention.and_masks).

@@ -65,6 +65,13 @@ struct GradArgs {
   FJ_HD void accumulate(int site, int slot, const TensorArg& t, float value, I... indices) const;
 };
 
+/// A gradient sink that drops every contribution: for calls of a generated *_grad function made only for its
+/// derivative (the forward's delta-weights pass takes d prob_mod / d p and no captured-tensor gradient).
+struct NoGrads {
+  template <class... I>
+  FJ_HD void accumulate(int, int, const TensorArg&, float, I...) const {}
+};
+
 FJ_HD float bitsToFloat(unsigned bits) {
 #ifdef __CUDA_ARCH__
   return __uint_as_float(bits);

@@ -14,10 +14,18 @@ struct BackwardOptions : AttentionOptions {
   /// time, see docs/kernels-backward.md). Captured-tensor gradients stay float32 atomics in both modes, so
   /// their last bits can vary between runs.
   bool deterministic = false;
+  /// With a prob_mod on the GPU: the forward's saved state (AttentionOptions::saveForBackward,
+  /// ForwardOutputs::probDelta / rowVisible). Missing ones are recomputed (one more forward). Ignored on
+  /// the CPU, whose reference recomputes everything.
+  const TensorView* probDelta = nullptr;
+  const TensorView* rowVisible = nullptr;
+  /// The upstream gradient of the forward's LSE (float32 [B, Hq, Lq], any strides), for losses that read
+  /// it; null: zero.
+  const TensorView* dlse = nullptr;
 };
 
 /// Gradients of one backward call. Captured-tensor gradients are float32, shaped like the capture, for
-/// the score_mod's tensors that require a gradient, in the score_mod's capture order.
+/// the tensors that require a gradient, in gradientCaptures order.
 struct AttentionGradients {
   Tensor dq, dk, dv;
   std::vector<std::pair<std::shared_ptr<TensorCapture>, Tensor>> captureGrads;
@@ -25,8 +33,9 @@ struct AttentionGradients {
   const Tensor* gradFor(const CapturedTensor& t) const;
 };
 
-/// The captured tensors of `score` that receive gradients (float, requiresGrad), in capture order.
-std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score);
+/// The captured tensors that receive gradients (float, requiresGrad): the score_mod's in capture order,
+/// then the sink_mod's, then the prob_mod's (a tensor read by several hooks appears once).
+std::vector<std::shared_ptr<TensorCapture>> gradientCaptures(const ScoreMod& score, const ExtraHooks& extra = {});
 
 /// Backward from the forward's `out` and `lse` and the upstream gradient `dout` (shape and dtype of out).
 AttentionGradients flex_attention_backward(const TensorView& q, const TensorView& k, const TensorView& v,

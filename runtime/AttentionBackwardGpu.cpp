@@ -8,8 +8,7 @@
 // knob for benchmarks; invalid values are reported as errors).
 //
 // The float32 scratch arrays (LSE2, Delta, the dQ accumulator) live in a per-(context, stream) workspace
-// that only grows: stream order makes reusing it safe for later calls on the same stream, so the steady
-// state allocates and synchronises nothing.
+// that only grows (runtime/Workspace.h).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -28,18 +27,21 @@
 #include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
+#include "runtime/Workspace.h"
 
 namespace flexjit {
 
 namespace {
 
 /// Gradient buffers by capture slot: slot k of fj::CaptureArgs is the k-th tensor of captureLayout (the
-/// score_mod's first, in score.tensors() order); captureGrads[w] belongs to gradientCaptures(score)[w].
-fj::GradArgs gradArgs(const ScoreMod& score, const CaptureLayout& layout, const std::vector<TensorView>& captureGrads) {
+/// score_mod's first, then the mask_mod's, then the sink_mod's); captureGrads[w] belongs to
+/// gradientCaptures(score, extra)[w]. A tensor read by two hooks has two slots sharing one buffer (masks
+/// never read tensors that require a gradient: lowerMods refuses them).
+fj::GradArgs gradArgs(const ScoreMod& score, const ExtraHooks& extra, const CaptureLayout& layout,
+                      const std::vector<TensorView>& captureGrads) {
   fj::GradArgs g{};
-  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(score);
-  const size_t scoreSlots = score.tensors().size();
-  for (size_t k = 0; k < layout.tensors.size() && k < scoreSlots; ++k)
+  std::vector<std::shared_ptr<TensorCapture>> wanted = gradientCaptures(score, extra);
+  for (size_t k = 0; k < layout.tensors.size(); ++k)
     for (size_t w = 0; w < wanted.size(); ++w) {
       if (layout.tensors[k] != wanted[w]) continue;
       g.grad[k] = static_cast<float*>(captureGrads[w].data);
@@ -47,49 +49,6 @@ fj::GradArgs gradArgs(const ScoreMod& score, const CaptureLayout& layout, const 
     }
   return g;
 }
-
-/// The grow-only scratch memory of one (context, stream).
-class Workspace {
- public:
-  static Workspace& global() {
-    static Workspace* instance = new Workspace();  // never destroyed: kernels may still use it at exit
-    return *instance;
-  }
-
-  /// Holds the lock while the caller enqueues the kernels that use the returned memory, so that a
-  /// concurrent call on the same stream cannot free it between two launches.
-  struct Lease {
-    std::unique_lock<std::mutex> lock;
-    CUdeviceptr base = 0;
-  };
-
-  Lease acquire(CUcontext context, CUstream stream, size_t bytes) {
-    Lease lease{std::unique_lock<std::mutex>(mutex_), 0};
-    Entry& e = entries_[{context, stream}];
-    if (e.bytes < bytes) {
-      if (e.base != 0) {
-        // Earlier calls may still be running on this stream (or on a destroyed stream whose handle was
-        // reused): wait for the whole context before the memory goes back.
-        CudaDriver::get().contextSynchronize();
-        CudaDriver::get().memFree(e.base);
-        e.base = 0;
-        e.bytes = 0;
-      }
-      e.base = CudaDriver::get().memAlloc(bytes);
-      e.bytes = bytes;
-    }
-    lease.base = e.base;
-    return lease;
-  }
-
- private:
-  struct Entry {
-    CUdeviceptr base = 0;
-    size_t bytes = 0;
-  };
-  std::mutex mutex_;
-  std::map<std::pair<CUcontext, CUstream>, Entry> entries_;
-};
 
 void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, CUstream stream, fjk::BwdParams& p) {
   if (l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) return;
@@ -110,10 +69,42 @@ void applyBwdOverrides(BwdKernelConfig& c) {
                         {"gradWindows", &c.gradWindows}, {"gradWindowFloats", &c.gradWindowFloats}});
 }
 
-constexpr size_t kFloatBytes = 4;
-constexpr size_t kWorkspaceAlign = 256;
+/// A configuration FLEXJIT_BWD_CONFIG made impossible is the override's fault: the advice for a default
+/// configuration (another BLOCK_SIZE) would not help.
+void requireOverridesRun(const BwdKernelConfig& config, const BlockMask& blockMask) {
+  BwdConfigCheck check = checkBwdConfig(config);
+  if (check.ok) check = checkBwdMaskBlocks(config, blockMask.blockQ, blockMask.blockKV);
+  if (!check.ok)
+    throw Error(fmt::format("FLEXJIT_BWD_CONFIG={}: the overridden configuration cannot run: {}; change or unset "
+                            "FLEXJIT_BWD_CONFIG (docs/kernels-backward.md)", std::getenv("FLEXJIT_BWD_CONFIG"),
+                            check.message));
+}
 
-size_t alignUp(size_t n) { return (n + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
+constexpr size_t kFloatBytes = 4;
+
+/// Runs a prob_mod variant's forward again into scratch memory for a backward that was not given its
+/// saved state (BackwardOptions::probDelta / rowVisible): views[0..3] = O, LSE, probDelta, rowVisible.
+/// The lease keeps the memory until the caller has enqueued its kernels.
+Workspace::Lease recomputeProbState(const TensorView& q, const TensorView& k, const TensorView& v,
+                                    const ScoreMod& scoreMod, const BlockMask& blockMask, const AttentionShape& s,
+                                    const BackwardOptions& options, CUcontext context, CUstream stream,
+                                    TensorView (&views)[4]) {
+  const std::vector<int64_t> rows{s.B, s.Hq, s.Lq}, rowsDv{s.B, s.Hq, s.Lq, s.Dv};
+  const size_t outBytes = workspaceAlign(static_cast<size_t>(s.B * s.Hq * s.Lq * s.Dv) * dtypeSize(q.dtype));
+  const size_t rowBytes = workspaceAlign(static_cast<size_t>(s.B * s.Hq * s.Lq) * kFloatBytes);
+  Workspace::Lease lease = Workspace::recompute().acquire(context, stream, 2 * outBytes + 2 * rowBytes);
+  char* base = reinterpret_cast<char*>(lease.base);
+  views[0] = TensorView(base, q.dtype, q.device, rowsDv);
+  views[1] = TensorView(base + outBytes, DType::F32, q.device, rows);
+  views[2] = TensorView(base + outBytes + rowBytes, q.dtype, q.device, rowsDv);
+  views[3] = TensorView(base + 2 * outBytes + rowBytes, DType::I32, q.device, rows);
+  AttentionOptions forward = options;
+  forward.compileBackwardAhead = false;
+  forward.returnMaxScores = false;
+  gpuForward(q, k, v, scoreMod, blockMask, s, ForwardOutputs{views[0], views[1], nullptr, &views[2], &views[3]},
+             forward);
+  return lease;
+}
 
 }  // namespace
 
@@ -127,11 +118,14 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   // element, whose float atomics are compare-and-swap loops: 48 -> 28 TFLOP/s, so they keep global atomics
   // (an override gradWindows=N still turns windows on).
   if (!variant.gradSitesMixQAndKv) config.gradWindows = 0;
+  config.sinkGrads = variant.facts.sinkHasTensorGrads;
+  const BwdKernelConfig defaults = config;
   applyBwdOverrides(config);
   // An override may ask for fewer windows (0: global atomics only, as before windows), never for more
   // than the variant has sites.
   config.gradWindows = std::min(config.gradWindows, variant.gradSites);
   if (config.gradWindows == 0 || config.gradWindowFloats <= 0) config.gradWindows = config.gradWindowFloats = 0;
+  if (!(config == defaults)) requireOverridesRun(config, blockMask);
   requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
   return config;
 }
@@ -146,7 +140,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
-  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
+  const ExtraHooks extra = options.extraHooks();
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
   BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant);
   const std::string tag = variantTag(scoreMod, mask);
   const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
@@ -154,20 +149,40 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   const CompiledKernel* dqKernel =
       config.atomicDq ? nullptr : &backwardKernel(variant.get(), config, BwdKernelKind::Dq, tag);
 
+  CUstream stream = static_cast<CUstream>(options.stream);
+  // A prob_mod's backward reads the forward's delta weights instead of O (the preprocess's
+  // rowsum(dO * probDelta) is D' = sum_j p g'(p) dP) and, when its prob_mod reads num_visible, the counts.
+  Workspace::Lease recomputed;
+  TensorView recomputedViews[4];
+  const TensorView* probDelta = options.probDelta;
+  const TensorView* rowVisible = options.rowVisible;
+  if (extra.prob && (!probDelta || (variant->facts.probReadsVisible && !rowVisible))) {
+    recomputed = recomputeProbState(q, k, v, scoreMod, blockMask, s, options, context.context(), stream,
+                                    recomputedViews);
+    probDelta = &recomputedViews[2];
+    rowVisible = &recomputedViews[3];
+  }
+
   fjk::BwdParams p{};
   p.q = q.data;
   p.k = k.data;
   p.v = v.data;
-  p.o = out.data;
+  p.o = probDelta ? probDelta->data : out.data;
   p.dout = dout.data;
   p.lse = static_cast<const float*>(lse.data);
+  if (options.dlse) {
+    p.dlse = static_cast<const float*>(options.dlse->data);
+    const auto& st = options.dlse->strides;
+    p.dlse_stride = fjk::BhlStrides{st[0], st[1], st[2]};
+  }
   p.dq = dq.data;
   p.dk = dk.data;
   p.dv = dv.data;
   p.q_stride = bhlStrides(q);
   p.k_stride = bhlStrides(k);
   p.v_stride = bhlStrides(v);
-  p.o_stride = bhlStrides(out);
+  p.o_stride = bhlStrides(probDelta ? *probDelta : out);
+  p.row_visible = rowVisible ? static_cast<const int*>(rowVisible->data) : nullptr;
   p.do_stride = bhlStrides(dout);
   p.dq_stride = bhlStrides(dq);
   p.dk_stride = bhlStrides(dk);
@@ -178,18 +193,17 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   p.kv_full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
   p.q_partial = kernelBlockList(blockMask.qNumBlocks, blockMask.qIndices);
   p.q_full = kernelBlockList(blockMask.fullQNumBlocks, blockMask.fullQIndices);
-  const CaptureLayout layout = captureLayout(scoreMod, mask);
+  const CaptureLayout layout = captureLayout(scoreMod, mask, extra);
   p.cap = packCaptures(layout, q.device, "flex_attention_backward");
-  p.grads = gradArgs(scoreMod, layout, captureGrads);
+  p.grads = gradArgs(scoreMod, extra, layout, captureGrads);
 
   // Workspace: LSE2 and Delta [B, Hq, len_q_pad], then (atomic mode) the dQ accumulator [.., D].
   const size_t rows = static_cast<size_t>(s.B) * static_cast<size_t>(s.Hq) * static_cast<size_t>(p.len_q_pad);
-  const size_t statBytes = alignUp(rows * kFloatBytes);
+  const size_t statBytes = workspaceAlign(rows * kFloatBytes);
   const size_t accumElems = config.atomicDq ? rows * static_cast<size_t>(s.D) : 0;
   const size_t bytes = 2 * statBytes + accumElems * kFloatBytes;
-  CUstream stream = static_cast<CUstream>(options.stream);
   // With no query rows (bytes == 0) nothing reads the workspace, but dK / dV must still be written (zeros).
-  Workspace::Lease ws = bytes > 0 ? Workspace::global().acquire(context.context(), stream, bytes) : Workspace::Lease{};
+  Workspace::Lease ws = bytes > 0 ? Workspace::backward().acquire(context.context(), stream, bytes) : Workspace::Lease{};
   if (bytes > 0) {
     p.lse2 = reinterpret_cast<float*>(ws.base);
     p.delta = reinterpret_cast<float*>(ws.base + statBytes);
@@ -200,6 +214,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   }
 
   launch(aux, kBwdPreprocessKernelName, bwdPreprocessLaunch(p.batch, p.heads_q, p.len_q), stream, p);
+  // The sink's gradient needs Delta (the preprocess) and nothing the other kernels write.
+  if (config.sinkGrads) launch(main, kBwdSinkKernelName, bwdSinkLaunch(p.batch, p.heads_q, p.len_q), stream, p);
   launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, p);
   if (config.atomicDq) {
     launch(aux, kBwdConvertKernelName, bwdConvertLaunch(p.batch, p.heads_q, p.len_q), stream, p);

@@ -16,6 +16,7 @@
 #include "runtime/Module.h"
 #include "runtime/Planner.h"
 #include "runtime/TmaMaps.h"
+#include "runtime/Workspace.h"
 
 namespace flexjit {
 
@@ -32,9 +33,10 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
 namespace {
 
 /// The planner's view of a forward call on this device.
-ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,
-                              const AttentionShape& s, const DeviceInfo& info, const BlockMask& blockMask,
-                              const Variant& variant) {
+ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const TensorView& v,
+                              const ForwardOutputs& outputs, const AttentionShape& s, const DeviceInfo& info,
+                              const BlockMask& blockMask, const Variant& variant) {
+  const TensorView& out = outputs.out;
   ForwardProblem fp;
   fp.dtype = q.dtype;
   fp.headDim = static_cast<int>(s.D);
@@ -47,38 +49,75 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
     return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
                           static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
   };
-  fp.tmaDescribable = describable(q) && describable(k) && describable(v) && describable(out);
+  // The delta-weights pass of a prob_mod stores its output through the same kind of map as O.
+  fp.tmaDescribable = describable(q) && describable(k) && describable(v) && describable(out) &&
+                      (!outputs.probDelta || describable(*outputs.probDelta));
+
   fp.driverHasTensorMaps = CudaDriver::get().hasTensorMaps();
   fp.facts = variant.facts;
   return fp;
 }
 
-/// Launches the sm90 kernel: the common parameters plus the TMA maps encoded over the same tensors.
-void launchSm90(const LoadedKernel& fn, const FwdKernelConfig& config, const fjk::FwdParams& p, const FwdLaunch& launch,
-                CUstream stream) {
-  fjk::Sm90FwdParams P{};
-  P.p = p;
+/// Launches entry point `name` of a forward program: the sm90 family's with the TMA maps encoded over the
+/// tensors of p, the sm80 family's with p alone.
+void launchPass(const CompiledKernel& kernel, const char* name, const FwdKernelConfig& config, const fjk::FwdParams& p,
+                const FwdLaunch& launch, CUstream stream) {
+  LoadedKernel fn = ModuleCache::global().load(kernel, launch.sharedMemoryBytes, name);
   const CudaDriver& driver = CudaDriver::get();
-  driver.check(encodeSm90FwdMaps(driver.api().cuTensorMapEncodeTiled, P, config), "cuTensorMapEncodeTiled");
-  void* args[] = {&P};
-  driver.launchKernel(fn.function, Dim3{launch.grid[0], launch.grid[1], launch.grid[2]},
-                      Dim3{launch.block[0], launch.block[1], launch.block[2]},
-                      static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
+  const Dim3 grid{launch.grid[0], launch.grid[1], launch.grid[2]}, block{launch.block[0], launch.block[1], launch.block[2]};
+  if (config.family == KernelFamily::Sm90) {
+    fjk::Sm90FwdParams P{};
+    P.p = p;
+    driver.check(encodeSm90FwdMaps(driver.api().cuTensorMapEncodeTiled, P, config), "cuTensorMapEncodeTiled");
+    void* args[] = {&P};
+    driver.launchKernel(fn.function, grid, block, static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
+    return;
+  }
+  fjk::FwdParams copy = p;
+  void* args[] = {&copy};
+  driver.launchKernel(fn.function, grid, block, static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
+}
+
+/// A prob_mod variant's forward (codegen/templates/common/prob_pass.cuh): the statistics pass (LSE, max
+/// scores, num_visible), the apply pass (O) and, when the backward's state is wanted, the delta-weights
+/// pass into outputs.probDelta. Without a rowVisible output the counts go to scratch memory.
+void launchProbPasses(const CompiledKernel& kernel, const FwdKernelConfig& config, fjk::FwdParams p,
+                      const ForwardOutputs& outputs, const FwdLaunch& launch, bool readsVisible, CUstream stream,
+                      CUcontext context) {
+  const size_t visibleBytes = static_cast<size_t>(p.batch) * p.heads_q * p.len_q * sizeof(int);
+  Workspace::Lease scratch = readsVisible && !outputs.rowVisible
+                                 ? Workspace::forward().acquire(context, stream, visibleBytes)
+                                 : Workspace::Lease{};
+  p.row_visible = outputs.rowVisible ? static_cast<int*>(outputs.rowVisible->data) : reinterpret_cast<int*>(scratch.base);
+  if (!readsVisible && outputs.rowVisible) {
+    // The prob_mod never reads the counts, so no pass writes them; the output still gets them for the
+    // record (the backward of this variant does not read them either).
+    fillWords(*outputs.rowVisible, 0, stream, "flex_attention: row_visible");
+  }
+  launchPass(kernel, kFwdKernelName, config, p, launch, stream);
+  launchPass(kernel, kFwdApplyKernelName, config, p, launch, stream);
+  if (!outputs.probDelta) return;
+  p.o = outputs.probDelta->data;
+  p.o_stride = bhlStrides(*outputs.probDelta);
+  launchPass(kernel, kFwdDeltaKernelName, config, p, launch, stream);
 }
 
 }  // namespace
 
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
-                const BlockMask& blockMask, const AttentionShape& s, const TensorView& out, const TensorView& lse,
+                const BlockMask& blockMask, const AttentionShape& s, const ForwardOutputs& outputs,
                 const AttentionOptions& options) {
+  const TensorView& out = outputs.out;
+  const TensorView& lse = outputs.lse;
+  const ExtraHooks extra = options.extraHooks();
   for (auto [t, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}, {&out, "out"}}) checkKernelLayout(*t, "flex_attention", name);
   ScopedContext context(q.device.index);
   const DeviceInfo& info = cachedDeviceInfo(q.device.index);
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
-  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false);
-  const ForwardPlan plan = planForward(forwardProblem(q, k, v, out, s, info, blockMask, *variant));
+  std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/false, extra);
+  const ForwardPlan plan = planForward(forwardProblem(q, k, v, outputs, s, info, blockMask, *variant));
   if (options.compileBackwardAhead)  // before the forward's own compile, so the two run side by side
-    compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask);
+    compileBackwardAhead(scoreMod, mask, q.dtype, s, info, blockMask, extra);
   ForwardBuild build = forwardKernel(*variant, plan.config, variantTag(scoreMod, mask));
   const FwdKernelConfig& config = build.config;
 
@@ -88,6 +127,11 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   p.v = v.data;
   p.o = out.data;
   p.lse = static_cast<float*>(lse.data);
+  if (outputs.maxScores) {
+    p.max_score = static_cast<float*>(outputs.maxScores->data);
+    const auto& st = outputs.maxScores->strides;
+    p.max_score_stride = fjk::BhlStrides{st[0], st[1], st[2]};
+  }
   p.q_stride = bhlStrides(q);
   p.k_stride = bhlStrides(k);
   p.v_stride = bhlStrides(v);
@@ -95,18 +139,16 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
   setProblemSizes(p, s, blockMask, lse);
   p.partial = kernelBlockList(blockMask.kvNumBlocks, blockMask.kvIndices);
   p.full = kernelBlockList(blockMask.fullKvNumBlocks, blockMask.fullKvIndices);
-  p.cap = packCaptures(captureLayout(scoreMod, mask), q.device, "flex_attention");
+  p.cap = packCaptures(captureLayout(scoreMod, mask, extra), q.device, "flex_attention");
 
   FwdLaunch launch = fwdLaunch(config, p.batch, p.heads_q, p.len_q);
   if (launch.grid[0] == 0 || launch.grid[1] == 0 || launch.grid[2] == 0) return;
   p.sched_heads = launch.scheduleHeads;
-  LoadedKernel fn = ModuleCache::global().load(*build.kernel, launch.sharedMemoryBytes, kFwdKernelName);
   const CUstream stream = static_cast<CUstream>(options.stream);
-  if (config.family == KernelFamily::Sm90) return launchSm90(fn, config, p, launch, stream);
-  void* args[] = {&p};
-  CudaDriver::get().launchKernel(fn.function, Dim3{launch.grid[0], launch.grid[1], launch.grid[2]},
-                                 Dim3{launch.block[0], launch.block[1], launch.block[2]},
-                                 static_cast<unsigned>(launch.sharedMemoryBytes), stream, args);
+  if (config.probPasses)
+    return launchProbPasses(*build.kernel, config, p, outputs, launch, variant->facts.probReadsVisible, stream,
+                            context.context());
+  launchPass(*build.kernel, kFwdKernelName, config, p, launch, stream);
 }
 
 }  // namespace flexjit

@@ -13,7 +13,7 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device);
 
 /// Launches the generated forward kernel (asynchronously, on options.stream).
 void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
-                const BlockMask& blockMask, const AttentionShape& shape, const TensorView& out, const TensorView& lse,
+                const BlockMask& blockMask, const AttentionShape& shape, const ForwardOutputs& outputs,
                 const AttentionOptions& options);
 
 /// The backward kernel configuration gpuBackward uses for these inputs and variant (made with its
@@ -26,7 +26,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& shape, cons
 /// compile per (variant, config) is started; threads are joined at exit. Never throws: a backward that
 /// cannot be built raises its error when it is called.
 void compileBackwardAhead(const ScoreMod& scoreMod, const MaskMod& mask, DType dtype, const AttentionShape& shape,
-                          const DeviceInfo& info, const BlockMask& blockMask);
+                          const DeviceInfo& info, const BlockMask& blockMask, const ExtraHooks& extra = {});
 
 /// Launches the generated backward kernels (preprocess, dK/dV, dQ) asynchronously on options.stream.
 void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& out,

@@ -14,8 +14,9 @@ namespace flexjit {
 /// in errors ("flex_attention"). Raises flexjit::Error for unbound or misplaced tensors.
 fj::CaptureArgs packCaptures(const CaptureLayout& layout, Device device, const std::string& what);
 
-/// A generated variant, cached in memory by the mods' structural keys (plus which tensors require a
+/// A generated variant, cached in memory by the hooks' structural keys (plus which tensors require a
 /// gradient), so repeated calls skip MLIR entirely. Thread-safe.
-std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMod& mask, bool withGradient);
+std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMod& mask, bool withGradient,
+                                             const ExtraHooks& extra = {});
 
 }  // namespace flexjit

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/Attention.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"
@@ -15,16 +16,24 @@ namespace flexjit {
 
 namespace {
 
-/// Background compile threads, joined when the process exits. It is created after the kernel cache
-/// (the first forward made the cache), so it is destroyed (and joins) before the cache is.
+/// Background compile threads, joined by waitForBackgroundCompiles and, as a last resort, when the
+/// process exits (too late when statics the compile uses were made after this object: hence the
+/// explicit wait).
 class AheadCompiles {
  public:
   static AheadCompiles& instance() {
     static AheadCompiles compiles;
     return compiles;
   }
-  ~AheadCompiles() {
-    for (std::thread& t : threads_) t.join();
+  ~AheadCompiles() { joinAll(); }
+  /// Joins every thread started so far (a compile already started is not started again).
+  void joinAll() {
+    std::vector<std::thread> running;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      running.swap(threads_);
+    }
+    for (std::thread& t : running) t.join();
   }
   /// Starts `work` unless a compile under `key` was started before.
   template <class F>
@@ -42,10 +51,12 @@ class AheadCompiles {
 
 }  // namespace
 
+void waitForBackgroundCompiles() { AheadCompiles::instance().joinAll(); }
+
 void compileBackwardAhead(const ScoreMod& scoreMod, const MaskMod& mask, DType dtype, const AttentionShape& shape,
-                          const DeviceInfo& info, const BlockMask& blockMask) {
+                          const DeviceInfo& info, const BlockMask& blockMask, const ExtraHooks& extra) {
   try {
-    std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true);
+    std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
     BwdKernelConfig config = backwardConfigFor(dtype, shape, info, blockMask, /*deterministic=*/false, *variant);
     std::string tag = variantTag(scoreMod, mask);
     std::string key = fmt::format("{}/{}", static_cast<const void*>(variant.get()),

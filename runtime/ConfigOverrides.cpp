@@ -2,12 +2,25 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <sstream>
 
 #include "dsl/Error.h"
 
 namespace flexjit {
+
+std::optional<int64_t> parseInteger(const std::string& text, int64_t min, int64_t max) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text.front()))) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  // ERANGE: beyond 64 bits (strtoll saturates); the range check catches what fits 64 bits but not the field.
+  if (errno == ERANGE || *end != '\0' || value < min || value > max) return std::nullopt;
+  return value;
+}
 
 void applyConfigOverrides(const char* envName, const std::map<std::string, int*>& fields) {
   const char* env = std::getenv(envName);
@@ -18,11 +31,13 @@ void applyConfigOverrides(const char* envName, const std::map<std::string, int*>
   for (std::string item; std::getline(ss, item, ',');) {
     const size_t eq = item.find('=');
     auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
-    char* end = nullptr;
-    const long value = it == fields.end() ? 0 : std::strtol(item.c_str() + eq + 1, &end, 10);
-    if (it == fields.end() || end == item.c_str() + eq + 1 || *end != '\0')
+    if (it == fields.end())
       throw Error(fmt::format("{}: bad entry '{}' (expected key=integer with a key among {})", envName, item, keys));
-    *it->second = static_cast<int>(value);
+    std::optional<int64_t> value = parseInteger(item.substr(eq + 1), INT_MIN, INT_MAX);
+    if (!value)
+      throw Error(fmt::format("{}: bad entry '{}' (expected key=integer with a key among {}; the integer must fit "
+                              "in [{}, {}])", envName, item, keys, INT_MIN, INT_MAX));
+    *it->second = static_cast<int>(*value);
   }
 }
 

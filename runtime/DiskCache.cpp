@@ -14,6 +14,9 @@ namespace {
 /// Hex digits of the key that name the shard directory (256 shards keep directories small).
 constexpr size_t kShardChars = 2;
 
+/// The largest entry read: kernels are a few MiB; anything far larger is not an entry flexjit wrote.
+constexpr size_t kMaxEntryBytes = size_t(256) << 20;
+
 }  // namespace
 
 DiskCache::DiskCache(std::string root)
@@ -35,8 +38,13 @@ std::string DiskCache::lockPath(const std::string& key) const {
 }
 
 DiskCache::LoadStatus DiskCache::load(const std::string& key, CompiledKernel& out, std::string& problem) const {
-  std::optional<std::vector<char>> bytes = fileutil::readFile(entryPath(key));
-  if (!bytes) return LoadStatus::Missing;
+  std::string unreadable;
+  std::optional<std::vector<char>> bytes = fileutil::readFile(entryPath(key), &unreadable, kMaxEntryBytes);
+  if (!bytes && unreadable.empty()) return LoadStatus::Missing;
+  if (!bytes) {
+    problem = unreadable;
+    return LoadStatus::Corrupt;
+  }
   std::optional<CompiledKernel> kernel = cacheentry::decode(*bytes, key, problem);
   if (!kernel) return LoadStatus::Corrupt;
   out = std::move(*kernel);

@@ -3,13 +3,13 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 #include <thread>
 
@@ -28,6 +28,12 @@ constexpr mode_t kLockFileMode = 0644;
 std::string errnoText(const char* what, const std::string& path) {
   return fmt::format("{} '{}' failed: {}", what, path, std::strerror(errno));
 }
+
+/// Closes a file descriptor on every way out of a scope.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
 
 /// Writes all of `data`, retrying short writes and EINTR.
 bool writeAll(int fd, const char* data, size_t size) {
@@ -90,15 +96,37 @@ bool probeWritable(const std::string& dir, std::string& error) {
   return true;
 }
 
-std::optional<std::vector<char>> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return std::nullopt;
+std::optional<std::vector<char>> readFile(const std::string& path, std::string* problem, size_t maxBytes) {
+  auto fail = [&](std::string why) -> std::optional<std::vector<char>> {
+    if (problem) *problem = std::move(why);
+    return std::nullopt;
+  };
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? std::nullopt : fail(fmt::format("cannot open it: {}", std::strerror(errno)));
+  const FdCloser closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(fmt::format("cannot stat it: {}", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > maxBytes)
+    return fail(fmt::format("{} bytes, more than the {} expected", st.st_size, maxBytes));
+  std::vector<char> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(fmt::format("cannot read it: {}", std::strerror(errno)));
+    if (n == 0) break;  // truncated meanwhile: the caller's checks see a short file
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
   return bytes;
 }
 
-void removeFile(const std::string& path) { ::unlink(path.c_str()); }
+void removeFile(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);  // does not follow symlinks: removes the link itself
+}
 
 std::string userTempDir() {
   std::error_code ec;

@@ -22,10 +22,17 @@ bool writeFileAtomic(const std::string& path, const void* data, size_t size, std
 /// Whether a file can be created in `dir` (creates and removes a temp file). Sets `error` when not.
 bool probeWritable(const std::string& dir, std::string& error);
 
-/// Reads the whole file; nullopt when it is missing or unreadable.
-std::optional<std::vector<char>> readFile(const std::string& path);
+/// Files readFile accepts by default: far above any kernel cache entry or dump.
+constexpr size_t kMaxReadBytes = size_t(1) << 30;
 
-/// Removes a file; a missing file is not an error.
+/// Reads a whole regular file of at most `maxBytes`. nullopt when it is missing (then `problem` is left
+/// empty) or is anything else: unreadable, a directory, a FIFO, a device (/dev/zero behind a symlink), too
+/// large; then `problem`, when given, says which. Never blocks on a FIFO, never reads without bound.
+std::optional<std::vector<char>> readFile(const std::string& path, std::string* problem = nullptr,
+                                          size_t maxBytes = kMaxReadBytes);
+
+/// Removes whatever is at `path` (a file, a symlink, or a directory with its contents); a missing path
+/// is not an error.
 void removeFile(const std::string& path);
 
 /// A per-user scratch directory, <temp>/flexjit-<uid>, where <temp> honours TMPDIR.

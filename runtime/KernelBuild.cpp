@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -69,10 +70,11 @@ ForwardBuild compileFirstWithinSpillBudget(const Variant& variant, const FwdKern
     const CompiledKernel& k = KernelCache::global().getOrCompile(
         KernelRequest{forwardSource(variant, c), fmt::format("fwd_{}_{}", familyName(c.family), tag),
                       CompileOptions{archOf(c), {}, false}});
-    // A kernel without a ptxas report (e.g. a PTX-only build JIT-compiled by the driver) counts as
-    // not spilling: the search can only judge what it can see.
-    auto report = k.resources.find(kFwdKernelName);
-    int spills = report == k.resources.end() ? 0 : static_cast<int>(report->second.spillStoreBytes);
+    // The worst entry point counts (a prob_mod variant's program has three passes). A kernel without a
+    // ptxas report (e.g. a PTX-only build JIT-compiled by the driver) counts as not spilling: the search
+    // can only judge what it can see.
+    int spills = 0;
+    for (const auto& [name, usage] : k.resources) spills = std::max(spills, static_cast<int>(usage.spillStoreBytes));
     if (!best.kernel || spills < best.spillBytes) best = ForwardBuild{&k, c, spills};
     if (spills <= spillBudget(c)) break;
   }

@@ -85,6 +85,7 @@ ForwardPlan planForward(const ForwardProblem& p) {
                                                : "sm80 family: " + sm90Why;
   }
   applyTunables(plan.config);
+  plan.config.probPasses = p.facts.hasProb;
   if (FwdConfigCheck check = checkFwdConfig(plan.config); !check.ok())
     throw Error(std::string(std::getenv(kFwdOverrideEnv) ? "FLEXJIT_FWD_CONFIG: " : "") + check.message);
   if (FwdConfigCheck check = checkFwdMaskBlocks(plan.config, p.maskBlockQ, p.maskBlockKV); !check.ok())

@@ -13,13 +13,20 @@ namespace flexjit {
 void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
                       const BlockMask* blockMask, const AttentionShape& shape, const TensorView& out,
                       const TensorView& lse, std::optional<DType> roundProbs = std::nullopt);
+/// The same with the extra hooks (a sink_mod joins every row's denominator) and, where outputs.maxScores
+/// is set, each row's max score.
+void referenceForward(const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& scoreMod,
+                      const BlockMask* blockMask, const AttentionShape& shape, const ForwardOutputs& outputs,
+                      const ExtraHooks& extra, std::optional<DType> roundProbs = std::nullopt);
 
 /// Backward on CPU views, in float64: recomputes the attention from q, k, v (ignoring the forward's
 /// rounding) and writes dq/dk/dv (their views' dtypes) and adds captured-tensor gradients into the float32
-/// `captureGrads` (one per gradientCaptures(score) entry).
+/// `captureGrads` (one per gradientCaptures(score, extra) entry: the score_mod's, then the sink_mod's, then
+/// the prob_mod's). `dlse` (optional, float32 [B, Hq, Lq]) is the upstream gradient of the forward's LSE.
 void referenceBackward(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& dout,
                        const ScoreMod& scoreMod, const BlockMask* blockMask, const AttentionShape& shape,
                        const TensorView& dq, const TensorView& dk, const TensorView& dv,
-                       const std::vector<TensorView>& captureGrads);
+                       const std::vector<TensorView>& captureGrads, const ExtraHooks& extra = {},
+                       const TensorView* dlse = nullptr);
 
 }  // namespace flexjit

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "runtime/CudaDriver.h"
@@ -85,6 +86,25 @@ void Tensor::fillBytes(unsigned char value) {
   const CudaDriver& d = CudaDriver::get();
   d.memsetD8Async(reinterpret_cast<CUdeviceptr>(data()), value, bytes(), nullptr);
   d.streamSynchronize(nullptr);
+}
+
+void fillWords(const TensorView& view, uint32_t word, void* stream, const char* what) {
+  const size_t bytes = static_cast<size_t>(view.numel()) * dtypeSize(view.dtype);
+  if (bytes == 0) return;
+  if (!view.isContiguous()) throw Error(fmt::format("{} must be contiguous here, got {}", what, view.describe()));
+  if (bytes % sizeof(uint32_t) != 0 && word != 0)
+    throw Error(fmt::format("{}: {} bytes are not whole 4-byte words", what, bytes));
+  if (view.device.kind == DeviceKind::CPU) {
+    auto* out = static_cast<unsigned char*>(view.data);
+    for (size_t i = 0; i < bytes; i += sizeof(uint32_t)) std::memcpy(out + i, &word, std::min(bytes - i, sizeof word));
+    return;
+  }
+  ScopedContext ctx(view.device.index);
+  const auto dst = reinterpret_cast<CUdeviceptr>(view.data);
+  if (word == 0)
+    CudaDriver::get().memsetD8Async(dst, 0, bytes, static_cast<CUstream>(stream));
+  else
+    CudaDriver::get().memsetD32Async(dst, word, bytes / sizeof(uint32_t), static_cast<CUstream>(stream));
 }
 
 void Tensor::copyToHost(void* dst) const { copyBytes(dst, Device::cpu(), data(), device(), bytes()); }

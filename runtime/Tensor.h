@@ -59,6 +59,10 @@ class Tensor {
   std::shared_ptr<void> storage_;
 };
 
+/// Sets every 4-byte word of a contiguous view to `word` (0 clears a view of any dtype), asynchronously on
+/// `stream` for a device view. Raises flexjit::Error for a strided view.
+void fillWords(const TensorView& view, uint32_t word, void* stream, const char* what);
+
 /// Copies `bytes` between any two places (host or device), synchronously.
 void copyBytes(void* dst, Device dstDevice, const void* src, Device srcDevice, size_t bytes);
 

@@ -8,5 +8,8 @@ dist=$root/dist
 rm -rf "$dist" && mkdir -p "$dist/lib" "$dist/bin"
 cp "$build/libflexjit.so" "$dist/lib/"
 cp "$build/bin/flexjit" "$build/tests/flexjit_tests" "$dist/bin/"
+# The seed whose own kernels bench/lazy_attention.py runs as the peer (read at run time, never committed).
+seed=$root/../shared/seeds/lazy_attention_000.txt
+[[ -f $seed ]] && mkdir -p "$dist/seeds" && cp "$seed" "$dist/seeds/"
 [[ ${FLEXJIT_DIST_STRIP:-1} == 1 ]] && strip --strip-unneeded "$dist/lib/libflexjit.so" "$dist/bin/"*
 du -sh "$dist"

@@ -16,7 +16,7 @@ import torch
 
 from . import _flexjit
 from ._errors import TraceAttributeError, trace_error
-from ._tensors import flexjit_dtype
+from ._tensors import capture_dtype
 
 Op = _flexjit.Op
 ScalarType = _flexjit.ScalarType
@@ -32,9 +32,11 @@ class TraceContext:
 
     _current = threading.local()
 
-    def __init__(self, names):
+    def __init__(self, names, valued=()):
         self.names = names          # id(tensor) -> variable name, from the closure walk
         self.captures = {}          # id(tensor) -> (CapturedTensor, tensor)
+        self.read_data = False      # a value came from tensor data the trace cache's key does not hold
+        self._known = {id(t): t for t in valued}   # tensors whose values the key determines (kept alive)
 
     @classmethod
     def current(cls) -> "TraceContext":
@@ -51,6 +53,23 @@ class TraceContext:
     def __exit__(self, *exc):
         TraceContext._current.ctx = self._previous
 
+    def knows(self, t: torch.Tensor) -> bool:
+        return self._known.get(id(t)) is t
+
+    def learn(self, tensors, known: bool) -> None:
+        """Records results of an eager torch operation: known when computed only from known tensors."""
+        for t in tensors:
+            if known:
+                self._known[id(t)] = t
+            else:
+                self._known.pop(id(t), None)
+
+    def value_of(self, t: torch.Tensor):
+        """The Python value of a 0-d tensor the trace bakes in as a constant."""
+        if not self.knows(t):
+            self.read_data = True
+        return t.item()
+
     def capture(self, t: torch.Tensor):
         """The CapturedTensor reading `t` (one per tensor object and trace)."""
         entry = self.captures.get(id(t))
@@ -60,7 +79,7 @@ class TraceContext:
         if t.dim() > _MAX_RANK:
             raise trace_error(f"captured tensor '{name}' has {t.dim()} dims; flexjit reads tensors of 1 to "
                               f"{_MAX_RANK} dims (reshape it outside the mod)")
-        dtype = flexjit_dtype(t.dtype, f"{_flexjit.current_trace()}: captured tensor '{name}'")
+        dtype = capture_dtype(t.dtype, f"{_flexjit.current_trace()}: captured tensor '{name}'")
         cap = _flexjit.CapturedTensor(name, dtype, max(t.dim(), 1), bool(t.requires_grad and t.is_floating_point()))
         self.captures[id(t)] = (cap, t)
         return cap
@@ -88,7 +107,7 @@ def to_expr(x) -> Expr:
         return constant(x)
     if isinstance(x, torch.Tensor):
         if _is_constant_tensor(x):
-            return constant(x.item())
+            return constant(TraceContext.current().value_of(x))
         if x.dim() == 0:
             return _flexjit.make_load(TraceContext.current().capture(x), [constant(0)])
         name = TraceContext.current().names.get(id(x), "a captured tensor")
@@ -140,7 +159,7 @@ class PartialIndex:
                               f"... are not traced: index every dimension with an int or a traced value, "
                               f"e.g. {_index_hint(self.capture.rank)}")
         if isinstance(item, torch.Tensor) and _is_constant_tensor(item):
-            item = item.item()
+            item = TraceContext.current().value_of(item)
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             size = self.tensor.shape[dim] if self.tensor.dim() > 0 else 1
             if not -size <= item < size:

@@ -5,7 +5,10 @@ in elements. Tensors flexjit owns (block-mask tensors, dense masks) come back as
 memory: through the buffer protocol on the CPU, through ``__cuda_array_interface__`` on a GPU. Either way
 the torch tensor keeps the flexjit tensor alive.
 """
+import sys
+
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _flexjit
 from ._errors import FlexjitError
@@ -55,6 +58,48 @@ def view(t: torch.Tensor, what: str) -> "_flexjit.TensorView":
     dtype = flexjit_dtype(t.dtype, what)
     shape, strides = (list(t.shape), list(t.stride())) if t.dim() > 0 else ([1], [1])
     return _flexjit.TensorView(t.data_ptr(), dtype, flexjit_device(t.device), shape, strides)
+
+
+# A mod computes integers in int32. On a little-endian host an int64 tensor is read through the low 32-bit
+# word of each element (the same pointer, doubled strides), which is its value whenever the value fits
+# int32: checked here once per tensor version, so a GPU tensor costs one reduction when new, not a host
+# copy on every call (the C++ check of int64 views). Elsewhere int64 views go to C++ as they are.
+INT64_AS_INT32 = sys.byteorder == "little"
+_INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
+_int64_checked = WeakIdKeyDictionary()   # tensor -> (version, data pointer) when its values last fit int32
+
+
+def capture_dtype(dtype: torch.dtype, what: str) -> "_flexjit.DType":
+    """The flexjit dtype a captured tensor of `dtype` is read as."""
+    if dtype == torch.int64 and INT64_AS_INT32:
+        return _DType.I32
+    return flexjit_dtype(dtype, what)
+
+
+def _check_fits_int32(t: torch.Tensor, what: str) -> None:
+    try:
+        stamp = (t._version, t.data_ptr())
+    except RuntimeError:   # an inference-mode tensor has no version counter: checked on every use
+        stamp = None
+    if stamp is not None and _int64_checked.get(t) == stamp:
+        return
+    if t.numel() > 0:
+        lo, hi = (int(x) for x in torch.aminmax(t.detach()))
+        if lo < _INT32_MIN or hi > _INT32_MAX:
+            bad = hi if hi > _INT32_MAX else lo
+            raise FlexjitError(f"{what} (int64) holds {bad}; a mod computes integers in int32, so it would wrap: "
+                               f"keep the values in [-2^31, 2^31) (e.g. renumber ids) or pass int32")
+    if stamp is not None:
+        _int64_checked[t] = stamp
+
+
+def capture_view(t: torch.Tensor, what: str) -> "_flexjit.TensorView":
+    """The view a captured tensor is bound through (see INT64_AS_INT32)."""
+    if t.dtype != torch.int64 or not INT64_AS_INT32:
+        return view(t, what)
+    _check_fits_int32(t, what)
+    shape, strides = (list(t.shape), list(t.stride())) if t.dim() > 0 else ([1], [1])
+    return _flexjit.TensorView(t.data_ptr(), _DType.I32, flexjit_device(t.device), shape, [2 * s for s in strides])
 
 
 def optional_view(t, what: str):

@@ -11,7 +11,7 @@ import numbers
 import torch
 
 from ._errors import trace_error
-from ._sym import (Op, ScalarType, SymValue, constant, index_tensor, make_op, to_expr)
+from ._sym import (Op, ScalarType, SymValue, TraceContext, constant, index_tensor, make_op, to_expr)
 
 
 def _op(op, *args) -> SymValue:
@@ -41,6 +41,8 @@ def _constant_of(value, dtype) -> SymValue:
     stype = _scalar_type(dtype)
     if isinstance(value, SymValue):
         return _convert(value, stype)
+    if isinstance(value, torch.Tensor):
+        value = TraceContext.current().value_of(value)
     if stype == ScalarType.Bool:
         return SymValue(constant(bool(value)))
     return SymValue(constant(int(value) if stype == ScalarType.I32 else float(value)))
@@ -129,6 +131,11 @@ def _where(cond, a=None, b=None):
     if a is None or b is None:
         raise trace_error("torch.where(cond) with one argument is not traced; use torch.where(cond, a, b)")
     return _op(Op.Where, cond, a, b)
+
+
+def _where_method(x, condition=None, y=None):
+    """x.where(condition, y) is torch's where(condition, x, y)."""
+    return _where(condition, x, y)
 
 
 def _clamp(x, min=None, max=None):
@@ -277,6 +284,9 @@ HANDLERS = {
     "__getitem__": _getitem,
 }
 
+# Tensor methods whose arguments come in another order than the torch function of the same name.
+_METHOD_HANDLERS = {"where": _where_method}
+
 # Python operators and tensor methods on SymValue (torch functions reach dispatch() instead).
 _METHODS = [n for n in HANDLERS if n not in ("__getitem__", "expit", "special_expit", "relu", "rsub")]
 
@@ -295,9 +305,10 @@ def _function_name(func, name) -> str:
 def dispatch(func, args, kwargs):
     """SymValue.__torch_function__: the handler of `func`, or a TraceError naming it."""
     name = getattr(func, "__name__", None)
-    handler = HANDLERS.get(name)
+    shown = _function_name(func, name)
+    handler = _METHOD_HANDLERS.get(name) if shown.startswith("Tensor.") else None
+    handler = handler or HANDLERS.get(name)
     if handler is None:
-        shown = _function_name(func, name)
         raise trace_error(f"{shown} is not supported in traced mods; see docs/python.md for the torch functions "
                           f"flexjit traces (where, exp, exp2, log, log2, sqrt, rsqrt, tanh, sigmoid, abs, clamp, "
                           f"minimum, maximum, floor, ceil, arithmetic, comparisons, indexing captured tensors)")
@@ -306,7 +317,7 @@ def dispatch(func, args, kwargs):
 
 def _install_methods():
     for name in _METHODS:
-        setattr(SymValue, name, HANDLERS[name])
+        setattr(SymValue, name, _METHOD_HANDLERS.get(name, HANDLERS[name]))
 
 
 _install_methods()

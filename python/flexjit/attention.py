@@ -5,6 +5,9 @@ require one, derived from the score_mod by the compiler).
 CPU tensors run through the C++ float64 reference (correct, not fast), forward and backward; CUDA tensors
 run the generated kernels on torch's current stream.
 """
+import atexit
+import numbers
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -12,7 +15,7 @@ from . import _flexjit
 from ._cache import resolve
 from ._errors import FlexjitError
 from ._tensors import stream_handle, view
-from ._trace import SCORE_MOD, BoundMod, TracedMod
+from ._trace import PROB_MOD, SCORE_MOD, SINK_MOD, BoundMod, TracedMod
 from .block_mask import block_mask_view
 
 try:
@@ -20,18 +23,55 @@ try:
 except ImportError:  # torch before 2.9
     AuxOutput = None
 
+# A training forward compiles the backward on C++ threads; exiting under one (the script failed right
+# after its first forward) would crash in NVRTC's destroyed statics, so the interpreter waits at exit.
+atexit.register(_flexjit.wait_for_background_compiles)
+
 _NOOP_SCORE = BoundMod(TracedMod(_flexjit.ScoreMod.noop(), []), [])
 _INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LAYOUTS = {"query": "[B, Hq, Q_LEN, D]", "key": "[B, Hkv, KV_LEN, D]", "value": "[B, Hkv, KV_LEN, Dv]"}
 
 
 class _Call:
-    """What forward and backward share: the bound score_mod, the block mask and the scale."""
+    """What forward and backward share: the bound score_mod, the block mask, the scale and the optional bound
+    sink_mod and prob_mod."""
 
-    __slots__ = ("score", "block_mask", "scale")
+    __slots__ = ("score", "block_mask", "scale", "sink", "prob")
 
-    def __init__(self, score, block_mask, scale):
-        self.score, self.block_mask, self.scale = score, block_mask, scale
+    def __init__(self, score, block_mask, scale, sink=None, prob=None):
+        self.score, self.block_mask, self.scale, self.sink, self.prob = score, block_mask, scale, sink, prob
+
+    def hooks(self):
+        """The bound mods in capture order (score_mod, then sink_mod, then prob_mod; absent ones left out)."""
+        return [m for m in (self.score, self.sink, self.prob) if m is not None]
+
+    def bind(self):
+        for m in self.hooks():
+            m.bind()
+
+    def extra(self):
+        """The C++ sink_mod and prob_mod (None where absent), as the bindings take them."""
+        return {"sink_mod": self.sink.mod if self.sink else None, "prob_mod": self.prob.mod if self.prob else None}
+
+    def tensors(self):
+        """Every hook's captured tensors, in hooks() order."""
+        return [t for m in self.hooks() for t in m.tensors]
+
+    def with_tensors(self, tensors):
+        """The same call with the hooks reading `tensors` (as returned by tensors())."""
+        bound, at = [], 0
+        for m in self.hooks():
+            bound.append(m.with_tensors(tensors[at:at + len(m.tensors)]))
+            at += len(m.tensors)
+        score, rest = bound[0], bound[1:]
+        sink = rest.pop(0) if self.sink is not None else None
+        prob = rest.pop(0) if self.prob is not None else None
+        return _Call(score, self.block_mask, self.scale, sink, prob)
+
+    def gradient_tensors(self):
+        """The captured tensors that receive gradients, in the order the C++ backward fills them."""
+        by_id = {cap.id: t for m in self.hooks() for cap, t in zip(m.traced.captures, m.tensors)}
+        return [by_id[i] for i in _flexjit.gradient_capture_ids(self.score.mod, **self.extra())]
 
 
 def _check_inputs(q, k, v, enable_gqa):
@@ -48,15 +88,39 @@ def _check_inputs(q, k, v, enable_gqa):
                            f"enable_gqa=True for grouped-query attention")
 
 
-def _forward(call: _Call, q, k, v, training=False):
+def _scale(scale):
+    """None (1/sqrt(D)) or a float; any finite value, 0 and negative ones included (checked in C++)."""
+    if scale is None:
+        return None
+    if isinstance(scale, numbers.Real) or (isinstance(scale, torch.Tensor) and scale.numel() == 1):
+        return float(scale)
+    raise FlexjitError(f"flex_attention: scale must be a number, got {type(scale).__name__}")
+
+
+def _forward(call: _Call, q, k, v, training=False, max_scores=False):
+    """out, lse, (with max_scores) each row's max score or None, and, training with a prob_mod, what its
+    backward reads (the delta weights and the rows' num_visible; docs/dsl.md) or (None, None)."""
     out = torch.empty((q.size(0), q.size(1), q.size(2), v.size(3)), dtype=q.dtype, device=q.device)
     lse = torch.empty((q.size(0), q.size(1), q.size(2)), dtype=torch.float32, device=q.device)
+    row_max = torch.empty_like(lse) if max_scores else None
+    save_prob = training and call.prob is not None
+    prob_delta = torch.empty_like(out) if save_prob else None
+    row_visible = torch.empty(lse.shape, dtype=torch.int32, device=q.device) if save_prob else None
     mask = block_mask_view(call.block_mask)
-    call.score.bind()
+    call.bind()
     _flexjit.flex_attention_into(view(q, "query"), view(k, "key"), view(v, "value"), call.score.mod, mask,
                                  view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device),
-                                 compile_backward_ahead=training)
-    return out, lse
+                                 compile_backward_ahead=training,
+                                 max_scores=view(row_max, "max_scores") if max_scores else None,
+                                 **call.extra(), **_prob_state(prob_delta, row_visible))
+    return out, lse, row_max, (prob_delta, row_visible)
+
+
+def _prob_state(prob_delta, row_visible):
+    """The bindings' prob_delta / row_visible keywords (absent when there is no prob_mod state)."""
+    if prob_delta is None:
+        return {}
+    return {"prob_delta": view(prob_delta, "prob_delta"), "row_visible": view(row_visible, "row_visible")}
 
 
 def _last_dim_contiguous(t):
@@ -64,67 +128,82 @@ def _last_dim_contiguous(t):
 
 
 class _FlexAttentionFunction(torch.autograd.Function):
-    """Inputs: q, k, v, the call, then the captured tensors that receive gradients (so autograd routes their
-    gradients to .grad). Outputs: out and lse."""
+    """Inputs: q, k, v, the call, whether max scores are wanted, then the captured tensors that receive
+    gradients (so autograd routes their gradients to .grad). Outputs: out, lse and the max scores (an empty
+    tensor when not asked for; never differentiable)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, call, *grad_tensors):
+    def forward(ctx, q, k, v, call, max_scores, *grad_tensors):
         # A backward will follow: its kernels compile in the background while the forward runs.
-        out, lse = _forward(call, q, k, v, training=True)
+        out, lse, row_max, prob_state = _forward(call, q, k, v, training=True, max_scores=max_scores)
+        row_max = row_max if row_max is not None else lse.new_empty(0)
         ctx.call = call
         ctx.num_grad_tensors = len(grad_tensors)
-        ctx.save_for_backward(q, k, v, out, lse, *call.score.tensors)
+        ctx.has_prob_state = prob_state[0] is not None
+        saved_prob = prob_state if ctx.has_prob_state else ()
+        ctx.save_for_backward(q, k, v, out, lse, *saved_prob, *call.tensors())
+        ctx.mark_non_differentiable(row_max)
         ctx.set_materialize_grads(False)
-        return out, lse
+        return out, lse, row_max
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout, dlse):
-        if dlse is not None and bool((dlse != 0).any()):
-            raise FlexjitError("flex_attention: gradients through the returned lse are not supported; use the "
-                               "lse without gradient (lse.detach()) or compute the loss from the output")
-        none_grads = (None,) * (4 + ctx.num_grad_tensors)
-        if dout is None:
+    def backward(ctx, dout, dlse, _dmax):
+        none_grads = (None,) * (5 + ctx.num_grad_tensors)
+        if dout is None and dlse is None:
             return none_grads
-        q, k, v, out, lse, *score_tensors = ctx.saved_tensors
-        call = ctx.call
-        score = call.score.with_tensors(score_tensors)
-        grad_tensors = score.gradient_tensors()
+        q, k, v, out, lse, *rest = ctx.saved_tensors
+        if dout is None:  # a loss of the LSE alone
+            dout = torch.zeros_like(out)
+        grad_lse = dlse.float() if dlse is not None else None  # held here: the binding keeps only a view
+        prob_state = (rest[0], rest[1]) if ctx.has_prob_state else (None, None)
+        hook_tensors = rest[2:] if ctx.has_prob_state else rest
+        call = ctx.call.with_tensors(hook_tensors)
+        grad_tensors = call.gradient_tensors()
         dout = _last_dim_contiguous(dout.to(q.dtype))
         dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
         capture_grads = [torch.zeros(t.shape if t.dim() > 0 else (1,), dtype=torch.float32, device=q.device)
                          for t in grad_tensors]
         mask = block_mask_view(call.block_mask)
-        score.bind()
+        call.bind()
         _flexjit.flex_attention_backward_into(
             view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
-            view(dout, "grad_out"), score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
-            [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device))
+            view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
+            [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
+            **call.extra(), **_prob_state(*prob_state),
+            grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
         grads = [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
-        return (dq, dk, dv, None, *grads)
+        return (dq, dk, dv, None, None, *grads)
 
 
 def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None, enable_gqa=False,
-                   return_lse=False, kernel_options=None, *, return_aux=None):
+                   return_lse=False, kernel_options=None, *, return_aux=None, sink_mod=None, prob_mod=None):
     """Attention with a score_mod and a block mask, torch.nn.attention.flex_attention's signature.
 
     query [B, Hq, Q_LEN, D], key [B, Hkv, KV_LEN, D], value [B, Hkv, KV_LEN, Dv]: float16 / bfloat16 on a
     GPU, float16 / bfloat16 / float32 on the CPU. Returns out [B, Hq, Q_LEN, Dv] (query's dtype), with
     return_lse=True also the log-sum-exp [B, Hq, Q_LEN] (float32, natural log; -inf for fully masked rows,
-    whose output is 0). kernel_options is accepted and ignored (flexjit chooses its own tiles).
+    whose output is 0). return_aux=AuxRequest(lse=..., max_scores=...) returns (out, AuxOutput) like torch;
+    max_scores is each row's max score after score_mod (-inf where every key is masked). kernel_options is
+    accepted and ignored (flexjit chooses its own tiles).
+
+    Beyond torch (docs/python.md): sink_mod(b, h, q_idx) -> a logit whose exp joins each row's softmax
+    denominator (attention sinks; gradients flow into the tensors it reads); prob_mod(p, b, h, q_idx, kv_idx,
+    row) -> rewrites each kept probability before P @ V (row.num_visible: the row's number of kept keys).
     """
     _check_inputs(query, key, value, enable_gqa)
-    if return_aux is not None and getattr(return_aux, "max_scores", False):
-        raise FlexjitError("flex_attention: return_aux max_scores is not supported; request lse only")
+    want_max = return_aux is not None and bool(getattr(return_aux, "max_scores", False))
     score = resolve(SCORE_MOD, score_mod) if score_mod is not None else _NOOP_SCORE
-    call = _Call(score, block_mask, None if scale is None else float(scale))
-    grad_tensors = score.gradient_tensors() if torch.is_grad_enabled() else []
+    call = _Call(score, block_mask, _scale(scale), resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
+                 resolve(PROB_MOD, prob_mod) if prob_mod is not None else None)
+    grad_tensors = call.gradient_tensors() if torch.is_grad_enabled() else []
     if torch.is_grad_enabled() and (grad_tensors or query.requires_grad or key.requires_grad or value.requires_grad):
-        out, lse = _FlexAttentionFunction.apply(query, key, value, call, *grad_tensors)
+        out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)
     else:
-        out, lse = _forward(call, query, key, value)
+        out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max)
     if return_aux is not None:
         if AuxOutput is None:
             raise FlexjitError("flex_attention: return_aux needs torch >= 2.9; use return_lse=True")
-        return out, AuxOutput(lse=lse if getattr(return_aux, "lse", False) else None)
+        return out, AuxOutput(lse=lse if getattr(return_aux, "lse", False) else None,
+                              max_scores=row_max if want_max else None)
     return (out, lse) if return_lse else out

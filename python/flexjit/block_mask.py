@@ -5,6 +5,7 @@ decides every block pair from the mod's interval form: the dense mask is never m
 are exposed as torch tensors over flexjit's memory, broadcast to [B, H, ...] like torch's.
 """
 import inspect
+import numbers
 
 import torch
 
@@ -59,11 +60,48 @@ def _check_callables(what, mods):
                            f"{[type(m).__name__ for m in mods]}")
 
 
-def _block_sizes(BLOCK_SIZE):
-    if isinstance(BLOCK_SIZE, int):
-        return BLOCK_SIZE, BLOCK_SIZE
-    q, kv = BLOCK_SIZE
-    return int(q), int(kv)
+_INT32_MAX, _INT64_MAX = 2 ** 31 - 1, 2 ** 63 - 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _size(value, name: str, what: str, maximum=_INT64_MAX) -> int:
+    """A size argument as an int in [1, maximum]: a FlexjitError naming it otherwise, before it reaches the
+    C++ binding (whose TypeError would list signatures instead)."""
+    if not _is_int(value):
+        raise FlexjitError(f"{what}: {name} must be an int, got {value!r}")
+    if not 1 <= value <= maximum:
+        raise FlexjitError(f"{what}: {name} {value} is outside [1, {maximum}]")
+    return int(value)
+
+
+def _batch_or_heads(value, name: str, what: str) -> int:
+    """B or H: an int, or None for 1 (broadcast)."""
+    if value is None:
+        return 1
+    if not _is_int(value):
+        raise FlexjitError(f"{what}: {name} must be an int or None, got {value!r}")
+    return _size(value, name, what)
+
+
+def _block_sizes(BLOCK_SIZE, what="create_block_mask"):
+    """(Q_BLOCK, KV_BLOCK) from an int or a pair of ints."""
+    if _is_int(BLOCK_SIZE):
+        pair = (BLOCK_SIZE, BLOCK_SIZE)
+    elif isinstance(BLOCK_SIZE, (tuple, list)) and len(BLOCK_SIZE) == 2 and all(_is_int(b) for b in BLOCK_SIZE):
+        pair = tuple(BLOCK_SIZE)
+    else:
+        raise FlexjitError(f"{what}: BLOCK_SIZE must be an int or a (Q_BLOCK, KV_BLOCK) pair of ints, got "
+                           f"{BLOCK_SIZE!r}")
+    return tuple(_size(b, "BLOCK_SIZE", what, _INT32_MAX) for b in pair)
+
+
+def _pair(value, name: str):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise FlexjitError(f"BlockMask.from_kv_blocks: {name} must be a (Q_LEN, KV_LEN) pair, got {value!r}")
+    return value
 
 
 def _default_device(device):
@@ -166,8 +204,9 @@ class BlockMask:
         if (full_kv_num_blocks is None) != (full_kv_indices is None):
             raise FlexjitError("BlockMask.from_kv_blocks: give both full_kv_num_blocks and full_kv_indices, or "
                                "neither")
-        block_q, block_kv = _block_sizes(BLOCK_SIZE)
-        len_q, len_kv = seq_lengths if seq_lengths is not None else (-1, -1)
+        block_q, block_kv = _block_sizes(BLOCK_SIZE, "BlockMask.from_kv_blocks")
+        len_q, len_kv = (-1, -1) if seq_lengths is None else (
+            _size(n, "seq_lengths", "BlockMask.from_kv_blocks") for n in _pair(seq_lengths, "seq_lengths"))
         lists = [None if t is None else t.to(torch.int32).contiguous()
                  for t in (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices)]
         bound = resolve(MASK_MOD, mask_mod).bind() if mask_mod is not None else None
@@ -191,9 +230,10 @@ def create_block_mask(mask_mod, B, H, Q_LEN, KV_LEN, device=None, BLOCK_SIZE=_DE
     `device` defaults to cuda when available, else cpu; tensors the mask_mod captures must be there."""
     device = _default_device(device)
     block_q, block_kv = _block_sizes(BLOCK_SIZE)
+    B, H = _batch_or_heads(B, "B", "create_block_mask"), _batch_or_heads(H, "H", "create_block_mask")
+    Q_LEN, KV_LEN = _size(Q_LEN, "Q_LEN", "create_block_mask"), _size(KV_LEN, "KV_LEN", "create_block_mask")
     bound = resolve(MASK_MOD, mask_mod).bind()
-    cpp = _flexjit.create_block_mask(bound.mod, B or 1, H or 1, Q_LEN, KV_LEN, flexjit_device(device), block_q,
-                                     block_kv)
+    cpp = _flexjit.create_block_mask(bound.mod, B, H, Q_LEN, KV_LEN, flexjit_device(device), block_q, block_kv)
     return BlockMask(cpp, bound, mask_mod)
 
 
@@ -211,7 +251,8 @@ def create_mask(mod_fn, B, H, Q_LEN, KV_LEN, device=None):
     """The dense bool mask [B, H, Q_LEN, KV_LEN] of a mask_mod, or of a score_mod (kept where it is not -inf
     at score 0), like torch's create_mask. Evaluated on the CPU by flexjit's interpreter: small sizes."""
     device = _default_device(device)
-    B, H = B or 1, H or 1
+    B, H = _batch_or_heads(B, "B", "create_mask"), _batch_or_heads(H, "H", "create_mask")
+    Q_LEN, KV_LEN = _size(Q_LEN, "Q_LEN", "create_mask"), _size(KV_LEN, "KV_LEN", "create_mask")
     bound = resolve(SCORE_AS_MASK if _is_score_mod(mod_fn) else MASK_MOD, mod_fn)
     bound = bound.with_tensors([t.detach().cpu() for t in bound.tensors]).bind()
     cpp = _flexjit.create_block_mask_reference(bound.mod, B, H, Q_LEN, KV_LEN, _DEFAULT_BLOCK_SIZE,

@@ -54,7 +54,8 @@ void bindEnums(py::module_& m) {
       .value("B", Param::B)
       .value("H", Param::H)
       .value("Q", Param::Q)
-      .value("KV", Param::KV);
+      .value("KV", Param::KV)
+      .value("Visible", Param::Visible);
   py::enum_<Op> op(m, "Op");
 #define FJ_OP(name, spelling, arity) op.value(#name, Op::name);
 #include "dsl/Ops.def"
@@ -95,7 +96,6 @@ void bindModCommon(py::class_<M>& c) {
       .def_property_readonly("key", [](const M& mod) { return mod.key(); })
       .def_property_readonly("canonical_form", [](const M& mod) { return mod.canonicalForm(); })
       .def_property_readonly("tensor_ids", [](const M& mod) { return tensorIds(mod); })
-      .def_property_readonly("is_noop", &M::isNoop)
       .def("describe", [](const M& mod) { return mod.describe(); })
       .def("__repr__", [](const M& mod) { return "<" + mod.describe() + " key=" + mod.key() + ">"; });
 }
@@ -103,12 +103,21 @@ void bindModCommon(py::class_<M>& c) {
 void bindMods(py::module_& m) {
   py::class_<ScoreMod> score(m, "ScoreMod", "A traced score_mod(score, b, h, q_idx, kv_idx) -> float");
   score.def_static("from_body", &ScoreMod::fromBody, py::arg("name"), py::arg("body"))
-      .def_static("noop", &ScoreMod::noop);
+      .def_static("noop", &ScoreMod::noop)
+      .def_property_readonly("is_noop", &ScoreMod::isNoop);
   bindModCommon(score);
   py::class_<MaskMod> mask(m, "MaskMod", "A traced mask_mod(b, h, q_idx, kv_idx) -> bool");
   mask.def_static("from_body", &MaskMod::fromBody, py::arg("name"), py::arg("body"))
-      .def_static("noop", &MaskMod::noop);
+      .def_static("noop", &MaskMod::noop)
+      .def_property_readonly("is_noop", &MaskMod::isNoop);
   bindModCommon(mask);
+  py::class_<SinkMod> sink(m, "SinkMod", "A traced sink_mod(b, h, q_idx) -> float: a logit in each row's denominator");
+  sink.def_static("from_body", &SinkMod::fromBody, py::arg("name"), py::arg("body"));
+  bindModCommon(sink);
+  py::class_<ProbMod> prob(m, "ProbMod",
+                           "A traced prob_mod(p, b, h, q_idx, kv_idx, num_visible) -> float, applied after the softmax");
+  prob.def_static("from_body", &ProbMod::fromBody, py::arg("name"), py::arg("body"));
+  bindModCommon(prob);
 }
 
 }  // namespace

@@ -110,30 +110,52 @@ void bindBlockMask(py::module_& m) {
 void bindAttention(py::module_& m) {
   m.def("flex_attention_into", [](const TensorView& q, const TensorView& k, const TensorView& v, const ScoreMod& score,
                                   const BlockMask* blockMask, const TensorView& out, const TensorView& lse,
-                                  std::optional<float> scale, uintptr_t stream, bool compileBackwardAhead) {
+                                  std::optional<float> scale, uintptr_t stream, bool compileBackwardAhead,
+                                  std::optional<SinkMod> sink, std::optional<ProbMod> prob,
+                                  std::optional<TensorView> maxScores, std::optional<TensorView> probDelta,
+                                  std::optional<TensorView> rowVisible) {
     AttentionOptions o = attentionOptions(scale, stream);
     o.compileBackwardAhead = compileBackwardAhead;
-    flex_attention_into(q, k, v, score, blockMask, out, lse, o);
+    o.sink = std::move(sink);
+    o.prob = std::move(prob);
+    const ForwardOutputs outputs{out, lse, maxScores ? &*maxScores : nullptr, probDelta ? &*probDelta : nullptr,
+                                 rowVisible ? &*rowVisible : nullptr};
+    flex_attention_into(q, k, v, score, blockMask, outputs, o);
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("score_mod"), py::arg("block_mask"), py::arg("out"),
-     py::arg("lse"), py::arg("scale"), py::arg("stream"), py::arg("compile_backward_ahead") = false);
+     py::arg("lse"), py::arg("scale"), py::arg("stream"), py::arg("compile_backward_ahead") = false,
+     py::arg("sink_mod") = std::nullopt, py::arg("prob_mod") = std::nullopt, py::arg("max_scores") = std::nullopt,
+     py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt);
   m.def("flex_attention_backward_into", [](const TensorView& q, const TensorView& k, const TensorView& v,
                                            const TensorView& out, const TensorView& lse, const TensorView& dout,
                                            const ScoreMod& score, const BlockMask* blockMask, const TensorView& dq,
                                            const TensorView& dk, const TensorView& dv,
                                            const std::vector<TensorView>& captureGrads, std::optional<float> scale,
-                                           uintptr_t stream, bool deterministic) {
+                                           uintptr_t stream, bool deterministic, std::optional<SinkMod> sink,
+                                           std::optional<ProbMod> prob, std::optional<TensorView> probDelta,
+                                           std::optional<TensorView> rowVisible, std::optional<TensorView> dlse) {
     BackwardOptions o;
     static_cast<AttentionOptions&>(o) = attentionOptions(scale, stream);
     o.deterministic = deterministic;
+    o.sink = std::move(sink);
+    o.prob = std::move(prob);
+    o.probDelta = probDelta ? &*probDelta : nullptr;
+    o.rowVisible = rowVisible ? &*rowVisible : nullptr;
+    o.dlse = dlse ? &*dlse : nullptr;
     flex_attention_backward_into(q, k, v, out, lse, dout, score, blockMask, dq, dk, dv, captureGrads, o);
   }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("dout"), py::arg("score_mod"),
      py::arg("block_mask"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("capture_grads"), py::arg("scale"),
-     py::arg("stream"), py::arg("deterministic") = false);
-  m.def("gradient_capture_ids", [](const ScoreMod& score) {
+     py::arg("stream"), py::arg("deterministic") = false, py::arg("sink_mod") = std::nullopt,
+     py::arg("prob_mod") = std::nullopt, py::arg("prob_delta") = std::nullopt, py::arg("row_visible") = std::nullopt,
+     py::arg("grad_lse") = std::nullopt);
+  m.def("wait_for_background_compiles", &waitForBackgroundCompiles, py::call_guard<py::gil_scoped_release>(),
+        "Joins the backward compiles started in the background (the package calls it at interpreter exit)");
+  m.def("gradient_capture_ids", [](const ScoreMod& score, std::optional<SinkMod> sink, std::optional<ProbMod> prob) {
     std::vector<uintptr_t> ids;
-    for (const auto& t : gradientCaptures(score)) ids.push_back(reinterpret_cast<uintptr_t>(t.get()));
+    for (const auto& t : gradientCaptures(score, ExtraHooks{std::move(sink), std::move(prob)}))
+      ids.push_back(reinterpret_cast<uintptr_t>(t.get()));
     return ids;
-  }, py::arg("score_mod"), "Captures of the score_mod that receive gradients (float, requires_grad), in order");
+  }, py::arg("score_mod"), py::arg("sink_mod") = std::nullopt, py::arg("prob_mod") = std::nullopt,
+     "Captures that receive gradients (float, requires_grad): the score_mod's, the sink_mod's, the prob_mod's");
 }
 
 }  // namespace

@@ -5,6 +5,8 @@ inline constexpr bool kMaskModIsNoop = false;
 inline constexpr bool kScoreCanBeNegInf = false;
 inline constexpr bool kHasTensorGrads = false;
 inline constexpr bool kMaskReadsTensors = false;
+inline constexpr bool kHasSink = false;
+inline constexpr bool kHasProb = false;
 
 FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
   return score;
@@ -39,6 +41,8 @@ FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h
 struct Hooks {
   static constexpr bool kScoreModIsNoop = fjv::kScoreModIsNoop;
   static constexpr bool kMaskModIsNoop = fjv::kMaskModIsNoop;
+  static constexpr bool kHasSink = fjv::kHasSink;
+  static constexpr bool kHasProb = fjv::kHasProb;
   static FJ_HD float score_mod(float score, int b, int h, int q_idx, int kv_idx, const fj::CaptureArgs& cap) {
     return fjv::score_mod(score, b, h, q_idx, kv_idx, cap);
   }

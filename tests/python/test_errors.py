@@ -1,6 +1,9 @@
 """Every user mistake raises flexjit.FlexjitError (a RuntimeError; TraceError, also a TypeError, for Python
 constructs that cannot be traced) with a message that says what to do."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,10 +96,40 @@ def test_captured_tensor_on_another_device():
         _run_score(lambda s, b, h, q, kv: s + bias[h])
 
 
-def test_bad_scale():
+@pytest.mark.parametrize("scale, message", [(float("nan"), "scale must be finite, got nan"),
+                                            (float("inf"), "scale must be finite, got inf"),
+                                            ("0.5", "scale must be a number, got str"),
+                                            (torch.ones(2), "scale must be a number, got Tensor")])
+def test_bad_scale(scale, message):
     q, k, v = _qkv()
-    with pytest.raises(flexjit.FlexjitError, match="scale must be positive and finite"):
-        flexjit.flex_attention(q, k, v, scale=-1.0)
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.flex_attention(q, k, v, scale=scale)
+
+
+@pytest.mark.parametrize("block_size, message", [
+    ((16,), r"BLOCK_SIZE must be an int or a \(Q_BLOCK, KV_BLOCK\) pair of ints, got \(16,\)"),
+    (16.5, r"BLOCK_SIZE must be an int or a \(Q_BLOCK, KV_BLOCK\) pair of ints, got 16.5"),
+    ((16, 16, 16), r"pair of ints, got \(16, 16, 16\)"),
+    ("16", r"pair of ints, got '16'"),
+    (True, r"pair of ints, got True"),
+    (2 ** 31, r"BLOCK_SIZE 2147483648 is outside \[1, 2147483647\]"),
+    ((128, 0), r"BLOCK_SIZE 0 is outside \[1, 2147483647\]"),
+])
+def test_bad_block_size(block_size, message):
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, 32, 32, device="cpu",
+                                  BLOCK_SIZE=block_size)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((2 ** 63, 1, 32, 32), r"B 9223372036854775808 is outside \[1, 9223372036854775807\]"),
+    ((1, 1.5, 32, 32), r"H must be an int or None, got 1.5"),
+    ((1, 1, "32", 32), r"Q_LEN must be an int, got '32'"),
+    ((1, 1, 32, -1), r"KV_LEN -1 is outside \[1, 9223372036854775807\]"),
+])
+def test_bad_block_mask_sizes(args, message):
+    with pytest.raises(flexjit.FlexjitError, match=message):
+        flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, *args, device="cpu")
 
 
 def test_block_mask_for_other_lengths():
@@ -106,6 +139,52 @@ def test_block_mask_for_other_lengths():
         flexjit.flex_attention(q, k, v, block_mask=mask)
 
 
+def test_broadcast_block_mask_that_reads_b_or_h():
+    q, k, v = _qkv(B=2)
+    by_batch = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (b == 1), 1, 2, L, L,
+                                         device="cpu", BLOCK_SIZE=16)
+    with pytest.raises(flexjit.FlexjitError, match=r"made for B=1 but the query has B=2, and its mask_mod '<lambda>' "
+                                                   r"reads b.*create the block mask with B=2"):
+        flexjit.flex_attention(q, k, v, block_mask=by_batch)
+    by_head = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx - kv_idx <= 4 * h, 2, None, L, L,
+                                        device="cpu", BLOCK_SIZE=16)
+    with pytest.raises(flexjit.FlexjitError, match=r"made for H=1 but the query has H=2, and its mask_mod '<lambda>' "
+                                                   r"reads h"):
+        flexjit.flex_attention(q, k, v, block_mask=by_head)
+    causal = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, L, L, device="cpu")
+    flexjit.flex_attention(q, k, v, block_mask=causal)   # ignores b and h: broadcast
+
+
+def test_empty_captured_tensor_reads_zero():
+    q, k, v = _qkv()
+    empty = torch.zeros(0)
+    mask = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (empty[kv_idx] != 0), 1, 2, L, L,
+                                     device="cpu")
+    out = flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + empty[q_idx], block_mask=mask)
+    causal = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 2, L, L, device="cpu")
+    torch.testing.assert_close(out, flexjit.flex_attention(q, k, v, block_mask=causal), atol=0, rtol=0)
+
+
+_OUT_OF_MEMORY = """
+import resource, torch, flexjit
+q = torch.randn(1, 1, 1, 8)
+k = torch.randn(1, 1, 1, 8).expand(1, 1, 2**30, 8)   # no memory, but the reference needs 8 GiB per row buffer
+vm = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.RLIM_INFINITY))
+try:
+    flexjit.flex_attention(q, k, k)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_out_of_memory_in_the_cpu_reference_is_a_memory_error():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "MemoryError", run.stderr[-2000:]
+
+
 def test_torch_block_mask_is_rejected():
     q, k, v = _qkv()
     mask = tflex.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 1, L, L, device="cpu")
@@ -113,17 +192,12 @@ def test_torch_block_mask_is_rejected():
         flexjit.flex_attention(q, k, v, block_mask=mask)
 
 
-def test_gradient_through_lse_is_refused():
-    q, k, v = _qkv(grad=True)
-    out, lse = flexjit.flex_attention(q, k, v, return_lse=True)
-    with pytest.raises(flexjit.FlexjitError, match="gradients through the returned lse are not supported"):
-        (out.sum() + lse.sum()).backward()
-
-
-def test_max_scores_is_refused():
-    q, k, v = _qkv()
-    with pytest.raises(flexjit.FlexjitError, match="max_scores is not supported"):
-        flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=True, max_scores=True))
+def test_max_scores_are_not_differentiable():
+    q, k, v = (t.requires_grad_() for t in _qkv())
+    out, aux = flexjit.flex_attention(q, k, v, return_aux=tflex.AuxRequest(lse=False, max_scores=True))
+    assert aux.lse is None and not aux.max_scores.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        aux.max_scores.sum().backward()
 
 
 # --- constructs that cannot be traced --------------------------------------------------------------------
@@ -193,9 +267,15 @@ def test_untraceable_mask_mod(fn, message):
         _run_mask(fn)
 
 
-def test_wrong_number_of_arguments_is_pythons_type_error():
-    with pytest.raises(TypeError):
-        _run_mask(lambda b, h, q: q > 0)
+@pytest.mark.parametrize("run, fn, message", [
+    (_run_mask, lambda b, h, q: q > 0, r"mask_mod '<lambda>' cannot be called as mask_mod\(b, h, q_idx, kv_idx\)"),
+    (_run_mask, lambda b, h, q, kv, extra: q > 0, r"mask_mod '<lambda>' cannot be called as mask_mod"),
+    (_run_score, lambda s, b, h, q: s, r"score_mod '<lambda>' cannot be called as score_mod\(score, b, h, q_idx, "
+                                       r"kv_idx\)"),
+])
+def test_wrong_number_of_arguments(run, fn, message):
+    with pytest.raises(flexjit.TraceError, match=message):   # also a TypeError, as Python's own
+        run(fn)
 
 
 def test_error_inside_user_code_propagates():

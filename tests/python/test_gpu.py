@@ -126,3 +126,71 @@ def test_backward_matches_reference(name, shape):
     for got, want, lowp in zip(ours, theirs, low):
         assert got.dtype == want.dtype or got.dtype == dtype
         assert _max_err(got, want) <= 2 * _max_err(lowp, want) + ATOL
+
+
+def _check_against_dense(q, k, v, score_mod=None, mask_mod=None, scale=None, dtype=torch.bfloat16):
+    """Forward and backward of flexjit's kernels against the dense float64 reference, with the rule above
+    (the low-precision reference is the dense one run in `dtype`)."""
+    mask = None if mask_mod is None else flexjit.create_block_mask(mask_mod, q.size(0), q.size(1), q.size(2),
+                                                                   k.size(2), device=DEVICE)
+    out, lse = flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, scale=scale, return_lse=True)
+    ref_out, ref_lse = dense_attention(q, k, v, score_mod, mask_mod, scale=scale)
+    low_out, _ = dense_attention(q, k, v, score_mod, mask_mod, scale=scale, dtype=dtype)
+    assert _max_err(out, ref_out) <= 2 * _max_err(low_out, ref_out) + ATOL
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite)
+    assert _max_err(lse[finite], ref_lse[finite]) <= 2e-3
+    grad_out = torch.randn_like(out)
+    for got, want, lowp in zip(torch.autograd.grad(out, [q, k, v], grad_out),
+                               torch.autograd.grad(ref_out, [q, k, v], grad_out.double()),
+                               torch.autograd.grad(low_out, [q, k, v], grad_out)):
+        assert _max_err(got, want) <= 2 * _max_err(lowp, want) + ATOL
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.125, -1.0])
+@pytest.mark.parametrize("with_mods", [False, True], ids=["no_mods", "mods"])
+def test_zero_and_negative_scales(scale, with_mods):
+    # Without a score_mod the kernels fold the scale into exp2 (valid for scale > 0 only): such calls run
+    # the score_mod path; with a score_mod the scale is applied before it in any case.
+    q, k, v = _inputs((2, 4, 4, 257, 257, 64), torch.bfloat16, grad=True)
+    score_mod = (lambda s, b, h, q_idx, kv_idx: s + (q_idx - kv_idx) * 0.01) if with_mods else None
+    mask_mod = (lambda b, h, q_idx, kv_idx: q_idx >= kv_idx) if with_mods else None
+    _check_against_dense(q, k, v, score_mod, mask_mod, scale=scale)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2, 0, 129, 64), (0, 2, 2, 129, 129, 64), (1, 2, 2, 129, 0, 64)],
+                         ids=["no_queries", "no_batch", "no_keys"])
+def test_empty_problems(shape):
+    q, k, v = _inputs(shape, torch.bfloat16, grad=True)
+    out, lse = flexjit.flex_attention(q, k, v, return_lse=True)
+    assert out.shape == (shape[0], shape[1], shape[3], shape[5])
+    assert torch.equal(out, torch.zeros_like(out)) and bool((lse == float("-inf")).all())   # no keys: masked
+    out.sum().backward()
+    for t in (q, k, v):
+        assert torch.equal(t.grad, torch.zeros_like(t))
+
+
+def test_empty_captured_tensor_reads_zero():
+    empty = torch.zeros(0, device=DEVICE)
+    q, k, v = _inputs(SHAPES[0], torch.bfloat16)
+    B, Hq, _, Lq, Lkv, _ = SHAPES[0]
+    mask = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (empty[kv_idx] != 0), B, Hq,
+                                     Lq, Lkv, device=DEVICE)
+    out = flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + empty[q_idx], block_mask=mask)
+    # The same mods over a tensor of real zeros: the same kernel arithmetic, so the same bits. (Plain causal
+    # attention is not bit-equal: without a score_mod the kernels fold the scale into exp2's factor.)
+    zeros = torch.zeros(max(Lq, Lkv), device=DEVICE)
+    same = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (zeros[kv_idx] != 0), B, Hq,
+                                     Lq, Lkv, device=DEVICE)
+    want = flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + zeros[q_idx], block_mask=same)
+    assert torch.equal(out, want)
+
+
+def test_int64_values_outside_int32_are_refused():
+    doc = (torch.arange(SHAPES[0][3], device=DEVICE) // 50) * 2 ** 32
+    q, k, v = _inputs(SHAPES[0], torch.bfloat16)
+    with pytest.raises(flexjit.FlexjitError, match=r"captured tensor 'doc' \(int64\) holds 21474836480"):
+        flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + doc[q_idx] * 0)
+    doc.copy_(torch.arange(SHAPES[0][3], device=DEVICE) // 50 - 2 ** 31)   # in range: read exactly
+    _check_against_dense(*_inputs(SHAPES[0], torch.bfloat16, grad=True),
+                         mask_mod=lambda b, h, q_idx, kv_idx: doc[q_idx] == doc[kv_idx])

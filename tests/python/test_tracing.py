@@ -1,5 +1,8 @@
 """Tracing: every supported construct gives what torch computes (checked against the dense torch reference),
 and the trace cache re-traces only when something the function reads changed, rebinding tensors otherwise."""
+import os
+import types
+
 import pytest
 import torch
 
@@ -42,6 +45,9 @@ SCORE_MODS = {
     "min_max": lambda s, b, h, q, kv: torch.minimum(s, torch.tensor(1.0)) + torch.maximum(s, q * 0.1),
     "neg_pow": lambda s, b, h, q, kv: -s + s ** 2 * 0.1 + 2.0 ** (-(h + 1) * 0.5) * q - (kv * 0.5) ** 0.5,
     "where_scalar_tensor": lambda s, b, h, q, kv: torch.where(q >= kv, s, torch.tensor(-float("inf"))),
+    # Tensor.where(condition, other) is where(condition, self, other).
+    "where_method": lambda s, b, h, q, kv: s.where(q >= kv, s * 0.5 - 1.0),
+    "where_method_of_constant": lambda s, b, h, q, kv: torch.tensor(-2.0).where(kv > 3, s),
     "full_like": lambda s, b, h, q, kv: torch.where(q >= kv, s, torch.full_like(s, -float("inf"))),
     "new_ones": lambda s, b, h, q, kv: s * s.new_ones(()) + q.new_zeros(()),
     "index_tuple": lambda s, b, h, q, kv: s + bias[h, q],
@@ -70,12 +76,29 @@ MASK_MODS = {
     "torch_and": __import__("torch.nn.attention.flex_attention", fromlist=["and_masks"]).and_masks(
         lambda b, h, q, kv: q >= kv, lambda b, h, q, kv: (q % 3) == (kv % 3)),
     "head_dependent": lambda b, h, q, kv: (q - kv <= 2 + 4 * h) & (q >= kv),
+    "where_method": lambda b, h, q, kv: (q >= kv).where(kv > 2, q == kv + 1),
 }
 
 
 @pytest.mark.parametrize("name", MASK_MODS)
 def test_mask_mod_construct(name):
     _check(mask_mod=MASK_MODS[name])
+
+
+def test_int64_tensors_are_read_exactly_or_refused():
+    # A mod computes in int32: int64 values must fit (checked once per tensor version), strided views too.
+    doc = (torch.arange(L) // 5) * 2 ** 32 + 7   # wrapped to int32 every id would be 7: one document
+
+    def document(b, h, q_idx, kv_idx):
+        return doc[q_idx] == doc[kv_idx]
+
+    with pytest.raises(flexjit.FlexjitError, match=r"mask_mod 'document': captured tensor 'doc' \(int64\) holds "
+                                                   r"12884901895; a mod computes integers in int32"):
+        _check(mask_mod=document)
+    doc.copy_(torch.arange(L) // 5 - 2 ** 31 + 3)   # in place: checked again
+    _check(mask_mod=document)
+    doc = (torch.arange(2 * L) % 7 + 2 ** 31 - 8)[::2]
+    _check(mask_mod=document, score_mod=lambda s, b, h, q, kv: s + (doc[kv] - doc[q]) * 0.25)
 
 
 # --- the trace cache -------------------------------------------------------------------------------------
@@ -85,9 +108,9 @@ def trace_counter(monkeypatch):
     calls = []
     real = trace_cache.trace
 
-    def counting(kind, fn, names):
+    def counting(kind, fn, *args):
         calls.append(getattr(fn, "__name__", fn))
-        return real(kind, fn, names)
+        return real(kind, fn, *args)
 
     monkeypatch.setattr(trace_cache, "trace", counting)
     trace_cache.clear_cache()
@@ -192,6 +215,125 @@ def test_tensor_made_inside_the_mod_is_traced_every_call(trace_counter):
     _check(score_mod=made_inside)
     _check(score_mod=made_inside)
     assert len(trace_counter) == 2
+
+
+# --- everything a trace read is in the key, or the mod is traced again --------------------------------
+
+def test_eager_values_of_captured_tensors_are_not_reused(trace_counter):
+    # t[0], w.sum() and float(...) run eagerly on real tensors: their values are baked into the trace.
+    t, w = torch.tensor([1.5, 2.0]), torch.ones(3)
+    mods = [lambda s, b, h, q, kv: s * t[0], lambda s, b, h, q, kv: s + w.sum() * 0.1,
+            lambda s, b, h, q, kv: s * float(t[1]), lambda s, b, h, q, kv: torch.where(t.sum() > 5, s, -s)]
+    for mod in mods:
+        _check(score_mod=mod)
+    t.mul_(2.0)   # in place
+    w = torch.full((3,), -4.0)   # rebound (the lambdas read the cell)
+    for mod in mods:
+        _check(score_mod=mod)
+    assert len(trace_counter) == 8
+
+
+def test_constants_made_in_the_mod_stay_cached(trace_counter):
+    temperature = torch.tensor(0.5)   # 0-d: keyed by value
+
+    def scaled(score, b, h, q_idx, kv_idx):
+        return score * temperature + torch.tensor(2.0).log() + bias[h, (q_idx - kv_idx).clamp(0, bias.shape[1] - 1)]
+
+    for _ in range(3):
+        _check(score_mod=scaled)
+    assert len(trace_counter) == 1
+    temperature = torch.tensor(2.0)
+    _check(score_mod=scaled)
+    assert len(trace_counter) == 2
+
+
+class _Cfg:
+    scale = 2.0
+
+    def __init__(self):
+        self.offset = 0.25
+
+    def score_mod(self, score, b, h, q_idx, kv_idx):
+        return score * self.scale + self.offset   # scale: a class attribute read through self
+
+    def __call__(self, score, b, h, q_idx, kv_idx):
+        return score * _GLOBAL_SCALE
+
+
+_GLOBAL_SCALE = 1.0
+
+
+def test_class_attributes_are_read_each_call(trace_counter, monkeypatch):
+    by_class = lambda s, b, h, q, kv: s * _Cfg.scale   # noqa: E731
+    cfg = _Cfg()
+    _check(score_mod=by_class)
+    _check(score_mod=cfg.score_mod)
+    monkeypatch.setattr(_Cfg, "scale", -3.0)
+    _check(score_mod=by_class)
+    _check(score_mod=cfg.score_mod)
+    assert len(trace_counter) == 4
+    _check(score_mod=by_class)
+    assert len(trace_counter) == 4
+
+
+def test_a_callable_objects_call_method_is_walked(trace_counter, monkeypatch):
+    cfg = _Cfg()
+    _check(score_mod=cfg)
+    monkeypatch.setattr(__import__(__name__), "_GLOBAL_SCALE", 3.0)
+    _check(score_mod=cfg)
+    assert len(trace_counter) == 2
+
+
+def test_module_attributes_are_read_each_call(trace_counter):
+    settings = types.ModuleType("settings")
+    settings.window = 3
+
+    def sliding(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx).abs() <= settings.window
+
+    _check(mask_mod=sliding)
+    settings.window = 6
+    _check(mask_mod=sliding)
+    _check(mask_mod=sliding)
+    assert len(trace_counter) == 2
+
+
+def test_globals_lookups_are_traced_every_call(trace_counter, monkeypatch):
+    def by_globals(score, b, h, q_idx, kv_idx):
+        return score * globals()["_GLOBAL_SCALE"]
+
+    _check(score_mod=by_globals)
+    monkeypatch.setitem(globals(), "_GLOBAL_SCALE", -2.0)
+    _check(score_mod=by_globals)
+    assert len(trace_counter) == 2
+
+
+def test_environment_variables_are_read_each_call(trace_counter, monkeypatch):
+    def from_env(score, b, h, q_idx, kv_idx):
+        return score * float(os.environ.get("FLEXJIT_TEST_SCALE", "1"))
+
+    monkeypatch.setenv("FLEXJIT_TEST_SCALE", "0.5")
+    _check(score_mod=from_env)
+    _check(score_mod=from_env)
+    monkeypatch.setenv("FLEXJIT_TEST_SCALE", "-2")
+    _check(score_mod=from_env)
+    assert len(trace_counter) == 2
+
+
+def test_composed_masks_stay_cached(trace_counter):
+    from torch.nn.attention.flex_attention import and_masks as torch_and_masks
+
+    def causal(b, h, q_idx, kv_idx):
+        return q_idx >= kv_idx
+
+    def near(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx) < 5
+
+    for _ in range(2):
+        _check(mask_mod=flexjit.and_masks(causal, near))
+        _check(mask_mod=flexjit.or_masks(causal, flexjit.noop_mask))
+        _check(mask_mod=torch_and_masks(causal, near))
+    assert len(trace_counter) == 3
 
 
 def test_method_of_a_module_as_score_mod(trace_counter):

@@ -115,6 +115,39 @@ def test_scale_and_return_aux():
     assert aux.max_scores is None
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.4, -3.0])
+def test_zero_and_negative_scales_match_torch(scale):
+    # torch accepts them: 0 weighs every kept position equally, a negative scale prefers opposed keys.
+    q, k, v = _inputs(1, 2, 2, 33, 33, 8, grad=True)
+    mask = flexjit.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 2, 33, 33, device="cpu",
+                                     BLOCK_SIZE=16)
+    torch_mask = tflex.create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, 1, 2, 33, 33, device="cpu",
+                                         BLOCK_SIZE=16)
+    out, lse = flexjit.flex_attention(q, k, v, block_mask=mask, scale=scale, return_lse=True)
+    ref_out, ref_lse = tflex.flex_attention(q.detach(), k.detach(), v.detach(), block_mask=torch_mask, scale=scale,
+                                            return_lse=True)
+    torch.testing.assert_close(out, ref_out, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(lse, ref_lse, atol=ATOL, rtol=RTOL)
+    dense_out, _ = dense_attention(q, k, v, mask_mod=lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, scale=scale)
+    g = torch.randn_like(out)
+    ours = torch.autograd.grad(out, [q, k, v], g)
+    theirs = torch.autograd.grad(dense_out, [q, k, v], g.double())
+    for got, want in zip(ours, theirs):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2, 0, 5, 8), (0, 2, 2, 4, 5, 8), (1, 2, 2, 4, 0, 8)],
+                         ids=["no_queries", "no_batch", "no_keys"])
+def test_empty_problems_have_outputs_and_gradients(shape):
+    q, k, v = _inputs(*shape, grad=True)
+    out, lse = flexjit.flex_attention(q, k, v, return_lse=True)
+    assert torch.equal(out, torch.zeros_like(out)) and bool((lse == float("-inf")).all())   # no keys: masked
+    assert out.shape == (shape[0], shape[1], shape[3], shape[5])
+    out.sum().backward()   # the gradient of an empty output: a zero-size tensor with stride 0
+    for t in (q, k, v):
+        assert torch.equal(t.grad, torch.zeros_like(t))
+
+
 def test_scalar_tensor_capture_receives_gradient():
     temperature = torch.tensor(0.7, requires_grad=True)
     q, k, v = _inputs(1, 2, 2, 17, 17, 8)

@@ -10,7 +10,10 @@
 #include "codegen/BackwardConfig.h"
 #include "codegen/Variant.h"
 #include "examples/SeedVariants.h"
+#include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
+#include "runtime/Captures.h"
+#include "runtime/KernelCache.h"
 #include "runtime/Nvrtc.h"
 
 using namespace flexjit;
@@ -186,4 +189,26 @@ TEST(BackwardGradWindows, OnlySitesMixingQAndKvQualify) {
                                  {true});
   EXPECT_EQ(head.gradSites, 1);
   EXPECT_FALSE(head.gradSitesMixQAndKv);
+}
+
+// waitForBackgroundCompiles returns only when compileBackwardAhead's compiles are done: the same kernels
+// are then memory hits (no compile, no disk read, no wait on an in-flight build).
+TEST(BackwardCompile, WaitForBackgroundCompilesJoinsThem) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant("softcap");
+  AttentionShape shape;
+  shape.D = shape.Dv = 64;
+  DeviceInfo info;
+  info.computeMajor = 8;
+  BlockMask blocks = fullBlockMask(128, 128, Device::cpu());
+  compileBackwardAhead(v.score, v.mask, DType::F16, shape, info, blocks);
+  waitForBackgroundCompiles();
+  std::shared_ptr<const Variant> variant = cachedVariant(v.score, v.mask, true);
+  BwdKernelConfig config = backwardConfigFor(DType::F16, shape, info, blocks, false, *variant);
+  const KernelCache::Stats before = KernelCache::global().stats();
+  backwardKernel(nullptr, config, BwdKernelKind::Aux, variantTag(v.score, v.mask));
+  backwardKernel(variant.get(), config, BwdKernelKind::DkDv, variantTag(v.score, v.mask));
+  const KernelCache::Stats after = KernelCache::global().stats();
+  EXPECT_EQ(after.compilations, before.compilations);
+  EXPECT_EQ(after.diskHits, before.diskHits);
 }

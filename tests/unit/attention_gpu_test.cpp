@@ -20,6 +20,7 @@
 #include "runtime/KernelCache.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
+#include "runtime/AttentionBackward.h"
 
 using namespace flexjit;
 using namespace flexjit::testing;
@@ -136,6 +137,133 @@ TEST_P(AttentionGpuFamily, NaNRowsComeOutNaNAndOtherRowsAreUntouched) {
   }
 }
 
+TEST_P(AttentionGpuFamily, SinksAndMaxScoresMatchTheReference) {
+  // Per-head sink logits and a banded causal mask whose first rows keep no key (O = 0, LSE = the sink);
+  // GQA and lengths that are not multiples of the tiles; forward and the sink's gradient.
+  MaskMod band("band_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 3) & (kv <= q) & (q - kv <= 200); });
+  for (int64_t D : {64, 128}) {
+    const int64_t B = 2, Hq = 4, Hkv = 2, Lq = 300, Lkv = 257;
+    Tensor sinksCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 31, 2.0f), sinksGpu = sinksCpu.to(kGpu);
+    CapturedTensor sinks("sinks", sinksGpu.view(), /*requiresGrad=*/true);
+    SinkMod sink("per_head", [&](Expr, Expr h, Expr) { return sinks[h]; });
+    Tensor q = randomTensor(DType::BF16, {B, Hq, Lq, D}, kGpu, 32), k = randomTensor(DType::BF16, {B, Hkv, Lkv, D}, kGpu, 33),
+           v = randomTensor(DType::BF16, {B, Hkv, Lkv, D}, kGpu, 34), dout = randomTensor(DType::BF16, {B, Hq, Lq, D}, kGpu, 35);
+    BlockMask gpuMask = createBlockMask(band, B, Hq, Lq, Lkv, kGpu), cpuMask = createBlockMask(band, B, Hq, Lq, Lkv, Device::cpu());
+    BackwardOptions options;
+    options.sink = sink;
+    options.returnMaxScores = true;
+    AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), ScoreMod::noop(), &gpuMask, options);
+    AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                    dout.view(), ScoreMod::noop(), &gpuMask, options);
+    // The reference on CPU copies, its sink reading the CPU tensor.
+    Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu());
+    sinks.bind(sinksCpu.view());
+    AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), ScoreMod::noop(), &cpuMask, options);
+    AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                    dc.view(), ScoreMod::noop(), &cpuMask, options);
+    EXPECT_LT(maxError(asDoubles(gpu.out), asDoubles(ref.out)), 2e-2) << "D" << D;
+    EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3) << "D" << D;
+    EXPECT_LT(maxError(asDoubles(gpu.maxScores), asDoubles(ref.maxScores)), 2e-3) << "D" << D;
+    std::vector<double> lse = asDoubles(gpu.lse), sinkValues = asDoubles(sinksCpu);
+    for (int64_t h = 0; h < Hq; ++h) EXPECT_NEAR(lse[h * Lq], sinkValues[h], 1e-3) << "row 0 keeps no key: LSE = sink";
+    std::vector<double> dsGpu = asDoubles(*gg.gradFor(sinks)), dsRef = asDoubles(*rg.gradFor(sinks));
+    for (int64_t h = 0; h < Hq; ++h)
+      EXPECT_NEAR(dsGpu[h], dsRef[h], 2e-2 * std::max(1.0, std::fabs(dsRef[h]))) << "d sinks[" << h << "] D" << D;
+    EXPECT_LT(maxError(asDoubles(gg.dq), asDoubles(rg.dq)), 5e-2) << "D" << D;
+  }
+}
+
+TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
+  // ../shared/seeds/lazy_attention_000.txt: a learned relative bias (score_mod), a per-head sink (norm_bias)
+  // and the post-softmax offset with ReLU (prob_mod reading num_visible); causal with the first rows empty,
+  // GQA, odd lengths. Forward (O, LSE, the saved state), then the backward's six gradients, with the saved
+  // state and without it (the backward then recomputes it).
+  constexpr int64_t kBias = 64;
+  MaskMod causalLate("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
+  for (int64_t D : {64, 128}) {
+    const int64_t B = 2, Hq = 4, Hkv = 2, L = 333;
+    Tensor biasCpu = randomTensor(DType::F32, {Hq, kBias}, Device::cpu(), 41, 0.5f);
+    Tensor normCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 42, 1.0f);
+    Tensor offsetCpu = randomTensor(DType::F32, {Hq}, Device::cpu(), 43, 1.0f);
+    Tensor biasGpu = biasCpu.to(kGpu), normGpu = normCpu.to(kGpu), offsetGpu = offsetCpu.to(kGpu);
+    CapturedTensor bias("bias", biasGpu.view(), true), norm("norm_bias", normGpu.view(), true),
+        offset("offset", offsetGpu.view(), true);
+    ScoreMod score("lazy_bias", [&](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + bias[h][clamp(q - kv, 0, kBias - 1)]; });
+    BackwardOptions options;
+    options.sink = SinkMod("norm_bias", [&](Expr, Expr h, Expr) { return norm[h]; });
+    options.prob = ProbMod("lazy_offset", [&](Expr p, Expr, Expr h, Expr, Expr, Expr n) {
+      return maximum(p - abs(offset[h] + 1.0f) / toFloat(n), 0.0f);
+    });
+    options.saveForBackward = true;
+    Tensor q = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 44), k = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 45),
+           v = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 46), dout = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 47);
+    BlockMask gpuMask = createBlockMask(causalLate, B, Hq, L, L, kGpu), cpuMask = createBlockMask(causalLate, B, Hq, L, L, Device::cpu());
+    AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), score, &gpuMask, options);
+    BackwardOptions withState = options;
+    const TensorView delta = gpu.probDelta.view(), visible = gpu.rowVisible.view();
+    withState.probDelta = &delta;
+    withState.rowVisible = &visible;
+    AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                    dout.view(), score, &gpuMask, withState);
+    AttentionGradients recomputed = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(),
+                                                            gpu.lse.view(), dout.view(), score, &gpuMask, options);
+    Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu());
+    bias.bind(biasCpu.view()), norm.bind(normCpu.view()), offset.bind(offsetCpu.view());
+    AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), score, &cpuMask, options);
+    AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                    dc.view(), score, &cpuMask, options);
+    bias.bind(biasGpu.view()), norm.bind(normGpu.view()), offset.bind(offsetGpu.view());
+    const std::string at = fmt::format("{} D{}", GetParam(), D);
+    EXPECT_LT(maxError(asDoubles(gpu.out), asDoubles(ref.out)), 2e-2) << at;
+    EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3) << at;
+    EXPECT_LT(maxError(asDoubles(gpu.probDelta), asDoubles(ref.probDelta)), 2e-2) << at;
+    EXPECT_EQ(gpu.rowVisible.toVector<int32_t>(), ref.rowVisible.toVector<int32_t>()) << at;
+    // Relative to the largest reference gradient: bf16 inputs, float atomics over every row.
+    auto relative = [](const Tensor& got, const Tensor& want) {
+      std::vector<double> w = asDoubles(want);
+      double top = 0;
+      for (double x : w) top = std::max(top, std::fabs(x));
+      return maxError(asDoubles(got), w) / std::max(top, 1e-6);
+    };
+    for (const AttentionGradients* g : {&gg, &recomputed}) {
+      const char* which = g == &gg ? "saved state" : "recomputed state";
+      EXPECT_LT(relative(g->dq, rg.dq), 2e-2) << at << " dq, " << which;
+      EXPECT_LT(relative(g->dk, rg.dk), 2e-2) << at << " dk, " << which;
+      EXPECT_LT(relative(g->dv, rg.dv), 2e-2) << at << " dv, " << which;
+      for (const CapturedTensor* t : {&bias, &norm, &offset})
+        EXPECT_LT(relative(*g->gradFor(*t), *rg.gradFor(*t)), 2e-2) << at << " d " << t->name() << ", " << which;
+    }
+  }
+}
+
+TEST(AttentionBackwardGpu, TheLseGradientMatchesTheReference) {
+  // A loss that reads the LSE (z-loss, sink workarounds): its gradient enters Delta as Delta - dlse. Rows 0-2
+  // keep no key (their dlse must change nothing), GQA, odd lengths.
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  MaskMod late("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 3) & (kv <= q); });
+  const int64_t B = 2, Hq = 4, Hkv = 2, L = 301, D = 64;
+  Tensor q = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 61), k = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 62),
+         v = randomTensor(DType::BF16, {B, Hkv, L, D}, kGpu, 63), dout = randomTensor(DType::BF16, {B, Hq, L, D}, kGpu, 64);
+  Tensor dlse = randomTensor(DType::F32, {B, Hq, L}, kGpu, 65);
+  BlockMask gpuMask = createBlockMask(late, B, Hq, L, L, kGpu), cpuMask = createBlockMask(late, B, Hq, L, L, Device::cpu());
+  BackwardOptions options;
+  const TensorView dlseView = dlse.view();
+  options.dlse = &dlseView;
+  AttentionResult gpu = flex_attention(q.view(), k.view(), v.view(), ScoreMod::noop(), &gpuMask);
+  AttentionGradients gg = flex_attention_backward(q.view(), k.view(), v.view(), gpu.out.view(), gpu.lse.view(),
+                                                  dout.view(), ScoreMod::noop(), &gpuMask, options);
+  Tensor qc = q.to(Device::cpu()), kc = k.to(Device::cpu()), vc = v.to(Device::cpu()), dc = dout.to(Device::cpu()),
+         lc = dlse.to(Device::cpu());
+  const TensorView dlseCpu = lc.view();
+  options.dlse = &dlseCpu;
+  AttentionResult ref = flex_attention(qc.view(), kc.view(), vc.view(), ScoreMod::noop(), &cpuMask);
+  AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
+                                                  dc.view(), ScoreMod::noop(), &cpuMask, options);
+  EXPECT_LT(maxError(asDoubles(gg.dq), asDoubles(rg.dq)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dk), asDoubles(rg.dk)), 5e-2);
+  EXPECT_LT(maxError(asDoubles(gg.dv), asDoubles(rg.dv)), 5e-2);
+}
+
 TEST_P(AttentionGpuFamily, ChangingACapturedScalarDoesNotRecompile) {
   CapturedScalar cap("cap", 20.0f);
   ScoreMod softcap("softcap_rt", [&](Expr s, Expr, Expr, Expr, Expr) { return cap * tanh(s / cap); });
@@ -219,5 +347,23 @@ TEST(AttentionGpu, HooksMatchTheInterpreter) {
       EXPECT_TRUE(!anyTrue || io[2 * i + 1]) << name << " interval form claimed never-true at " << i;
       EXPECT_TRUE(!anyFalse || io[2 * i]) << name << " interval form claimed never-false at " << i;
     }
+  }
+}
+
+// The C++ API checks int64 captures on the GPU too (through a host copy): a value outside int32 is an error.
+TEST(AttentionGpu, Int64CapturesOutsideInt32AreRefused) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::vector<int64_t> ids(300, 1);
+  ids[257] = int64_t(3) << 31;
+  Tensor dIds = Tensor::fromVector(ids, DType::I64, {300}, kGpu);
+  CapturedTensor doc("doc", dIds.view());
+  ScoreMod byDoc("by_doc", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(doc[q]); });
+  Tensor q = randomTensor(DType::BF16, {1, 2, 300, 64}, kGpu, 5);
+  try {
+    flex_attention(q.view(), q.view(), q.view(), byDoc);
+    FAIL() << "an int64 value of 2^32 + 2^31 was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("captured tensor 'doc' (int64[300] on cuda:0) holds 6442450944 at [257]"),
+              std::string::npos) << e.what();
   }
 }

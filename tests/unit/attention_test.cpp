@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "AttentionTestUtil.h"
+#include "codegen/Variant.h"
 #include "runtime/AttentionBackward.h"
 
 #include <cmath>
@@ -131,11 +132,117 @@ TEST(AttentionCpu, InputErrorsSayWhatToDo) {
   BlockMask wrong = createBlockMask(causal, 1, 1, 16, 16);
   EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), &wrong); }).find("was made for Q_LEN=16"),
             std::string::npos);
-  AttentionOptions neg;
-  neg.scale = -1.0f;
-  EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), nullptr, neg); }).find("scale must be positive"),
+  AttentionOptions nan;
+  nan.scale = std::nanf("");
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), ScoreMod::noop(), nullptr, nan); }).find("scale must be finite"),
             std::string::npos);
   CapturedTensor unbound("bias", DType::F32, 1);
   ScoreMod usesBias("uses_bias", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + unbound[h]; });
   EXPECT_NE(errorOf([&] { flex_attention(q.view(), k2.view(), k2.view(), usesBias); }).find("not bound to data"), std::string::npos);
+}
+
+// An empty captured tensor (torch gives it no data pointer) is a tensor every read falls outside: 0.
+TEST(AttentionCpu, EmptyCapturedTensorReadsZero) {
+  Tensor q = randomTensor(DType::F32, {1, 2, 19, 16}, Device::cpu(), 1);
+  CapturedTensor empty("empty", TensorView(nullptr, DType::F32, Device::cpu(), {0}, {1}));
+  ScoreMod biased("biased", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + empty[q] * 5.0f; });
+  MaskMod emptyMask("empty_mask", [&](Expr, Expr, Expr q, Expr kv) { return (q >= kv) | (empty[kv] != 0.0f); });
+  BlockMask mask = createBlockMask(emptyMask, 1, 2, 19, 19, Device::cpu(), 16, 16);
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  BlockMask causalMask = createBlockMask(causal, 1, 2, 19, 19, Device::cpu(), 16, 16);
+  AttentionResult got = flex_attention(q.view(), q.view(), q.view(), biased, &mask);
+  AttentionResult want = flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &causalMask);
+  EXPECT_EQ(maxError(asDoubles(got.out), asDoubles(want.out)), 0.0);
+  EXPECT_EQ(maxError(asDoubles(got.lse), asDoubles(want.lse)), 0.0);
+}
+
+// An error inside a worker thread of the CPU reference reaches the caller (escaping the thread would abort).
+TEST(AttentionCpu, ErrorsInReferenceWorkersReachTheCaller) {
+  Tensor q = randomTensor(DType::F32, {2, 2, 33, 16}, Device::cpu(), 1);
+  CapturedTensor noData("no_data", TensorView(nullptr, DType::F32, Device::cpu(), {4}, {1}));
+  ScoreMod reads("reads", [&](Expr s, Expr, Expr h, Expr, Expr) { return s + noData[h]; });
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), reads); }).find("'no_data' has no CPU data"),
+            std::string::npos);
+}
+
+// int64 values are used as int32 inside a mod: one that does not fit is an error, not a wrapped value.
+TEST(AttentionCpu, Int64ValuesOutsideInt32AreRefused) {
+  Tensor q = randomTensor(DType::F32, {1, 1, 9, 16}, Device::cpu(), 1);
+  std::vector<int64_t> ids = {0, 0, 1, 1, 2, 2, 3, 3, int64_t(1) << 32};
+  Tensor idTensor = Tensor::fromVector(ids, DType::I64, {9}, Device::cpu());
+  CapturedTensor doc("doc", idTensor.view());
+  MaskMod document("document", [&](Expr, Expr, Expr q, Expr kv) { return doc[q] == doc[kv]; });
+  ScoreMod byDoc("by_doc", [&](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(doc[q]); });
+  const char* expected = "captured tensor 'doc' (int64[9] on cpu) holds 4294967296 at [8]; a mod computes integers in int32";
+  EXPECT_NE(errorOf([&] { createBlockMask(document, 1, 1, 9, 9); }).find(expected), std::string::npos);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), byDoc); }).find(expected), std::string::npos);
+  ids.back() = INT32_MAX;
+  Tensor fits = Tensor::fromVector(ids, DType::I64, {9}, Device::cpu());
+  doc.bind(fits.view());
+  EXPECT_NO_THROW(createBlockMask(document, 1, 1, 9, 9));
+}
+
+// torch accepts a zero or negative scale, and so does flexjit. On the GPU such a call runs the score_mod
+// path (scoreModForScale: the mod plus a captured zero), because the kernels fold only a positive scale
+// into their exp2 factor; the rewrite changes no value and keeps the captures' order.
+TEST(AttentionCpu, ZeroAndNegativeScales) {
+  Tensor q = randomTensor(DType::F32, {1, 2, 19, 16}, Device::cpu(), 1);
+  Tensor biasData = randomTensor(DType::F32, {2, 19}, Device::cpu(), 2);
+  Tensor gateData = randomTensor(DType::F32, {19}, Device::cpu(), 3);
+  CapturedTensor bias("bias", biasData.view(), true), gate("gate", gateData.view(), true);
+  ScoreMod biased("biased", [&](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + bias[h][kv] * gate[q]; });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  Variant noopFacts = generateVariant(ScoreMod::noop(), causal);
+  ASSERT_TRUE(noopFacts.facts.scoreIsNoop);
+  for (float scale : {0.0f, -0.7f}) {
+    ScoreMod guarded = scoreModForScale(ScoreMod::noop(), scale);
+    EXPECT_FALSE(generateVariant(guarded, causal).facts.scoreIsNoop) << scale;
+    ScoreMod rewritten = scoreModForScale(biased, scale);
+    ASSERT_EQ(rewritten.tensors().size(), 2u);
+    EXPECT_EQ(rewritten.tensors()[0], biased.tensors()[0]);
+    EXPECT_EQ(rewritten.tensors()[1], biased.tensors()[1]);
+    AttentionOptions options;
+    options.scale = scale;
+    AttentionResult want = flex_attention(q.view(), q.view(), q.view(), biased, nullptr, options);
+    AttentionResult got = flex_attention(q.view(), q.view(), q.view(), rewritten, nullptr, options);
+    EXPECT_EQ(maxError(asDoubles(got.out), asDoubles(want.out)), 0.0) << scale;
+    EXPECT_EQ(maxError(asDoubles(got.lse), asDoubles(want.lse)), 0.0) << scale;
+  }
+  EXPECT_EQ(scoreModForScale(biased, 0.25f).key(), biased.key());  // positive scales run the mod as it is
+}
+
+// A block mask made for B=1 / H=1 is broadcast; that is only right when its mask_mod ignores b / h.
+TEST(AttentionCpu, BroadcastBlockMaskMustNotReadBatchOrHead) {
+  Tensor q = randomTensor(DType::F32, {2, 3, 40, 16}, Device::cpu(), 1);
+  MaskMod byBatch("by_batch", [](Expr b, Expr, Expr q, Expr kv) { return (q >= kv) | (b == 1); });
+  MaskMod byHead("by_head", [](Expr, Expr h, Expr q, Expr kv) { return q - kv <= h * 8; });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  BlockMask batchOne = createBlockMask(byBatch, 1, 3, 40, 40, Device::cpu(), 16, 16);
+  BlockMask headOne = createBlockMask(byHead, 2, 1, 40, 40, Device::cpu(), 16, 16);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &batchOne); })
+                .find("made for B=1 but the query has B=2, and its mask_mod 'by_batch' reads b"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &headOne); })
+                .find("made for H=1 but the query has H=3, and its mask_mod 'by_head' reads h"),
+            std::string::npos);
+  // Masks that ignore b and h broadcast as before, and masks made for the query's sizes are fine.
+  BlockMask causalOne = createBlockMask(causal, 1, 1, 40, 40, Device::cpu(), 16, 16);
+  BlockMask batchTwo = createBlockMask(byBatch, 2, 3, 40, 40, Device::cpu(), 16, 16);
+  EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &causalOne));
+  EXPECT_NO_THROW(flex_attention(q.view(), q.view(), q.view(), ScoreMod::noop(), &batchTwo));
+}
+
+// fillWords (what an empty GPU problem writes instead of launching kernels) on host memory.
+TEST(AttentionCpu, FillWordsSetsContiguousViewsAndRefusesStridedOnes) {
+  Tensor lse = Tensor::fromVector(std::vector<float>(6, 1.0f), DType::F32, {2, 3}, Device::cpu());
+  fillWords(lse.view(), 0xff800000u, nullptr, "lse");
+  for (float x : lse.toVector<float>()) EXPECT_EQ(x, -INFINITY);
+  Tensor out = randomTensor(DType::BF16, {1, 1, 3, 5}, Device::cpu(), 7);  // 30 bytes: not whole words
+  fillWords(out.view(), 0, nullptr, "out");
+  for (double x : asDoubles(out)) EXPECT_EQ(x, 0.0);
+  EXPECT_THROW(fillWords(out.view(), 1, nullptr, "out"), Error);
+  TensorView strided = lse.view();
+  strided.shape = {2, 2};
+  EXPECT_NE(errorOf([&] { fillWords(strided, 0, nullptr, "lse"); }).find("lse must be contiguous here"),
+            std::string::npos);
 }

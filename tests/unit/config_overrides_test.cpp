@@ -1,9 +1,13 @@
-// FLEXJIT_FWD_CONFIG / FLEXJIT_BWD_CONFIG parsing (the forward planner's use of it: planner_test.cpp).
+// FLEXJIT_FWD_CONFIG / FLEXJIT_BWD_CONFIG parsing and range checks, and backward overrides that cannot run
+// (the forward planner's use of the overrides: planner_test.cpp).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
+#include "codegen/Variant.h"
 #include "dsl/Error.h"
+#include "examples/SeedVariants.h"
+#include "runtime/AttentionGpu.h"
 #include "runtime/ConfigOverrides.h"
 
 using namespace flexjit;
@@ -45,4 +49,54 @@ TEST(ConfigOverrides, BadEntriesNameTheVariableAndTheKeys) {
     }
   }
   EXPECT_EQ(a, 1);
+}
+
+TEST(ConfigOverrides, IntegersAreRangeCheckedNotTruncated) {
+  EXPECT_EQ(parseInteger("128", 16, 256), 128);
+  EXPECT_EQ(parseInteger("-3", -5, 5), -3);
+  EXPECT_EQ(parseInteger("9223372036854775807", 0, INT64_MAX), INT64_MAX);
+  for (const char* bad : {"4294967424", "257", "15", "", " 128", "128 ", "1e3", "0x80", "99999999999999999999"})
+    EXPECT_EQ(parseInteger(bad, 16, 256), std::nullopt) << bad;
+  int a = 1;
+  // 4294967328 would have been 32 after truncation to int.
+  for (const char* bad : {"a=4294967328", "a=2147483648", "a=-2147483649"}) {
+    ScopedEnv env("FLEXJIT_TEST_CONFIG", bad);
+    try {
+      applyConfigOverrides("FLEXJIT_TEST_CONFIG", {{"a", &a}});
+      FAIL() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("must fit in [-2147483648, 2147483647]"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(a, 1);
+  ScopedEnv env("FLEXJIT_TEST_CONFIG", "a=2147483647");
+  applyConfigOverrides("FLEXJIT_TEST_CONFIG", {{"a", &a}});
+  EXPECT_EQ(a, INT32_MAX);
+}
+
+// Backward overrides that make the configuration impossible (zero or huge tiles, odd warp counts) are
+// reported as the override's fault, never as a crash (blockM=0 divided by zero) or a BLOCK_SIZE problem.
+TEST(BackwardConfig, ImpossibleOverridesNameTheOverride) {
+  examples::SeedVariant rel = examples::makeSeedVariant("relative_bias");  // has gradient sites (windows)
+  Variant variant = generateVariant(rel.score, rel.mask, {true});
+  ASSERT_GT(variant.gradSites, 0);
+  AttentionShape shape;
+  shape.D = shape.Dv = 128;
+  DeviceInfo info;
+  info.computeMajor = 9;
+  BlockMask blocks = fullBlockMask(256, 256, Device::cpu());
+  EXPECT_NO_THROW(backwardConfigFor(DType::BF16, shape, info, blocks, false, variant));
+  for (const char* bad : {"blockM=0", "dqBlockM=0", "blockN=0", "warps=0", "warps=3", "dqWarps=0", "sdpWarpsM=0",
+                          "blockN=1073741824", "gradWindows=1,gradWindowFloats=536870912", "warps=1073741824"}) {
+    ScopedEnv env("FLEXJIT_BWD_CONFIG", bad);
+    try {
+      backwardConfigFor(DType::BF16, shape, info, blocks, false, variant);
+      FAIL() << bad << " was accepted";
+    } catch (const Error& e) {
+      std::string message = e.what();
+      EXPECT_NE(message.find(std::string("FLEXJIT_BWD_CONFIG=") + bad + ": the overridden configuration cannot run"),
+                std::string::npos) << message;
+      EXPECT_EQ(message.find("BLOCK_SIZE"), std::string::npos) << message;
+    }
+  }
 }

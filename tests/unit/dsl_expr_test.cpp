@@ -144,3 +144,21 @@ TEST(DslErrors, MessagesNameTheModAndTheOp) {
   e = errorOf([] { ScoreMod("big", [](Expr s, Expr, Expr, Expr q, Expr) { return s + toFloat(q + 3000000000LL); }); });
   EXPECT_NE(e.find("does not fit int32"), std::string::npos) << e;
 }
+
+// A very long expression (200k ops, as a generated or unrolled mod can make) is built, keyed, evaluated
+// and destroyed without recursing once per op (which overflowed the stack at teardown).
+TEST(DslExpr, LongChainsAreHandledWithoutDeepRecursion) {
+  constexpr int kOps = 200000;
+  {
+    Expr e = Expr::param(Param::Score);
+    for (int i = 0; i < kOps; ++i) e = e + 1.0f;
+    ScoreMod chain = ScoreMod::fromBody("chain", e);
+    EXPECT_EQ(chain.key().size(), 16u);
+    Program p(chain);
+    EXPECT_EQ(p.scoreF32(0.0f, {0, 0, 0, 0}), static_cast<float>(kOps));
+  }
+  Expr e = Expr::param(Param::Q);
+  for (int i = 0; i < kOps; ++i) e = e + 1;
+  e = Expr();  // the last reference to the whole chain
+  SUCCEED();
+}

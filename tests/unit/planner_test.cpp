@@ -99,6 +99,8 @@ TEST(Planner, OverridesPickTheFamilyAndItsTunables) {
   };
   for (const Bad& bad : {Bad{"subN=32", 9, "among family, stages"}, Bad{"stages=3", 8, "among decideSubTiles"},
                          Bad{"subN=24", 8, "invalid tiles"}, Bad{"stages=9", 9, "stages 2-4"},
+                         // 4294967328 would have been subN=32 after truncation to int.
+                         Bad{"subN=4294967328", 8, "must fit in"},
                          Bad{"family=90", 8, "family=90 cannot run"}, Bad{"family=70", 9, "not a kernel family"}}) {
     ScopedEnv env("FLEXJIT_FWD_CONFIG", bad.env);
     try {

@@ -3,6 +3,7 @@
 // memory-only fallback. Most tests use a fake compiler (fast, countable); one goes through NVRTC.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -114,6 +115,54 @@ void expectRebuiltAfter(const std::function<void(std::vector<char>&)>& damage) {
   KernelCache again(fakeConfig(dir.path()));
   again.getOrCompile(request(), &source);
   EXPECT_EQ(source, CacheSource::Disk) << "the rebuilt entry should be valid";
+}
+
+/// Puts something that is not an entry file at the entry's path; a new cache must rebuild it (no abort, no
+/// hang, no unbounded read) and leave a valid entry.
+void expectRebuiltWhenEntryIs(const std::function<void(const std::string&)>& replace, const char* problem) {
+  TempDir dir;
+  std::string path;
+  {
+    KernelCache cache(fakeConfig(dir.path()));
+    path = cache.entryPath(cache.getOrCompile(request()).key);
+  }
+  std::filesystem::remove(path);
+  replace(path);
+  ::testing::internal::CaptureStderr();
+  KernelCache cache(fakeConfig(dir.path()));
+  CacheSource source;
+  cache.getOrCompile(request(), &source);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(source, CacheSource::Compiled);
+  EXPECT_NE(err.find(std::string("removing corrupt kernel cache entry ") + path + " (" + problem), std::string::npos)
+      << err;
+  EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(path)));
+  KernelCache again(fakeConfig(dir.path()));
+  again.getOrCompile(request(), &source);
+  EXPECT_EQ(source, CacheSource::Disk) << "the rebuilt entry should be valid";
+}
+
+TEST(RuntimeCache, DirectoryAtTheEntryPathIsRebuilt) {
+  expectRebuiltWhenEntryIs([](const std::string& p) {
+    std::filesystem::create_directories(p + "/inside");
+    std::ofstream(p + "/inside/file") << "x";
+  }, "not a regular file");
+}
+
+TEST(RuntimeCache, SymlinkToDevZeroIsRebuiltWithoutReadingIt) {
+  expectRebuiltWhenEntryIs([](const std::string& p) { std::filesystem::create_symlink("/dev/zero", p); },
+                           "not a regular file");
+}
+
+TEST(RuntimeCache, FifoAtTheEntryPathIsRebuiltWithoutWaiting) {
+  expectRebuiltWhenEntryIs([](const std::string& p) { ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0); }, "not a regular file");
+}
+
+TEST(RuntimeCache, HugeEntryIsRebuiltWithoutReadingIt) {
+  expectRebuiltWhenEntryIs([](const std::string& p) {
+    std::ofstream(p).put('x');
+    std::filesystem::resize_file(p, std::uintmax_t(1) << 29);  // sparse: 512 MiB of nothing
+  }, "536870912 bytes, more than the");
 }
 
 TEST(RuntimeCache, FlippedPayloadBytesAreRebuilt) {

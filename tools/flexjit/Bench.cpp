@@ -26,24 +26,30 @@ std::vector<RunShape> parseShapes(const std::string& text) {
     for (std::string x; std::getline(fs, x, ',');) f.push_back(x);
     if (f.size() != 5) throw Error(fmt::format("--shapes entries are B,H,S,D,dtype; got '{}'", item));
     RunShape s;
-    s.B = std::stoll(f[0]);
-    s.H = std::stoll(f[1]);
-    s.Lq = s.Lkv = std::stoll(f[2]);
-    s.D = std::stoll(f[3]);
+    s.B = parseIntIn(f[0], 1, kMaxGridDim, "--shapes B");
+    s.H = parseIntIn(f[1], 1, kMaxGridDim, "--shapes H");
+    s.Lq = s.Lkv = parseIntIn(f[2], 1, kMaxLength, "--shapes S");
+    s.D = parseIntIn(f[3], kMinHeadDim, kMaxHeadDim, "--shapes D");
     s.dtype = parseDType(f[4]);
     shapes.push_back(s);
   }
   return shapes;
 }
 
+/// "1024,65536"
+std::vector<int64_t> parseSeqs(const std::string& text) {
+  std::vector<int64_t> seqs;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) seqs.push_back(parseIntIn(item, 1, kMaxLength, "--mask-seqs"));
+  return seqs;
+}
+
 /// create_block_mask(causal) on the GPU at long sequence lengths (the dense mask would not fit).
-std::string benchCausalMask(const std::string& seqs) {
+std::string benchCausalMask(const std::vector<int64_t>& seqs) {
   ScopedContext context(0);  // CUDA events need a current context
   std::string json;
-  std::stringstream ss(seqs);
   MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
-  for (std::string item; std::getline(ss, item, ',');) {
-    int64_t S = std::stoll(item);
+  for (int64_t S : seqs) {
     BlockMask m;
     double ms = medianMs([&] { m = createBlockMask(causal, 1, 1, S, S, Device::cuda(0)); }, 2, 5);
     std::fprintf(stderr, "create_block_mask(causal, S=%lld) on the GPU: %.3f ms (sparsity %.2f%%)\n", (long long)S, ms,
@@ -56,10 +62,11 @@ std::string benchCausalMask(const std::string& seqs) {
 }  // namespace
 
 int runBench(const Args& a) {
-  if (!gpuAvailable()) throw Error("bench needs a CUDA GPU");
   const std::string shapeText = a.get("shapes", "8,16,8192,128,bf16;16,16,8192,64,fp16");
   std::vector<RunShape> shapes = shapeText == "none" ? std::vector<RunShape>{} : parseShapes(shapeText);
   std::vector<std::string> names = variantList(a.get("variants", "all"));
+  const std::vector<int64_t> maskSeqs = parseSeqs(a.get("mask-seqs", ""));
+  if (!gpuAvailable()) throw Error("bench needs a CUDA GPU");
   int reps = static_cast<int>(a.getInt("reps", 20));
   const bool backward = a.has("backward");
   std::string json = fmt::format("{{\"device\": \"{}\", \"results\": [\n", cachedDeviceInfo(0).name);
@@ -78,7 +85,7 @@ int runBench(const Args& a) {
       first = false;
     }
   json += "\n]";
-  if (a.has("mask-seqs")) json += ", \"causal_mask\": [" + benchCausalMask(a.get("mask-seqs", "")) + "]";
+  if (a.has("mask-seqs")) json += ", \"causal_mask\": [" + benchCausalMask(maskSeqs) + "]";
   json += "}\n";
   std::string path = a.get("json", "-");
   if (path == "-") {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "dsl/Error.h"
+#include "runtime/ConfigOverrides.h"
 #include "runtime/CudaDriver.h"
 
 namespace flexjit::cli {
@@ -19,32 +20,75 @@ std::string Args::get(const std::string& key, const std::string& fallback) const
 
 int64_t Args::getInt(const std::string& key, int64_t fallback) const {
   auto it = options.find(key);
-  if (it == options.end()) return fallback;
-  try {
-    return std::stoll(it->second);
-  } catch (const std::exception&) {
-    throw Error(fmt::format("--{} expects an integer, got '{}'", key, it->second));
+  return it == options.end() ? fallback : std::stoll(it->second);
+}
+
+int64_t parseIntIn(const std::string& text, int64_t min, int64_t max, const std::string& what) {
+  std::optional<int64_t> value = parseInteger(text, min, max);
+  if (!value) throw Error(fmt::format("{} expects an integer in [{}, {}], got '{}'", what, min, max, text));
+  return *value;
+}
+
+std::string CommandSpec::help() const {
+  std::string out = fmt::format("usage: flexjit {}{}{}\n  {}\n", name, arguments.empty() ? "" : " " + arguments,
+                                options.empty() ? "" : " [options]", summary);
+  if (!options.empty()) out += "options:\n";
+  for (const OptionSpec& o : options)
+    out += fmt::format("  {:<28} {}{}\n", "--" + o.name + (o.value.empty() ? "" : " " + o.value), o.help,
+                       o.kind == OptionSpec::Kind::Int ? fmt::format("; {} to {}", o.min, o.max) : "");
+  return out;
+}
+
+namespace {
+
+const OptionSpec& findOption(const CommandSpec& spec, const std::string& name) {
+  for (const OptionSpec& o : spec.options)
+    if (o.name == name) return o;
+  std::string known;
+  for (const OptionSpec& o : spec.options) known += (known.empty() ? "--" : ", --") + o.name;
+  throw Error(fmt::format("unknown option --{} for `flexjit {}`; {} (`flexjit {} --help` explains them)", name, spec.name,
+                          known.empty() ? "it takes no options" : "its options are " + known, spec.name));
+}
+
+void checkValue(const OptionSpec& o, const std::string& value) {
+  if (o.kind == OptionSpec::Kind::Int) parseIntIn(value, o.min, o.max, "--" + o.name);
+  if (o.kind == OptionSpec::Kind::Choice && std::find(o.choices.begin(), o.choices.end(), value) == o.choices.end()) {
+    std::string choices;
+    for (const std::string& c : o.choices) choices += (choices.empty() ? "" : ", ") + c;
+    throw Error(fmt::format("--{} expects one of {}, got '{}'", o.name, choices, value));
   }
 }
 
-Args parseArgs(int argc, char** argv, int first) {
+}  // namespace
+
+Args parseArgs(const CommandSpec& spec, int argc, char** argv, int first) {
   Args a;
   for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      std::string key = s.substr(2), value = "1";
-      size_t eq = key.find('=');
-      if (eq != std::string::npos) {
-        value = key.substr(eq + 1);
-        key = key.substr(0, eq);
-      } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+    const std::string s = argv[i];
+    if (s == "--help" || s == "-h") {
+      a.help = true;
+    } else if (s.rfind("--", 0) == 0) {
+      const size_t eq = s.find('=');
+      const OptionSpec& o = findOption(spec, s.substr(2, eq == std::string::npos ? std::string::npos : eq - 2));
+      std::string value = "1";
+      if (o.kind == OptionSpec::Kind::Flag) {
+        if (eq != std::string::npos) throw Error(fmt::format("--{} takes no value", o.name));
+      } else if (eq != std::string::npos) {
+        value = s.substr(eq + 1);
+      } else if (i + 1 < argc) {
         value = argv[++i];
+      } else {
+        throw Error(fmt::format("--{} needs a value ({})", o.name, o.value));
       }
-      a.options[key] = value;
+      checkValue(o, value);
+      a.options[o.name] = value;
     } else {
       a.positional.push_back(s);
     }
   }
+  if (!a.help && static_cast<int>(a.positional.size()) > spec.positional)
+    throw Error(fmt::format("`flexjit {}` takes {}; unexpected argument '{}'", spec.name,
+                            spec.positional == 0 ? "no arguments" : spec.arguments, a.positional[spec.positional]));
   return a;
 }
 

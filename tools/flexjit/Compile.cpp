@@ -18,11 +18,9 @@
 namespace flexjit::cli {
 
 int runCompile(const Args& a) {
-  if (a.positional.empty()) throw Error("compile needs a variant name; `flexjit list` shows them");
   // Cold: no disk cache, and a fresh process has an empty memory cache.
   setenv("FLEXJIT_CACHE_DIR", "off", 1);
   const std::string name = a.positional[0], mode = a.get("mode", "parallel");
-  if (mode != "parallel" && mode != "serial") throw Error("--mode is parallel or serial");
   const int headDim = static_cast<int>(a.getInt("head-dim", 128));
   const DType dtype = parseDType(a.get("dtype", "bf16"));
   examples::SeedVariant v = examples::makeSeedVariant(name);

@@ -95,7 +95,6 @@ std::string disassemble(const std::vector<char>& cubin) {
 }  // namespace
 
 int runShow(const Args& a) {
-  if (a.positional.empty()) throw Error("show needs a variant name; `flexjit list` shows them");
   const std::string name = a.positional[0], stage = a.get("stage", "summary");
   const int64_t seq = a.getInt("seq", 2048), headDim = a.getInt("head-dim", 128);
   const DType dtype = parseDType(a.get("dtype", "bf16"));

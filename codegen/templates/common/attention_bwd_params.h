@@ -20,9 +20,10 @@ struct BwdParams {
   const void* q;
   const void* k;
   const void* v;
-  const void* o;
+  const void* o;  ///< what the preprocess dots with dO: O, or a prob_mod's delta weights (prob_pass.cuh)
   const void* dout;
   const float* lse;  ///< the forward's natural-log LSE; -inf marks a fully masked row
+  const float* dlse; ///< optional upstream gradient of the LSE (null: 0); enters Delta (the preprocess)
   void* dq;
   void* dk;
   void* dv;
@@ -38,6 +39,7 @@ struct BwdParams {
   BhlStrides o_stride;
   BhlStrides do_stride;
   BhlStrides lse_stride;
+  BhlStrides dlse_stride;
   BhlStrides dq_stride;
   BhlStrides dk_stride;
   BhlStrides dv_stride;
@@ -59,6 +61,9 @@ struct BwdParams {
   /// stride over the listed q blocks. Read by the dK/dV kernel.
   BlockList q_partial;
   BlockList q_full;
+  /// prob_mod variants whose prob_mod reads num_visible: [B, Hq, Lq] int32, contiguous, the forward's
+  /// counts (ForwardOutputs::rowVisible); null otherwise.
+  const int* row_visible;
   fj::CaptureArgs cap;
   fj::GradArgs grads;  ///< captured-tensor gradients (float32, atomically added by fjv::score_mod_grad)
 };

@@ -46,11 +46,16 @@ struct FwdParams {
   const void* v;
   void* o;
   float* lse;  ///< natural-log logsumexp of each row, like torch; -inf for fully masked rows
+  float* max_score;  ///< optional (null: not written): each row's max score, natural units (return_aux)
+  /// prob_mod variants whose prob_mod reads num_visible: [B, Hq, Lq] int32, contiguous, each row's count of
+  /// keys the mask keeps (written by the statistics pass, read by the apply passes); null otherwise.
+  int* row_visible;
   BhlStrides q_stride;
   BhlStrides k_stride;
   BhlStrides v_stride;
   BhlStrides o_stride;
   BhlStrides lse_stride;
+  BhlStrides max_score_stride;
   int batch;
   int heads_q;
   int heads_kv;

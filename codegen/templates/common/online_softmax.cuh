@@ -111,4 +111,33 @@ __device__ __forceinline__ void finalize_row_stats(const RowStats<kRows>& st, fl
   }
 }
 
+/// finalize_row_stats for a variant with a sink: row r's denominator gains exp(sink[r]) (sink in natural
+/// units), an extra key with no value, so O = sum_j 2^(x_j * factor) v_j / (l + exp(sink)) and LSE =
+/// log(l_natural + exp(sink)). Computed in log2 units around M = max(row max, sink) so that neither term
+/// overflows. A row whose keys are all masked (l == 0) gets O = 0 and LSE = sink, finite; a NaN score or
+/// sink makes the row NaN; a sink of -inf adds nothing (and with every key masked the row is masked: O = 0,
+/// LSE = -inf).
+template <int kRows>
+__device__ __forceinline__ void finalize_with_sink(const RowStats<kRows>& st, float factor, const float (&sink)[kRows],
+                                                   float (&inv_sum)[kRows], float (&lse)[kRows]) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float l = quad_sum(st.sum[r]);
+    const float m2 = st.max[r] == neg_inf() ? neg_inf() : st.max[r] * factor;
+    const float s2 = sink[r] * fj::kLog2e;
+    // fmaxf ignores a NaN operand; a NaN sink still reaches `total` through its own exp2 below.
+    const float big = fmaxf(m2, s2);
+    if (big == neg_inf() && s2 == s2) {  // no finite score and a -inf sink: the fully masked rule
+      inv_sum[r] = l == 0.0f ? 0.0f : 1.0f / l;
+      lse[r] = l == 0.0f ? neg_inf() : fj::quietNaN();
+      continue;
+    }
+    // m2 = -inf (every key masked) gives 2^-inf = 0: O = 0 and the sink alone in the denominator.
+    const float keep = fj::fastExp2(m2 - big);
+    const float total = l * keep + fj::fastExp2(s2 - big);
+    inv_sum[r] = keep / total;
+    lse[r] = (big + fj::fastLog2(total)) * fj::kLn2;
+  }
+}
+
 }  // namespace fjk

@@ -35,6 +35,16 @@ inline constexpr bool kMaskSplitOf = false;
 template <class V>
 inline constexpr bool kMaskSplitOf<V, decltype(void(V::kMaskSplit))> = V::kMaskSplit;
 
+/// Where the rows of a thread's tile sit: head(i, half) and query(i, half) of row half `half` (fragment rows
+/// g and g + 8) of m-tile i. The prefill kernels' rows are consecutive queries of one head (UniformRows);
+/// the decode family packs the query heads of a GQA group into one tile (decode/packed_rows.cuh).
+struct UniformRows {
+  int h;
+  int q_first;  ///< query of the thread's element 0 in m-tile 0
+  __device__ __forceinline__ int head(int, int) const { return h; }
+  __device__ __forceinline__ int query(int i, int half) const { return q_first + i * kMmaRows + half * (kMmaRows / 2); }
+};
+
 /// Whether a kv tile needs masking: none (a full block inside the sequence) or the precomputed
 /// per-element bits of TileMaskBits (a partial block, or a full block crossing Lkv).
 enum MaskMode { kMaskNone = 0, kMaskBits = 1 };
@@ -50,32 +60,34 @@ struct TileMaskBits {
 /// lane holds in the tile (its row and column parts once per row and column where the variant is split). Running it before S = QK^T keeps the scores out of registers while
 /// mask_mod's own loads (captured tensors) are in flight. q_first / kv_first are the query / kv index of
 /// this lane's element 0 in m-tile 0, n-tile 0.
-template <class Tile, class Var, bool kUseMaskMod>
-__device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, const FwdParams& p, int b, int h, int q_first,
+template <class Tile, class Var, bool kUseMaskMod, class Rows>
+__device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, const FwdParams& p, int b, const Rows& rows,
                                                   int kv_first) {
 #pragma unroll
   for (int w = 0; w < TileMaskBits<Tile>::kWords; ++w) bits.word[w] = 0u;
   if constexpr (kUseMaskMod && !Var::kMaskModIsNoop && kMaskSplitOf<Var>) {
     // The row part once per row this thread holds, the column part once per column, the rest per element.
-    typename Var::MaskRow rows[Tile::kMmaM][2];
+    typename Var::MaskRow row_part[Tile::kMmaM][2];
 #pragma unroll
     for (int i = 0; i < Tile::kMmaM; ++i)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
-        rows[i][half] = Var::mask_mod_row(b, h, q_first + i * kMmaRows + half * (kMmaRows / 2), p.cap);
+        row_part[i][half] = Var::mask_mod_row(b, rows.head(i, half), rows.query(i, half), p.cap);
 #pragma unroll
     for (int j = 0; j < Tile::kTilesN; ++j) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int kv_idx = kv_first + j * kMmaCols + c;
-        const typename Var::MaskCol col = Var::mask_mod_col(b, h, kv_idx, p.cap);
+        // The column part is taken at the first row's head, which is every row's in the prefill kernels; the
+        // decode family, whose rows mix heads, turns the split off (a column part may read h).
+        const typename Var::MaskCol col = Var::mask_mod_col(b, rows.head(0, 0), kv_idx, p.cap);
 #pragma unroll
         for (int i = 0; i < Tile::kMmaM; ++i) {
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
-            const int q_idx = q_first + i * kMmaRows + half * (kMmaRows / 2);
             // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
-            const bool keep = kv_idx < p.len_kv && Var::mask_mod_split(b, h, q_idx, kv_idx, rows[i][half], col, p.cap);
+            const bool keep = kv_idx < p.len_kv && Var::mask_mod_split(b, rows.head(i, half), rows.query(i, half), kv_idx,
+                                                                       row_part[i][half], col, p.cap);
             const int n = (i * Tile::kTilesN + j) * 4 + 2 * half + c;
             bits.word[n / 32] |= keep ? 1u << (n % 32) : 0u;
           }
@@ -91,11 +103,12 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         // Element e sits 8 rows lower for e >= 2 and one column right for odd e.
-        const int q_idx = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+        const int q_idx = rows.query(i, e >> 1);
         const int kv_idx = kv_first + j * kMmaCols + (e & 1);
         // Columns at or past Lkv hold zero-filled K rows; they must not count as scores of 0.
         bool keep = kv_idx < p.len_kv;
-        if constexpr (kUseMaskMod && !Var::kMaskModIsNoop) keep = keep && Var::mask_mod(b, h, q_idx, kv_idx, p.cap);
+        if constexpr (kUseMaskMod && !Var::kMaskModIsNoop)
+          keep = keep && Var::mask_mod(b, rows.head(i, e >> 1), q_idx, kv_idx, p.cap);
         const int n = (i * Tile::kTilesN + j) * 4 + e;
         bits.word[n / 32] |= keep ? 1u << (n % 32) : 0u;
       }
@@ -103,13 +116,20 @@ __device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, cons
   }
 }
 
+/// compute_mask_bits over consecutive queries of one head.
+template <class Tile, class Var, bool kUseMaskMod>
+__device__ __forceinline__ void compute_mask_bits(TileMaskBits<Tile>& bits, const FwdParams& p, int b, int h, int q_first,
+                                                  int kv_first) {
+  compute_mask_bits<Tile, Var, kUseMaskMod>(bits, p, b, UniformRows{h, q_first}, kv_first);
+}
+
 /// Applies score_mod and masking to one S tile in place, turning it into x units (see
 /// online_softmax.cuh): raw q.k without a score_mod, score_mod(q.k * scale, ...) with one (its row and column
 /// parts once per row and column where the variant is split). With kMaskBits, entries whose bit is clear
 /// become -inf. A full tile inside the sequence with no score_mod costs nothing here.
-template <class Tile, class Var, int kMode>
+template <class Tile, class Var, int kMode, class Rows>
 __device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN][4], const TileMaskBits<Tile>& bits,
-                                           const FwdParams& p, int b, int h, int q_first, int kv_first) {
+                                           const FwdParams& p, int b, const Rows& rows, int kv_first) {
   auto masked = [&](int i, int j, int e, float x) {
     if constexpr (kMode == kMaskBits) {
       const int n = (i * Tile::kTilesN + j) * 4 + e;
@@ -119,25 +139,26 @@ __device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN
   };
   if constexpr (!Var::kScoreModIsNoop && kScoreSplitOf<Var>) {
     // The row part once per row this thread holds, the column part once per column, the rest per element.
-    typename Var::ScoreRow rows[Tile::kMmaM][2];
+    typename Var::ScoreRow row_part[Tile::kMmaM][2];
 #pragma unroll
     for (int i = 0; i < Tile::kMmaM; ++i)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
-        rows[i][half] = Var::score_mod_row(b, h, q_first + i * kMmaRows + half * (kMmaRows / 2), p.cap);
+        row_part[i][half] = Var::score_mod_row(b, rows.head(i, half), rows.query(i, half), p.cap);
 #pragma unroll
     for (int j = 0; j < Tile::kTilesN; ++j) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int kv_idx = kv_first + j * kMmaCols + c;
-        const typename Var::ScoreCol col = Var::score_mod_col(b, h, kv_idx, p.cap);
+        // As in compute_mask_bits: one head for the column part (the decode family turns the split off).
+        const typename Var::ScoreCol col = Var::score_mod_col(b, rows.head(0, 0), kv_idx, p.cap);
 #pragma unroll
         for (int i = 0; i < Tile::kMmaM; ++i) {
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             const int e = 2 * half + c;
-            const int q_idx = q_first + i * kMmaRows + half * (kMmaRows / 2);
-            const float x = Var::score_mod_split(s[i][j][e] * p.scale, b, h, q_idx, kv_idx, rows[i][half], col, p.cap);
+            const float x = Var::score_mod_split(s[i][j][e] * p.scale, b, rows.head(i, half), rows.query(i, half), kv_idx,
+                                                 row_part[i][half], col, p.cap);
             s[i][j][e] = masked(i, j, e, x);
           }
         }
@@ -152,15 +173,22 @@ __device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN
         for (int e = 0; e < 4; ++e) {
           float x = s[i][j][e];
           if constexpr (!Var::kScoreModIsNoop) {
-            const int q_idx = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
+            const int q_idx = rows.query(i, e >> 1);
             const int kv_idx = kv_first + j * kMmaCols + (e & 1);
-            x = Var::score_mod(x * p.scale, b, h, q_idx, kv_idx, p.cap);
+            x = Var::score_mod(x * p.scale, b, rows.head(i, e >> 1), q_idx, kv_idx, p.cap);
           }
           s[i][j][e] = masked(i, j, e, x);
         }
       }
     }
   }
+}
+
+/// apply_mods over consecutive queries of one head.
+template <class Tile, class Var, int kMode>
+__device__ __forceinline__ void apply_mods(float (&s)[Tile::kMmaM][Tile::kTilesN][4], const TileMaskBits<Tile>& bits,
+                                           const FwdParams& p, int b, int h, int q_first, int kv_first) {
+  apply_mods<Tile, Var, kMode>(s, bits, p, b, UniformRows{h, q_first}, kv_first);
 }
 
 /// Rounds the probabilities of one tile (s, already exponentiated) to the 16-bit type and moves them from

@@ -78,6 +78,10 @@ __device__ __forceinline__ void attention_bwd_preprocess(const BwdParams& p) {
       // everywhere; exp2(x - (+inf)) = 0 for every finite or -inf x, whereas -inf would give exp2(+inf) and
       // (-inf) - (-inf) = NaN. Delta is 0 there (O = 0), so the row's dS is exactly 0.
       p.lse2[ws_row0 + q] = lse == -inf ? inf : lse * fj::kLog2e;
+      // An upstream gradient of the LSE enters every dS of the row as dlse * P (d LSE / d s = P), which is
+      // Delta - dlse in place of Delta. A fully masked row's P is 0, so its dS stays 0 whatever dlse is.
+      if (p.dlse != nullptr && q < p.len_q)
+        acc -= p.dlse[b * p.dlse_stride.b + h * p.dlse_stride.h + q * p.dlse_stride.l];
       p.delta[ws_row0 + q] = acc;
     }
   }

@@ -19,6 +19,7 @@
 // registers and written once, in a fixed order.
 #pragma once
 
+#include "codegen/templates/common/sink_grad.cuh"
 #include "codegen/templates/sm80/attention_bwd_grad_window.cuh"
 
 namespace fjk {
@@ -86,7 +87,8 @@ __device__ __forceinline__ void dkdv_compute_s(float (&s)[Tr::kSdpTM][Tr::kSdpTN
 /// recomputes it from S.
 template <class Tr, class Var, int kMode>
 __device__ __forceinline__ void dkdv_probs_and_ds(unsigned s_base, unsigned char* smem, const BwdTile* tile_s,
-                                                  int ring_slot, int stage, const BwdParams& p) {
+                                                  int ring_slot, int stage, const BwdParams& p,
+                                                  const SiteCachedGrads<kProbGradSitesOf<Var>>& prob_grads) {
   const BwdTile tile = *tile_s;
   const int b = block_z_in_loop();
   const int n0 = block_x_in_loop() * Tr::kBlockN;
@@ -107,27 +109,33 @@ __device__ __forceinline__ void dkdv_probs_and_ds(unsigned s_base, unsigned char
   float dp[Tr::kSdpTM][Tr::kSdpTN][4];
   float lse2[Tr::kSdpTM][2], delta[Tr::kSdpTM][2];
   TileBits<Tr::kSdpTM * Tr::kSdpTN * 4> bits;
-  if constexpr (Var::kScoreModIsNoop) {
+  int visible[Tr::kSdpTM][2];
+  read_row_visible<Var>(visible, p, b, tile.h, q_first);
+  if constexpr (!kBwdKeepsRawScores<Var>) {
     dkdv_compute_dp<Tr>(dp, s_do, s_base, row0, col0, lane);
     dkdv_compute_s<Tr>(s, s_q, s_base, row0, col0, lane);
     read_row_stats(lse2, lse_s, row0, lane);
-    compute_probs<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, s, bits, lse2, p, b, tile.h, q_first, kv_first, tile.partial);
+    compute_probs<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, s, bits, lse2, visible, p, b, tile.h, q_first, kv_first,
+                                                      tile.partial);
     store_acc_smem<Tr::kIsBf16, Tr::kPPitch>(p_s, s, 1.0f, lane);
   } else {
     dkdv_compute_s<Tr>(s, s_q, s_base, row0, col0, lane);
     read_row_stats(lse2, lse_s, row0, lane);
     float pr[Tr::kSdpTM][Tr::kSdpTN][4];
-    compute_probs<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, pr, bits, lse2, p, b, tile.h, q_first, kv_first, tile.partial);
+    compute_probs<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, pr, bits, lse2, visible, p, b, tile.h, q_first, kv_first,
+                                                      tile.partial);
     store_acc_smem<Tr::kIsBf16, Tr::kPPitch>(p_s, pr, 1.0f, lane);
     dkdv_compute_dp<Tr>(dp, s_do, s_base, row0, col0, lane);
     read_row_stats(lse2, lse_s, row0, lane);
   }
   read_row_stats(delta, delta_s, row0, lane);
   if constexpr (Tr::kGradWindows > 0) {
-    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, p, grad_window_sink<Tr>(smem, ring_slot, p),
-                                                   b, tile.h, q_first, kv_first);
+    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, visible, p,
+                                                   grad_window_sink<Tr>(smem, ring_slot, p), prob_grads, b, tile.h,
+                                                   q_first, kv_first);
   } else {
-    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, p, p.grads, b, tile.h, q_first, kv_first);
+    compute_ds<Var, Tr::kSdpTM, Tr::kSdpTN, kMode>(s, dp, bits, lse2, delta, visible, p, p.grads, prob_grads, b,
+                                                   tile.h, q_first, kv_first);
   }
   store_acc_smem<Tr::kIsBf16, Tr::kPPitch>(ds_s, dp, 1.0f, lane);
 }
@@ -250,6 +258,8 @@ __device__ __forceinline__ void attention_bwd_dkdv(const BwdParams& p) {
   float dk[Tr::kDkvTM][Tr::kDkTN][4];
   zero_acc(dv);
   zero_acc(dk);
+  // A prob_mod's captured-tensor gradients, summed in registers over the whole kernel (grad_cache.cuh).
+  const SiteCachedGrads<kProbGradSitesOf<Var>> prob_grads(p.grads);
 
 #pragma unroll 1
   for (int it = 0;; ++it) {
@@ -278,9 +288,9 @@ __device__ __forceinline__ void attention_bwd_dkdv(const BwdParams& p) {
         tile.partial || tile.start + Tr::kBlockM > p.len_q || (block_x_in_loop() + 1) * Tr::kBlockN > p.len_kv;
     const int ring_slot = it % BwdTileRing::kSlots;
     if (check) {
-      dkdv_probs_and_ds<Tr, Var, kCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p);
+      dkdv_probs_and_ds<Tr, Var, kCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p, prob_grads);
     } else {
-      dkdv_probs_and_ds<Tr, Var, kNoCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p);
+      dkdv_probs_and_ds<Tr, Var, kNoCheck>(s_base, smem, &ring.slot[ring_slot], ring_slot, stage, p, prob_grads);
     }
     __syncthreads();  // P and dS of this tile are complete, and so are its gradient windows
     if constexpr (Tr::kGradWindows > 0) flush_grad_windows<Tr>(smem, ring_slot, thread_in_loop());
@@ -297,6 +307,7 @@ __device__ __forceinline__ void attention_bwd_dkdv(const BwdParams& p) {
     dkdv_accumulate<Tr>(dv, dk, s_base, &ring.slot[it % BwdTileRing::kSlots], stage, p);
   }
 
+  if constexpr (kProbGradSitesOf<Var> > 0) prob_grads.flush_all();
   cp_async_wait<0>();  // with no tiles the K / V copies may still be landing in the staging regions
   __syncthreads();
   dkdv_epilogue<Tr>(dv, dk, smem, p, b, h_kv, n0, tid / kWarpSize, tid % kWarpSize, tid);

@@ -35,7 +35,8 @@ __device__ __forceinline__ void load_kv_tile(unsigned s_base, int stage, int kv0
 /// One kv tile: S, P, dP, dS, dQ += dS K. `lse2` / `delta` are the lane's rows' statistics.
 template <class Tr, class Var, int kMode>
 __device__ __forceinline__ void dq_tile(float (&dq)[Tr::kTM][Tr::kDqTN][4], const float (&lse2)[Tr::kTM][2],
-                                        const float (&delta)[Tr::kTM][2], unsigned s_base, const BwdTile& tile,
+                                        const float (&delta)[Tr::kTM][2], const int (&visible)[Tr::kTM][2],
+                                        unsigned s_base, const BwdTile& tile,
                                         int stage, const BwdParams& p, const fj::GradArgs& discard, int b, int h,
                                         int q0, int warp, int lane) {
   const int row0 = warp * Tr::kTM * kMmaRows;
@@ -49,18 +50,20 @@ __device__ __forceinline__ void dq_tile(float (&dq)[Tr::kTM][Tr::kDqTN][4], cons
   warp_gemm_ss<Tr::kIsBf16, Tr::kTM, Tr::kTN, Tr::kHeadDim / kMmaK, false, Tr::kQPitch, false, Tr::kKPitch,
                Tr::kHeadDim / kMmaK>(s, s_base + Tr::kQOffset + smem_offset<Tr::kQPitch>(row0, 0), s_k, lane);
   TileBits<Tr::kTM * Tr::kTN * 4> bits;
-  if constexpr (Var::kScoreModIsNoop) {
-    compute_probs<Var, Tr::kTM, Tr::kTN, kMode>(s, s, bits, lse2, p, b, h, q_first, kv_first, tile.partial);
+  if constexpr (!kBwdKeepsRawScores<Var>) {
+    compute_probs<Var, Tr::kTM, Tr::kTN, kMode>(s, s, bits, lse2, visible, p, b, h, q_first, kv_first, tile.partial);
   } else {
     // Only the keep bits are needed here (compute_ds recomputes P from S); the probabilities are dead code.
     float unused[Tr::kTM][Tr::kTN][4];
-    compute_probs<Var, Tr::kTM, Tr::kTN, kMode>(s, unused, bits, lse2, p, b, h, q_first, kv_first, tile.partial);
+    compute_probs<Var, Tr::kTM, Tr::kTN, kMode>(s, unused, bits, lse2, visible, p, b, h, q_first, kv_first,
+                                                tile.partial);
   }
   float dp[Tr::kTM][Tr::kTN][4];
   zero_acc(dp);
   warp_gemm_ss<Tr::kIsBf16, Tr::kTM, Tr::kTN, Tr::kHeadDimV / kMmaK, false, Tr::kDoPitch, false, Tr::kVPitch,
                Tr::kHeadDimV / kMmaK>(dp, s_base + Tr::kDoOffset + smem_offset<Tr::kDoPitch>(row0, 0), s_v, lane);
-  compute_ds<Var, Tr::kTM, Tr::kTN, kMode>(s, dp, bits, lse2, delta, p, discard, b, h, q_first, kv_first);
+  compute_ds<Var, Tr::kTM, Tr::kTN, kMode>(s, dp, bits, lse2, delta, visible, p, discard, DroppedGrads{}, b, h,
+                                           q_first, kv_first);
 
   unsigned ds_a[Tr::kTM][Tr::kTN / 2][4];
   acc_to_a_frags<Tr::kIsBf16>(ds_a, dp);
@@ -117,6 +120,8 @@ __device__ __forceinline__ void attention_bwd_dq(const BwdParams& p) {
       lse2[i][half] = p.lse2[stat_row + i * kMmaRows + half * (kMmaRows / 2)];
       delta[i][half] = p.delta[stat_row + i * kMmaRows + half * (kMmaRows / 2)];
     }
+  int visible[Tr::kTM][2];
+  read_row_visible<Var>(visible, p, b, h, q0 + warp * Tr::kTM * kMmaRows + (lane >> 2));
 
   // The captured-tensor gradients come from the dK/dV kernel, which sees every (q, kv) pair too. This
   // kernel's score_mod_grad calls add theirs into one shared-memory float per thread instead (no
@@ -147,9 +152,9 @@ __device__ __forceinline__ void attention_bwd_dq(const BwdParams& p) {
     if (tid == 0) ring.slot[(it + 2) % BwdTileRing::kSlots] = next_kv_tile<Tr>(ring.walk, p, b, q_block);
     const bool check = tile.partial || q0 + Tr::kBlockM > p.len_q || tile.start + Tr::kBlockN > p.len_kv;
     if (check) {
-      dq_tile<Tr, Var, kCheck>(dq, lse2, delta, s_base, tile, stage, p, discard, b, h, q0, warp, lane);
+      dq_tile<Tr, Var, kCheck>(dq, lse2, delta, visible, s_base, tile, stage, p, discard, b, h, q0, warp, lane);
     } else {
-      dq_tile<Tr, Var, kNoCheck>(dq, lse2, delta, s_base, tile, stage, p, discard, b, h, q0, warp, lane);
+      dq_tile<Tr, Var, kNoCheck>(dq, lse2, delta, visible, s_base, tile, stage, p, discard, b, h, q0, warp, lane);
     }
   }
 

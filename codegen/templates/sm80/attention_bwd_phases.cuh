@@ -7,6 +7,8 @@
 // kv_first + 8 j + e % 2, where q_first / kv_first are the indices of the lane's element (0, 0, 0).
 #pragma once
 
+#include "codegen/templates/common/grad_cache.cuh"
+#include "codegen/templates/common/variant_traits.cuh"
 #include "codegen/templates/sm80/attention_bwd_traits.cuh"
 
 namespace fjk {
@@ -119,14 +121,44 @@ __device__ __forceinline__ float bwd_exp_factor(const BwdParams& p) {
   return Var::kScoreModIsNoop ? p.scale * fj::kLog2e : fj::kLog2e;
 }
 
+/// The prob_mod gradient sink of kernels whose captured-tensor gradients come from elsewhere (the dQ kernel:
+/// the dK/dV kernel sees every position too).
+struct DroppedGrads {
+  __device__ __forceinline__ DroppedGrads enabled_if(bool) const { return *this; }
+  template <class... I>
+  __device__ __forceinline__ void accumulate(int, int, const fj::TensorArg&, float, I...) const {}
+};
+
+/// Whether the backward keeps the raw S of a tile until dS: with a score_mod (its gradient reads the raw
+/// score) or a prob_mod (dV takes prob_mod(P) and dS takes P itself, so P is recomputed from S).
+template <class Var>
+inline constexpr bool kBwdKeepsRawScores = !Var::kScoreModIsNoop || kHasProbOf<Var>;
+
+/// num_visible of the lane's rows (q_first + 16 i + 8 half) for a prob_mod that reads it (the forward's
+/// counts, BwdParams::row_visible); 0 otherwise and for rows past Lq.
+template <class Var, int kTM>
+__device__ __forceinline__ void read_row_visible(int (&visible)[kTM][2], const BwdParams& p, int b, int h,
+                                                 int q_first) {
+#pragma unroll
+  for (int i = 0; i < kTM; ++i)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int q = q_first + i * kMmaRows + half * (kMmaRows / 2);
+      visible[i][half] = kProbReadsVisibleOf<Var> && q < p.len_q
+                             ? p.row_visible[((long long)b * p.heads_q + h) * p.len_q + q]
+                             : 0;
+    }
+}
+
 /// P of one tile from the raw dot products s (q.k, unscaled), into `pr`, which may be s itself (every
-/// element is read before it is written). Masked elements get P = 0; a checked tile also records its
-/// keep bits (for compute_ds's recomputation).
+/// element is read before it is written); with a prob_mod, the weights of dV: prob_mod(P). Masked elements
+/// get 0 (without calling prob_mod, as in the forward, also in a row without a softmax: lse2 = +inf); a
+/// checked tile also records its keep bits (for compute_ds's recomputation).
 template <class Var, int kTM, int kTN, int kMode>
 __device__ __forceinline__ void compute_probs(const float (&s)[kTM][kTN][4], float (&pr)[kTM][kTN][4],
                                               TileBits<kTM * kTN * 4>& bits, const float (&lse2)[kTM][2],
-                                              const BwdParams& p, int b, int h, int q_first, int kv_first,
-                                              bool partial) {
+                                              const int (&visible)[kTM][2], const BwdParams& p, int b, int h,
+                                              int q_first, int kv_first, bool partial) {
   const float factor = bwd_exp_factor<Var>(p);
   if constexpr (kMode == kCheck) bits.clear();
 #pragma unroll
@@ -138,12 +170,15 @@ __device__ __forceinline__ void compute_probs(const float (&s)[kTM][kTN][4], flo
         const int q = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
         const int kv = kv_first + j * kMmaCols + (e & 1);
         const float prob = bwd_prob<Var>(s[i][j][e], factor, lse2[i][e >> 1], p, b, h, q, kv);
+        float w = prob;
+        if constexpr (kHasProbOf<Var>)
+          w = lse2[i][e >> 1] != fj::infinity() ? Var::prob_mod(prob, b, h, q, kv, visible[i][e >> 1], p.cap) : 0.0f;
         if constexpr (kMode == kCheck) {
           const bool keep = bwd_keep<Var>(p, b, h, q, kv, partial);
           bits.set((i * kTN + j) * 4 + e, keep);
-          pr[i][j][e] = keep ? prob : 0.0f;
+          pr[i][j][e] = keep ? w : 0.0f;
         } else {
-          pr[i][j][e] = prob;
+          pr[i][j][e] = w;
         }
       }
     }
@@ -157,15 +192,22 @@ __host__ __device__ constexpr bool sink_needs_all_lanes(const fj::GradArgs*) { r
 
 /// dS of one tile, in place of dP: dT = P * (dP - Delta), dS = score_mod_grad(scale * dot, ..., dT) (which
 /// also adds the captured-tensor gradients into `grads`: fj::GradArgs, or the dK/dV kernel's
-/// GradWindowSink), or dS = dT without a score_mod. `ps` holds P without a
-/// score_mod; with one it holds the raw dot products and P is recomputed from them (with the keep bits of
+/// GradWindowSink), or dS = dT without a score_mod. `ps` holds P when kBwdKeepsRawScores is false;
+/// otherwise the raw dot products, and P is recomputed from them (with the keep bits of
 /// compute_probs): keeping S, P and dP at once would not fit in registers next to dK and dV.
 /// Elements with P == 0 (masked, or underflowed like the reference's) get dS = 0 without calling the
 /// gradient: a masked score's derivative may be inf or NaN, and 0 * NaN must not leak into dQ / dK.
-template <class Var, int kTM, int kTN, int kMode, class Grads>
+///
+/// With a prob_mod g, d loss / d P is dP * g'(P) (prob_mod_grad, which adds its captured tensors'
+/// gradients into `prob_grads`: common/grad_cache.cuh's SiteCachedGrads, or DroppedGrads) on every kept
+/// position of a row with a softmax, including those with P == 0 (g's tensors still get dP * dg / d tensor
+/// there), and Delta is the forward's D' (prob_pass.cuh). It is called for every element, the others
+/// gated off by a select, so that no lane diverges around it.
+template <class Var, int kTM, int kTN, int kMode, class Grads, class ProbGrads>
 __device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float (&dp)[kTM][kTN][4],
                                            const TileBits<kTM * kTN * 4>& bits, const float (&lse2)[kTM][2],
-                                           const float (&delta)[kTM][2], const BwdParams& p, const Grads& grads,
+                                           const float (&delta)[kTM][2], const int (&visible)[kTM][2],
+                                           const BwdParams& p, const Grads& grads, const ProbGrads& prob_grads,
                                            int b, int h, int q_first, int kv_first) {
   const float factor = bwd_exp_factor<Var>(p);
 #pragma unroll
@@ -177,11 +219,19 @@ __device__ __forceinline__ void compute_ds(const float (&ps)[kTM][kTN][4], float
         const int q = q_first + i * kMmaRows + (e >> 1) * (kMmaRows / 2);
         const int kv = kv_first + j * kMmaCols + (e & 1);
         float prob = ps[i][j][e];
-        if constexpr (!Var::kScoreModIsNoop) {
+        if constexpr (kBwdKeepsRawScores<Var>) {
           prob = bwd_prob<Var>(ps[i][j][e], factor, lse2[i][e >> 1], p, b, h, q, kv);
           if constexpr (kMode == kCheck) prob = bits.get((i * kTN + j) * 4 + e) ? prob : 0.0f;
         }
-        const float dt = prob * (dp[i][j][e] - delta[i][e >> 1]);
+        float dprob = dp[i][j][e];
+        if constexpr (kHasProbOf<Var>) {
+          const bool kept =
+              (kMode == kNoCheck || bits.get((i * kTN + j) * 4 + e)) && lse2[i][e >> 1] != fj::infinity();
+          const float g = Var::prob_mod_grad(prob, b, h, q, kv, visible[i][e >> 1], kept ? dp[i][j][e] : 0.0f, p.cap,
+                                             prob_grads.enabled_if(kept));
+          dprob = kept ? g : 0.0f;  // a select: a dropped position's derivative never leaks
+        }
+        const float dt = prob * (dprob - delta[i][e >> 1]);
         float ds = dt;
         if constexpr (!Var::kScoreModIsNoop && sink_needs_all_lanes(static_cast<const Grads*>(nullptr))) {
           const float grad = Var::score_mod_grad(ps[i][j][e] * p.scale, b, h, q, kv, dt, p.cap,

@@ -32,11 +32,14 @@ inline constexpr bool kDecidesSubTiles = false;
 template <class V>
 inline constexpr bool kDecidesSubTiles<V, decltype(void(V::kMaskIntervalIsCheap))> = V::kMaskIntervalIsCheap;
 
-/// Scores, masks and accumulates one kv tile starting at kv index kv0 into (o, st). `partial`: the tile
-/// belongs to a partial mask block (mask_mod applies). All branches here are CTA-uniform.
-template <class Tr, class Var>
+/// Scores, masks and accumulates one kv tile starting at kv index kv0 into (o, st), or, in the passes of a
+/// prob_mod variant (common/prob_pass.cuh), into st and the visible counts (kPassStats) or into o with the
+/// weights prob_apply gives (the apply passes). `partial`: the tile belongs to a partial mask block
+/// (mask_mod applies). All branches here are CTA-uniform.
+template <class Tr, class Var, int kPass>
 __device__ __forceinline__ void process_kv_tile(float (&o)[Tr::kMmaM][Tr::kTilesDv][4],
                                                 RowStats<Tr::kRowsPerThread>& st,
+                                                ProbRows<Tr::kRowsPerThread>& rows,
                                                 const unsigned (&qf)[Tr::kQFragSteps][Tr::kMmaM][4], unsigned s_q,
                                                 unsigned s_k, unsigned s_v, const FwdParams& p, int b, int h,
                                                 int q_first, int kv0, bool partial, float factor, int warp,
@@ -72,8 +75,29 @@ __device__ __forceinline__ void process_kv_tile(float (&o)[Tr::kMmaM][Tr::kTiles
   } else {
     apply_mods<Tr, Var, kMaskNone>(s, bits, p, b, h, q_first, kv_first);
   }
+  if constexpr (pass_applies_prob(kPass)) {
+    if (masked) {
+      prob_apply<Tr, Var, kMaskBits, kPass>(s, bits, rows, factor, p, b, h, q_first, kv_first);
+    } else {
+      prob_apply<Tr, Var, kMaskNone, kPass>(s, bits, rows, factor, p, b, h, q_first, kv_first);
+    }
+    unsigned pa[Tr::kMmaM][Tr::kStepsN][4];
+    convert_p<Tr>(pa, s);
+    compute_pv<Tr>(o, pa, s_v, lane);
+    return;
+  }
   float corr[Tr::kRowsPerThread];
   update_row_stats<Tr::kMmaM, Tr::kTilesN>(s, st, corr, factor);
+  if constexpr (kPass == kPassStats) {
+    if constexpr (kProbReadsVisibleOf<Var>) {
+      if (masked) {
+        count_kept<Tr, kMaskBits>(bits, rows);
+      } else {
+        count_kept<Tr, kMaskNone>(bits, rows);
+      }
+    }
+    return;  // no V: the statistics pass ends at the row statistics
+  }
   unsigned pa[Tr::kMmaM][Tr::kStepsN][4];
   convert_p<Tr>(pa, s);
   // O only needs rescaling when some row max of the warp grew; past the first tiles of a row that is
@@ -98,8 +122,9 @@ struct CtaWork {
 };
 
 /// The kernel body. Launch with FwdTraits::kNThreads threads, FwdTraits::kSmemBytes of dynamic shared
-/// memory and the 1-D grid of codegen/AttentionConfig.h's fwdLaunch() (p.sched_heads set from it).
-template <class Tr, class Var>
+/// memory and the 1-D grid of codegen/AttentionConfig.h's fwdLaunch() (p.sched_heads set from it). kPass:
+/// the one-pass kernel, or one pass of a prob_mod variant's forward (common/prob_pass.cuh).
+template <class Tr, class Var, int kPass = kPassOnline>
 __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
   const int tid = threadIdx.x;
   const int warp = tid / kWarpSize;
@@ -116,6 +141,8 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
   __shared__ CtaWork work_smem;
   const CtaWork& work = work_smem;
   int n_tiles, kv_cur, kv_next;
+  ProbRows<Tr::kRowsPerThread> rows;
+  clear_prob_rows(rows);
   {
     const CtaCoord cta = schedule_cta(p, Tr::kBlockM);
     const int h_kv = cta.h / p.q_per_kv;
@@ -125,6 +152,11 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
     w.k = static_cast<const unsigned short*>(p.k) + w.b * p.k_stride.b + h_kv * p.k_stride.h;
     w.v = static_cast<const unsigned short*>(p.v) + w.b * p.v_stride.b + h_kv * p.v_stride.h;
     if (tid == 0) work_smem = w;
+    if constexpr (pass_applies_prob(kPass)) {
+      int q_of_row[Tr::kRowsPerThread];
+      thread_rows<Tr>(q_of_row, w.q0, warp, lane);
+      load_prob_rows<Var>(rows, p, w.b, w.h, q_of_row);
+    }
     const unsigned short* q_ptr = static_cast<const unsigned short*>(p.q) + w.b * p.q_stride.b + w.h * p.q_stride.h;
     load_tile_async<Tr::kBlockM, Tr::kHeadDim, Tr::kQPitch, Tr::kNThreads>(s_q, q_ptr, p.q_stride.l, w.q0, p.len_q,
                                                                            tid);
@@ -135,8 +167,9 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
     if (n_tiles > 0) {
       load_tile_async<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch, Tr::kNThreads>(s_k, w.k, p.k_stride.l, kv_cur, p.len_kv,
                                                                              tid);
-      load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, Tr::kNThreads>(s_v, w.v, p.v_stride.l, kv_cur,
-                                                                              p.len_kv, tid);
+      if constexpr (pass_reads_v(kPass))
+        load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, Tr::kNThreads>(s_v, w.v, p.v_stride.l, kv_cur,
+                                                                                p.len_kv, tid);
     }
     cp_async_commit();
   }
@@ -171,8 +204,9 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
       const int next_stage = (t + 1) % Tr::kStages;
       load_tile_async<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch, Tr::kNThreads>(s_k + next_stage * kKStageBytes, work.k,
                                                                              p.k_stride.l, kv_next, p.len_kv, tid);
-      load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, Tr::kNThreads>(s_v + next_stage * kVStageBytes, work.v,
-                                                                              p.v_stride.l, kv_next, p.len_kv, tid);
+      if constexpr (pass_reads_v(kPass))
+        load_tile_async<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, Tr::kNThreads>(
+            s_v + next_stage * kVStageBytes, work.v, p.v_stride.l, kv_next, p.len_kv, tid);
     }
     cp_async_commit();
     // The index of tile t + 2 is fetched now and first used one iteration later, hiding its latency.
@@ -185,7 +219,7 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
       // A (sub-)tile of the last mask block can start at or past Lkv (Lkv not a multiple of the mask
       // block): it holds no keys and is skipped; the barrier / commit above still run uniformly.
       if (kv0 < p.len_kv) {
-        process_kv_tile<Tr, Var>(o, st, qf, s_q, s_k + stage * kKStageBytes + sub * kKSubBytes,
+        process_kv_tile<Tr, Var, kPass>(o, st, rows, qf, s_q, s_k + stage * kKStageBytes + sub * kKSubBytes,
                                  s_v + stage * kVStageBytes + sub * kVSubBytes, p, work.b, work.h, q_first, kv0,
                                  partial, factor, warp, lane);
       }
@@ -196,7 +230,7 @@ __device__ __forceinline__ void attention_fwd(const FwdParams& p) {
 
   cp_async_wait<0>();  // with no tiles the Q copy may still be landing in the region O reuses
   __syncthreads();
-  write_o_lse<Tr>(o, st, factor, reinterpret_cast<unsigned short*>(smem), p, work.b, work.h, work.q0, warp, lane, tid);
+  write_o_lse<Tr, Var, kPass>(o, st, rows, factor, reinterpret_cast<unsigned short*>(smem), p, work.b, work.h, work.q0, warp, lane, tid);
 }
 
 }  // namespace fjk

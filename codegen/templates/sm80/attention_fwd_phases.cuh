@@ -7,6 +7,7 @@
 #pragma once
 
 #include "codegen/templates/common/online_softmax.cuh"
+#include "codegen/templates/common/row_epilogue.cuh"
 #include "codegen/templates/common/tile_hooks.cuh"
 #include "codegen/templates/sm80/attention_fwd_traits.cuh"
 
@@ -137,19 +138,33 @@ __device__ __forceinline__ void compute_pv(float (&o)[Tr::kMmaM][Tr::kTilesDv][4
   }
 }
 
-/// Normalises O, stages it in shared memory (the Q region) and writes it with coalesced 16-byte stores;
-/// writes LSE. Rows at or past Lq are not written. The caller has drained all cp.async groups and passed
-/// a barrier, so every warp is done with Q, K and V.
+/// The query index of each accumulator row this thread holds (rows 2 i and 2 i + 1 of m-tile i).
 template <class Tr>
+__device__ __forceinline__ void thread_rows(int (&q_of_row)[Tr::kRowsPerThread], int q0, int warp, int lane) {
+#pragma unroll
+  for (int r = 0; r < Tr::kRowsPerThread; ++r)
+    q_of_row[r] = q0 + warp * Tr::kWarpRows + (r / 2) * kMmaRows + (lane >> 2) + (r % 2) * (kMmaRows / 2);
+}
+
+/// Normalises O, stages it in shared memory (the Q region) and writes it with coalesced 16-byte stores;
+/// writes LSE (and what else the pass produces per row, store_pass_rows). Rows at or past Lq are not
+/// written. The statistics pass writes no O. The caller has drained all cp.async groups and passed a
+/// barrier, so every warp is done with Q, K and V.
+template <class Tr, class Var, int kPass>
 __device__ __forceinline__ void write_o_lse(float (&o)[Tr::kMmaM][Tr::kTilesDv][4],
-                                            const RowStats<Tr::kRowsPerThread>& st, float factor,
+                                            const RowStats<Tr::kRowsPerThread>& st,
+                                            const ProbRows<Tr::kRowsPerThread>& rows, float factor,
                                             unsigned short* s_o, const FwdParams& p, int b, int h, int q0,
                                             int warp, int lane, int tid) {
-  float inv_sum[Tr::kRowsPerThread];
-  float lse[Tr::kRowsPerThread];
-  finalize_row_stats(st, factor, inv_sum, lse);
   const int g = lane >> 2;
   const int t = lane & 3;
+  int q_of_row[Tr::kRowsPerThread];
+  thread_rows<Tr>(q_of_row, q0, warp, lane);
+  float inv_sum[Tr::kRowsPerThread];
+  float lse[Tr::kRowsPerThread];
+  finish_rows<Var, kPass>(st, rows, factor, p, b, h, q_of_row, inv_sum, lse);
+  store_pass_rows<Var, kPass>(p, b, h, q_of_row, lse, st, rows, factor, t == 0);
+  if constexpr (kPass == kPassStats) return;  // uniform: the statistics pass has no O
 #pragma unroll
   for (int i = 0; i < Tr::kMmaM; ++i) {
     const int row = warp * Tr::kWarpRows + i * kMmaRows + g;
@@ -160,14 +175,6 @@ __device__ __forceinline__ void write_o_lse(float (&o)[Tr::kMmaM][Tr::kTilesDv][
           pack_half2<Tr::kIsBf16>(o[i][j][0] * inv_sum[2 * i], o[i][j][1] * inv_sum[2 * i]);
       *reinterpret_cast<unsigned*>(s_o + (row + kMmaRows / 2) * Tr::kOPitch + col) =
           pack_half2<Tr::kIsBf16>(o[i][j][2] * inv_sum[2 * i + 1], o[i][j][3] * inv_sum[2 * i + 1]);
-    }
-    // One lane per quad writes the quad's two rows of LSE.
-    if (t == 0) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int q = q0 + row + half * (kMmaRows / 2);
-        if (q < p.len_q) p.lse[b * p.lse_stride.b + h * p.lse_stride.h + q * p.lse_stride.l] = lse[2 * i + half];
-      }
     }
   }
   __syncthreads();

@@ -24,6 +24,7 @@
 
 #include "codegen/templates/common/block_walk.cuh"
 #include "codegen/templates/common/online_softmax.cuh"
+#include "codegen/templates/common/row_epilogue.cuh"
 #include "codegen/templates/common/tile_hooks.cuh"
 #include "codegen/templates/sm90/fwd_layout.h"
 #include "codegen/templates/sm90/fwd_params.h"
@@ -77,8 +78,9 @@ struct Sm90FwdSmem {
   __device__ __forceinline__ unsigned v_empty(int stage) const { return q_full() + 8 * (1 + 3 * Tr::kStages + stage); }
 };
 
-/// The producer: one thread issues every TMA load of the CTA.
-template <class Tr>
+/// The producer: one thread issues every TMA load of the CTA (no V in the statistics pass of a prob_mod
+/// variant, common/prob_pass.cuh).
+template <class Tr, int kPass>
 __device__ __forceinline__ void fwd_produce(const Sm90FwdParams& P, const Sm90FwdSmem<Tr>& sm, const CtaCoord& cta,
                                             int q0, const KvTileCursor& cursor) {
   constexpr Sm90FwdLayout L = Tr::kLayout;
@@ -97,11 +99,13 @@ __device__ __forceinline__ void fwd_produce(const Sm90FwdParams& P, const Sm90Fw
 #pragma unroll
     for (int c = 0; c < Tr::kHeadDim / kSm90ChunkCols; ++c)
       tma_load_4d(sm.k(stage) + c * L.k_chunk_bytes, P.k, c * kSm90ChunkCols, kv0, h_kv, cta.b, sm.k_full(stage));
-    mbar_wait(sm.v_empty(stage), phase ^ 1u);
-    mbar_arrive_expect_tx(sm.v_full(stage), L.v_stage_bytes);
+    if constexpr (pass_reads_v(kPass)) {
+      mbar_wait(sm.v_empty(stage), phase ^ 1u);
+      mbar_arrive_expect_tx(sm.v_full(stage), L.v_stage_bytes);
 #pragma unroll
-    for (int c = 0; c < Tr::kHeadDimV / kSm90ChunkCols; ++c)
-      tma_load_4d(sm.v(stage) + c * L.k_chunk_bytes, P.v, c * kSm90ChunkCols, kv0, h_kv, cta.b, sm.v_full(stage));
+      for (int c = 0; c < Tr::kHeadDimV / kSm90ChunkCols; ++c)
+        tma_load_4d(sm.v(stage) + c * L.k_chunk_bytes, P.v, c * kSm90ChunkCols, kv0, h_kv, cta.b, sm.v_full(stage));
+    }
   }
 }
 
@@ -164,15 +168,28 @@ __device__ __forceinline__ float (&flat(float (&s)[1][kN][4]))[kN * 4] {
   return reinterpret_cast<float(&)[kN * 4]>(s);
 }
 
-/// Normalises O, writes it through shared memory and a TMA store, and writes LSE. `row` is this thread's
-/// first row inside the warpgroup's 64.
-template <class Tr>
-__device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st, float factor,
-                                                 const Sm90FwdParams& P, const Sm90FwdSmem<Tr>& sm,
-                                                 const CtaCoord& cta, int q0, int wg, int row, int lane) {
+/// The query indices of the two accumulator rows a consumer thread holds (`row`: its first row inside the
+/// warpgroup's 64).
+__device__ __forceinline__ void sm90_thread_rows(int (&q_of_row)[2], int q0, int wg, int row) {
+  q_of_row[0] = q0 + wg * kWarpgroupRows + row;
+  q_of_row[1] = q_of_row[0] + kMmaRows / 2;
+}
+
+/// Normalises O, writes it through shared memory and a TMA store, and writes LSE (and what else the pass
+/// produces per row, store_pass_rows; the statistics pass writes no O). `row` is this thread's first row
+/// inside the warpgroup's 64.
+template <class Tr, class Var, int kPass>
+__device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st,
+                                                 const ProbRows<2>& rows, float factor, const Sm90FwdParams& P,
+                                                 const Sm90FwdSmem<Tr>& sm, const CtaCoord& cta, int q0, int wg,
+                                                 int row, int lane) {
   const FwdParams& p = P.p;
+  int q_of_row[2];
+  sm90_thread_rows(q_of_row, q0, wg, row);
   float inv_sum[2], lse[2];
-  finalize_row_stats(st, factor, inv_sum, lse);
+  finish_rows<Var, kPass>(st, rows, factor, p, cta.b, cta.h, q_of_row, inv_sum, lse);
+  store_pass_rows<Var, kPass>(p, cta.b, cta.h, q_of_row, lse, st, rows, factor, (lane & 3) == 0);
+  if constexpr (kPass == kPassStats) return;  // uniform: the statistics pass has no O
   // This warpgroup's rows of the Q region: only its own wgmmas read them, and all have completed.
   const unsigned s_o = sm.q() + wg * kWarpgroupRows * kSm90ChunkCols * kElemBytes;
   const int t = lane & 3;
@@ -187,13 +204,6 @@ __device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4],
           s_o + chunk * Tr::kLayout.q_chunk_bytes + r * 128 + ((piece ^ (r & 7)) << 4) + t * 4;
       const unsigned v = pack_half2<Tr::kIsBf16>(o[0][j][2 * half] * inv_sum[half], o[0][j][2 * half + 1] * inv_sum[half]);
       asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-    }
-  }
-  if (t == 0) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int q = q0 + wg * kWarpgroupRows + row + half * (kMmaRows / 2);
-      if (q < p.len_q) p.lse[cta.b * p.lse_stride.b + cta.h * p.lse_stride.h + q * p.lse_stride.l] = lse[half];
     }
   }
   fence_proxy_async_smem();
@@ -215,6 +225,7 @@ struct Sm90Consumer {
   using ST = typename Tr::STile;
   float o[1][Tr::kTilesDv][4];
   RowStats<2> st;
+  ProbRows<2> rows;  ///< the prob passes' per-row state (common/prob_pass.cuh); unused otherwise
   unsigned pa[1][ST::kStepsN][4];
   float corr[2];  ///< the factor O needs before P (computed with the newer row max) is added to it
   int kv_next;    ///< first kv index of the next tile, fetched one tile ahead to hide the index load
@@ -225,8 +236,9 @@ struct Sm90Consumer {
 /// Processes kv tile t: S_t = Q K_t^T and, unless kFirst, the PV product of tile t - 1, whose V slot and P
 /// are in c. kFirst is a compile-time split (the first tile is peeled off the loop) so that every wgmma
 /// wait has one meaning on every path: with a conditional PV the compiler cannot tell which group a
-/// wait_group 1 waits for and serialises the products.
-template <class Tr, class Var, bool kFirst>
+/// wait_group 1 waits for and serialises the products. kPass (common/prob_pass.cuh): the statistics pass
+/// has no PV; the apply passes weigh V with prob_apply instead of the online softmax (c.corr stays 1).
+template <class Tr, class Var, bool kFirst, int kPass>
 __device__ __forceinline__ void sm90_consume_tile(Sm90Consumer<Tr>& c, const Sm90FwdParams& P,
                                                   const Sm90FwdSmem<Tr>& sm, const CtaCoord& cta,
                                                   const KvTileCursor& cursor, int t, unsigned s_q_wg, int q_first,
@@ -238,14 +250,15 @@ __device__ __forceinline__ void sm90_consume_tile(Sm90Consumer<Tr>& c, const Sm9
   const int kv0 = c.kv_next;
   c.kv_next = t + 1 < cursor.num_tiles ? cursor.kv_start(t + 1) : 0;
   const bool partial = t < cursor.partial_tiles;
+  constexpr bool kPv = !kFirst && pass_reads_v(kPass);  // this tile issues the previous tile's PV
   float s[1][ST::kTilesN][4];
   mbar_wait(sm.k_full(stage), phase);
-  if constexpr (!kFirst) mbar_wait(sm.v_full(c.prev_stage), c.prev_phase);
+  if constexpr (kPv) mbar_wait(sm.v_full(c.prev_stage), c.prev_phase);
   sched_wait_turn<Tr>(wg);
   wgmma_fence();  // P, O and S were last written by ordinary instructions
   sm90_qk<Tr>(flat(s), s_q_wg, sm.k(stage));
   wgmma_commit();
-  if constexpr (!kFirst) {
+  if constexpr (kPv) {
     // O is rescaled to the row max P_{t-1} was computed with, while S_t = Q K_t^T runs, then P_{t-1} V_{t-1}
     // is added (only when some row max of the warp grew: rare past the first tiles of a row).
     if (__any_sync(0xffffffffu, c.corr[0] != 1.0f || c.corr[1] != 1.0f)) rescale_o<1, Tr::kTilesDv>(c.o, c.corr);
@@ -263,7 +276,7 @@ __device__ __forceinline__ void sm90_consume_tile(Sm90Consumer<Tr>& c, const Sm9
   } else if (masked) {
     compute_mask_bits<ST, Var, false>(bits, p, cta.b, cta.h, q_first, kv0 + kv_lane);
   }
-  wgmma_wait<kFirst ? 0 : 1>();  // S_t is done; P_{t-1} V_{t-1} may still run
+  wgmma_wait<kPv ? 1 : 0>();  // S_t is done; P_{t-1} V_{t-1} may still run
   wgmma_fence_operands(flat(s));
   release_slot(sm.k_empty(stage), lane);
   if (masked) {
@@ -271,8 +284,23 @@ __device__ __forceinline__ void sm90_consume_tile(Sm90Consumer<Tr>& c, const Sm9
   } else {
     apply_mods<ST, Var, kMaskNone>(s, bits, p, cta.b, cta.h, q_first, kv0 + kv_lane);
   }
-  update_row_stats<1, ST::kTilesN>(s, c.st, c.corr, factor);
-  if constexpr (!kFirst) {
+  if constexpr (pass_applies_prob(kPass)) {
+    if (masked) {
+      prob_apply<ST, Var, kMaskBits, kPass>(s, bits, c.rows, factor, p, cta.b, cta.h, q_first, kv0 + kv_lane);
+    } else {
+      prob_apply<ST, Var, kMaskNone, kPass>(s, bits, c.rows, factor, p, cta.b, cta.h, q_first, kv0 + kv_lane);
+    }
+  } else {
+    update_row_stats<1, ST::kTilesN>(s, c.st, c.corr, factor);
+  }
+  if constexpr (kPass == kPassStats && kProbReadsVisibleOf<Var>) {
+    if (masked) {
+      count_kept<ST, kMaskBits>(bits, c.rows);
+    } else {
+      count_kept<ST, kMaskNone>(bits, c.rows);
+    }
+  }
+  if constexpr (kPv) {
     wgmma_wait<0>();
     // The in-flight PV product reads P and O asynchronously, which register liveness does not see: pinning
     // them here keeps the compiler from reusing their registers for the softmax's temporaries, which would
@@ -281,13 +309,13 @@ __device__ __forceinline__ void sm90_consume_tile(Sm90Consumer<Tr>& c, const Sm9
     wgmma_fence_operands(c.pa[0]);
     release_slot(sm.v_empty(c.prev_stage), lane);
   }
-  convert_p<ST>(c.pa, s);
+  if constexpr (pass_reads_v(kPass)) convert_p<ST>(c.pa, s);
   c.prev_stage = stage;
   c.prev_phase = phase;
 }
 
 /// One consumer warpgroup (wg = 0 .. kConsumers - 1): the kv loop and the epilogue for its 64 rows.
-template <class Tr, class Var>
+template <class Tr, class Var, int kPass>
 __device__ __forceinline__ void fwd_consume(const Sm90FwdParams& P, const Sm90FwdSmem<Tr>& sm, const CtaCoord& cta,
                                             int q0, const KvTileCursor& cursor, int wg) {
   const int tid = threadIdx.x % kWarpgroupThreads;
@@ -303,6 +331,13 @@ __device__ __forceinline__ void fwd_consume(const Sm90FwdParams& P, const Sm90Fw
 #pragma unroll
     for (int e = 0; e < 4; ++e) c.o[0][j][e] = 0.0f;
   init_row_stats(c.st);
+  c.corr[0] = c.corr[1] = 1.0f;  // the apply passes never rescale O
+  clear_prob_rows(c.rows);
+  if constexpr (pass_applies_prob(kPass)) {
+    int q_of_row[2];
+    sm90_thread_rows(q_of_row, q0, wg, row);
+    load_prob_rows<Var>(c.rows, P.p, cta.b, cta.h, q_of_row);
+  }
   c.prev_stage = 0, c.prev_phase = 0;
   c.kv_next = cursor.num_tiles > 0 ? cursor.kv_start(0) : 0;
   // Without a score_mod, x is the raw dot product and scale * log2(e) folds into the exp2 FFMA.
@@ -311,27 +346,35 @@ __device__ __forceinline__ void fwd_consume(const Sm90FwdParams& P, const Sm90Fw
   mbar_wait(sm.q_full(), 0);
   if (cursor.num_tiles > 0) {
     sched_open<Tr>(wg);
-    sm90_consume_tile<Tr, Var, true>(c, P, sm, cta, cursor, 0, s_q_wg, q_first, kv_lane, lane, wg, factor);
+    sm90_consume_tile<Tr, Var, true, kPass>(c, P, sm, cta, cursor, 0, s_q_wg, q_first, kv_lane, lane, wg, factor);
 #pragma unroll 1
     for (int t = 1; t < cursor.num_tiles; ++t)
-      sm90_consume_tile<Tr, Var, false>(c, P, sm, cta, cursor, t, s_q_wg, q_first, kv_lane, lane, wg, factor);
-    mbar_wait(sm.v_full(c.prev_stage), c.prev_phase);
-    if (__any_sync(0xffffffffu, c.corr[0] != 1.0f || c.corr[1] != 1.0f)) rescale_o<1, Tr::kTilesDv>(c.o, c.corr);
+      sm90_consume_tile<Tr, Var, false, kPass>(c, P, sm, cta, cursor, t, s_q_wg, q_first, kv_lane, lane, wg, factor);
+    if constexpr (pass_reads_v(kPass)) {
+      mbar_wait(sm.v_full(c.prev_stage), c.prev_phase);
+      if (__any_sync(0xffffffffu, c.corr[0] != 1.0f || c.corr[1] != 1.0f)) rescale_o<1, Tr::kTilesDv>(c.o, c.corr);
+    }
+    // The last turn is taken in every pass, with or without a product, so that every wait keeps its arrive.
     sched_wait_turn<Tr>(wg);
-    wgmma_fence();
-    sm90_pv<Tr>(flat(c.o), c.pa, sm.v(c.prev_stage));
-    wgmma_commit();
+    if constexpr (pass_reads_v(kPass)) {
+      wgmma_fence();
+      sm90_pv<Tr>(flat(c.o), c.pa, sm.v(c.prev_stage));
+      wgmma_commit();
+    }
     sched_pass_turn<Tr>(wg, true);
-    wgmma_wait<0>();
-    wgmma_fence_operands(flat(c.o));
-    release_slot(sm.v_empty(c.prev_stage), lane);
+    if constexpr (pass_reads_v(kPass)) {
+      wgmma_wait<0>();
+      wgmma_fence_operands(flat(c.o));
+      release_slot(sm.v_empty(c.prev_stage), lane);
+    }
   }
-  sm90_write_o_lse<Tr>(c.o, c.st, factor, P, sm, cta, q0, wg, row, lane);
+  sm90_write_o_lse<Tr, Var, kPass>(c.o, c.st, c.rows, factor, P, sm, cta, q0, wg, row, lane);
 }
 
 /// The kernel body. Launch with Tr::kNThreads threads, Tr::kSmemBytes of dynamic shared memory and the
-/// 1-D grid of the sm90 family's launch geometry (one CTA per kBlockM rows of each (batch, head)).
-template <class Tr, class Var>
+/// 1-D grid of the sm90 family's launch geometry (one CTA per kBlockM rows of each (batch, head)). kPass:
+/// the one-pass kernel, or one pass of a prob_mod variant's forward (common/prob_pass.cuh).
+template <class Tr, class Var, int kPass = kPassOnline>
 __device__ __forceinline__ void attention_fwd_sm90(const Sm90FwdParams& P) {
   const unsigned raw = smem_addr(fjk_dynamic_smem);
   const Sm90FwdSmem<Tr> sm{(raw + kSm90TileAlign - 1) & ~unsigned(kSm90TileAlign - 1)};
@@ -355,11 +398,11 @@ __device__ __forceinline__ void attention_fwd_sm90(const Sm90FwdParams& P) {
     setmaxnreg_dec<Tr::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch_map(P.q), tma_prefetch_map(P.k), tma_prefetch_map(P.v);
-      fwd_produce<Tr>(P, sm, cta, q0, cursor);
+      fwd_produce<Tr, kPass>(P, sm, cta, q0, cursor);
     }
   } else {
     setmaxnreg_inc<Tr::kConsumerRegs>();
-    fwd_consume<Tr, Var>(P, sm, cta, q0, cursor, wg - 1);
+    fwd_consume<Tr, Var, kPass>(P, sm, cta, q0, cursor, wg - 1);
   }
 }
 
