@@ -31,6 +31,11 @@ using ScoreIntervalFn = void (*)(const long long*, const float*, const fj::Captu
 /// score_mod_grad through a recording sink: writes (site, slot, offset) of every in-bounds gradient write
 /// (at most `max`), returns how many.
 using GradWritesFn = int (*)(float, int, int, int, int, const fj::CaptureArgs*, const fj::GradArgs*, long long*, int);
+using SinkFn = float (*)(int, int, int, const fj::CaptureArgs*);
+using SinkGradFn = float (*)(int, int, int, float, const fj::CaptureArgs*, const fj::GradArgs*);
+/// prob_mod(p, b, h, q_idx, kv_idx, num_visible) and its gradient (returns d/dp).
+using ProbFn = float (*)(float, int, int, int, int, int, const fj::CaptureArgs*);
+using ProbGradFn = float (*)(float, int, int, int, int, int, float, const fj::CaptureArgs*, const fj::GradArgs*);
 /// score_mod_grad_windows over the box {b, h, q, kv ranges}.
 using GradWindowsFn = void (*)(const long long*, const fj::CaptureArgs*, const fj::GradArgs*, fj::IvOffset*, int*);
 
@@ -118,6 +123,28 @@ class HostLibrary {
         s += fmt::format(
             "extern \"C\" float grad_{0}(float s, int b, int h, int q, int kv, float g, const fj::CaptureArgs* c, "
             "const fj::GradArgs* gr) {{ return v{0}::fjv::score_mod_grad(s, b, h, q, kv, g, *c, *gr); }}\n",
+            k);
+      // The extra hooks, where the variant has them.
+      if (variants[k].prelude.find("FJ_HD float sink_mod(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float sink_{0}(int b, int h, int q, const fj::CaptureArgs* c) {{ return "
+            "v{0}::fjv::sink_mod(b, h, q, *c); }}\n",
+            k);
+      if (variants[k].prelude.find("FJ_HD float sink_mod_grad(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float sink_grad_{0}(int b, int h, int q, float g, const fj::CaptureArgs* c, "
+            "const fj::GradArgs* gr) {{ return v{0}::fjv::sink_mod_grad(b, h, q, g, *c, *gr); }}\n",
+            k);
+      if (variants[k].prelude.find("FJ_HD float prob_mod(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float prob_{0}(float p, int b, int h, int q, int kv, int n, const fj::CaptureArgs* c) "
+            "{{ return v{0}::fjv::prob_mod(p, b, h, q, kv, n, *c); }}\n",
+            k);
+      if (variants[k].prelude.find("FJ_HD float prob_mod_grad(") != std::string::npos)
+        s += fmt::format(
+            "extern \"C\" float prob_grad_{0}(float p, int b, int h, int q, int kv, int n, float g, "
+            "const fj::CaptureArgs* c, const fj::GradArgs* gr) {{ return "
+            "v{0}::fjv::prob_mod_grad(p, b, h, q, kv, n, g, *c, *gr); }}\n",
             k);
       if (variants[k].gradSites > 0)
         s += fmt::format(

@@ -150,3 +150,22 @@ TEST(FuzzRegression, GradientOfADeadBranchIsNaNLikeTorch) {
   EXPECT_EQ(lib.get<GradFn>("grad", 0)(4.0f, 0, 0, 0, 0, 1.0f, &cap, &grads), 1.0f);
   EXPECT_EQ(p.scoreF32(-1.0f, {}), -1.0f) << "the forward value is the taken branch";
 }
+
+TEST(FuzzRegression, AProbModWithoutTensorGradientsCompiles) {
+  // The emitter gave a gradient function the gradient-sink parameter only when it wrote captured-tensor
+  // gradients or was score_mod_grad, but the prob_mod adapter (prob_mod_dp, prob_mod_grad) always passes
+  // one: every prob_mod reading no tensor that requires a gradient failed to compile.
+  ProbMod prob("relu_shift", [](Expr p, Expr, Expr, Expr, Expr, Expr visible) {
+    return maximum(p - 1.0f / toFloat(visible), 0.0f);
+  });
+  Variant v = generateVariant(ScoreMod::noop(), MaskMod::noop(), VariantOptions{}, ExtraHooks{std::nullopt, prob});
+  HostLibrary lib({v}, "regress-prob-grad", "-O0");
+  ASSERT_TRUE(lib.ok());
+  fj::CaptureArgs cap = hostCaptures(v);
+  fj::GradArgs none{};
+  auto grad = lib.get<ProbGradFn>("prob_grad", 0);
+  ASSERT_NE(grad, nullptr);
+  EXPECT_EQ(grad(0.5f, 0, 0, 3, 1, 4, 1.0f, &cap, &none), 1.0f);  // 0.5 - 1/4 > 0: d/dp = 1
+  EXPECT_EQ(grad(0.1f, 0, 0, 3, 1, 4, 1.0f, &cap, &none), 0.0f);  // clipped
+  EXPECT_EQ(lib.get<ProbFn>("prob", 0)(0.5f, 0, 0, 3, 1, 4, &cap), 0.25f);
+}
