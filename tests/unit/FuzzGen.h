@@ -63,12 +63,17 @@ struct FuzzEnv {
   std::string describe() const;
 };
 
-/// One case: a score_mod and a mask_mod over a shared environment, compiled together as one variant.
+/// One case: a score_mod and a mask_mod (and at times a sink_mod and a prob_mod) over a shared environment,
+/// compiled together as one variant.
 struct FuzzCase {
   uint64_t seed = 0;
   std::shared_ptr<FuzzEnv> env;
   std::optional<ScoreMod> score;
   std::optional<MaskMod> mask;
+  /// Some cases also have a sink_mod and / or a prob_mod (same captures), compiled into the same variant.
+  std::optional<SinkMod> sink;
+  std::optional<ProbMod> prob;
+  ExtraHooks extra() const { return ExtraHooks{sink, prob}; }
   /// The score_mod was built from ops that are smooth almost everywhere, with guarded domains and float
   /// captures without huge values: its derivatives are checked against finite differences. (Elsewhere floor,
   /// casts and % of huge values act as the identity on floats, which finite differences cannot tell from a

@@ -1,16 +1,18 @@
-// The differential fuzzer's oracles (docs/testing.md): for one case (a score_mod and a mask_mod, FuzzGen.h)
-// compiled as two variants, the simplified one (what the kernels run) and the unsimplified one (the IR as
-// imported), every check that must hold:
+// The differential fuzzer's oracles (docs/testing.md): for one case (a score_mod and a mask_mod, at times a
+// sink_mod and a prob_mod too, FuzzGen.h) compiled as two variants, the simplified one (what the kernels
+// run) and the unsimplified one (the IR as imported), every check that must hold:
 //   values    the interpreter (dsl/Interpreter, the meaning) == the hooks of the imported IR == the hooks of
 //             the simplified IR, bit for bit (NaN equals NaN; -0.0 differs from 0.0): a difference between
 //             the two emitted forms is a folder or rewrite pattern, one shared by both is the emitter;
+//             for every hook of the case;
 //   split     NAME_split(NAME_row, NAME_col) == NAME, bit for bit;
 //   facts     kMaskModIsNoop / kScoreModIsNoop / !kScoreCanBeNegInf hold at every position tried;
 //   intervals every value of the mod over a box (and a score range) lies in the interval forms' result
 //             (the generated mask_mod_interval / score_mod_interval and the interpreter's own);
-//   gradient  score_mod_grad (d/dscore and every captured-tensor gradient) equals the interpreter's
-//             float32 reverse mode bit for bit (NaN equals NaN), and for smooth mods it and the float64
-//             reverse mode (the CPU reference) match central finite differences where those are stable;
+//   gradient  score_mod_grad, prob_mod_grad and sink_mod_grad (d/dscore, d/dp and every captured-tensor
+//             gradient) equal the interpreter's float32 reverse mode bit for bit (NaN equals NaN), and for
+//             smooth score_mods score_mod_grad and the float64 reverse mode (the CPU reference) match central
+//             finite differences where those are stable;
 //   windows   every gradient write of score_mod_grad over a box lies in its site's gradient window.
 #pragma once
 
@@ -29,7 +31,7 @@ namespace flexjit::testing {
 struct FuzzStats {
   long cases = 0, values = 0, split = 0, boxes = 0, intervalValues = 0, gradientBits = 0, gradients = 0,
        tensorGradients = 0, gradWrites = 0;
-  long splitScores = 0, splitMasks = 0, maskNoops = 0, scoreNoops = 0, neverNegInf = 0;
+  long splitScores = 0, splitMasks = 0, maskNoops = 0, scoreNoops = 0, neverNegInf = 0, sinks = 0, probs = 0;
   std::string summary() const;
 };
 

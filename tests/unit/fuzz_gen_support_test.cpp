@@ -17,6 +17,9 @@ namespace flexjit::testing {
 
 namespace {
 
+/// One case in this many also has a sink_mod, and independently one in this many a prob_mod.
+constexpr int kExtraHookOdds = 4;
+
 /// Integer corner cases: wrap-around, INT_MIN // -1, divisors 0 and -1, powers of two, sqrt(2^31).
 constexpr int32_t kIntCorners[] = {
     0, 1, -1, 2, -2, 3, -3, 7, 31, 32, 64, 255, 1000, 46341, 65536, INT32_MAX, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1};
@@ -134,7 +137,10 @@ CapturedScalar makeScalar(FuzzRng& rng, int index, bool tame) {
 
 // ---- expressions --------------------------------------------------------------------------------
 
-enum class ModMode { Score, SmoothScore, Mask };
+/// Which hook an expression is for, hence which parameters it may read: a score_mod's and a prob_mod's
+/// float input (the score, the probability p), kv_idx everywhere but in a sink_mod (b, h, q_idx only), and
+/// num_visible in a prob_mod.
+enum class ModMode { Score, SmoothScore, Mask, Sink, Prob };
 
 /// Random typed expressions for one mod. Every op is built through the public DSL (operators, makeOp and
 /// tensor indexing), so the fuzzer also exercises type promotion and conversion insertion.
@@ -152,6 +158,8 @@ class ExprGen {
   /// Past this depth leaves are plain (no tensor reads), so nested indexing always ends.
   bool deep(int d) const { return d > maxDepth_ + 2; }
   Expr param(Param p) { return Expr::param(p); }
+  /// kv_idx, or h in a sink_mod (which has no kv_idx).
+  Expr column() { return param(mode_ == ModMode::Sink ? Param::H : Param::KV); }
   Expr floatLeaf(int d);
   Expr intLeaf(int d);
   Expr boolLeaf(int d);
@@ -176,8 +184,8 @@ Expr ExprGen::numeric(int d) {
 }
 
 Expr ExprGen::floatLeaf(int d) {
-  const bool score = mode_ != ModMode::Mask;
-  switch (rng_.pick(score ? 9 : 6)) {
+  const bool input = mode_ != ModMode::Mask && mode_ != ModMode::Sink;
+  switch (rng_.pick(input ? 9 : 6)) {
     case 0: return Expr(mode_ == ModMode::SmoothScore ? smallFloat(rng_) : floatCorner(rng_));
     case 1: return Expr(smallFloat(rng_));
     case 2: {
@@ -193,13 +201,14 @@ Expr ExprGen::floatLeaf(int d) {
 }
 
 Expr ExprGen::intLeaf(int d) {
+  if (mode_ == ModMode::Prob && rng_.chance(1, 6)) return param(Param::Visible);
   switch (rng_.pick(11)) {
     case 0: return param(Param::B);
     case 1: return param(Param::H);
     case 2:
     case 3: return param(Param::Q);
     case 4:
-    case 5: return param(Param::KV);
+    case 5: return column();
     case 6: return Expr(intCorner(rng_));
     case 7: return Expr(rng_.pick(41) - 20);
     case 8: {
@@ -215,7 +224,7 @@ Expr ExprGen::boolLeaf(int d) {
   switch (rng_.pick(5)) {
     case 0: return Expr(rng_.chance(1, 2));
     case 1: return deep(d) ? Expr(true) : load(d, ScalarType::Bool);
-    case 2: return param(Param::Q) >= param(Param::KV);
+    case 2: return param(Param::Q) >= column();
     default: return makeOp(pickOf(rng_, kCompare), {intLeaf(d + 1), intLeaf(d + 1)});
   }
 }
@@ -241,11 +250,11 @@ Expr ExprGen::index(const FuzzTensor& t, int dim, int d) {
     case 2: return intExpr(d) % std::max(size, 1);  // Python %: always in [0, size) for size > 0
     case 3: return clamp(intExpr(d), 0, size - 1);
     case 4: return intExpr(d);  // may fall outside: reads 0
-    case 5: return deep(d) ? param(Param::KV) : load(d, ScalarType::I32) % std::max(size, 1);  // t[u[q]]
+    case 5: return deep(d) ? column() : load(d, ScalarType::I32) % std::max(size, 1);  // t[u[q]]
     case 6: return deep(d) ? param(Param::Q) : load(d, ScalarType::I32);
     case 7: return param(Param::H);
-    case 8: return param(Param::Q) - param(Param::KV) + rng_.pick(5);
-    default: return param(rng_.chance(1, 2) ? Param::Q : Param::KV);
+    case 8: return param(Param::Q) - column() + rng_.pick(5);
+    default: return rng_.chance(1, 2) ? param(Param::Q) : column();
   }
 }
 
@@ -396,9 +405,9 @@ std::string FuzzEnv::describe() const {
 }
 
 std::string FuzzCase::describe() const {
-  return fmt::format("case seed {} (replay: FLEXJIT_FUZZ_SEED={} FLEXJIT_FUZZ_CASES=1){}\n{}{}{}", seed, seed,
+  return fmt::format("case seed {} (replay: FLEXJIT_FUZZ_SEED={} FLEXJIT_FUZZ_CASES=1){}\n{}{}{}{}{}", seed, seed,
                      smoothScore ? ", smooth score_mod" : "", env->describe(), score->canonicalForm(),
-                     mask->canonicalForm());
+                     mask->canonicalForm(), sink ? sink->canonicalForm() : "", prob ? prob->canonicalForm() : "");
 }
 
 FuzzCase makeFuzzCase(uint64_t seed, const FuzzOptions& options) {
@@ -415,6 +424,15 @@ FuzzCase makeFuzzCase(uint64_t seed, const FuzzOptions& options) {
   c.score.emplace(ScoreMod::fromBody(fmt::format("fuzz{}", seed), scoreGen.floatExpr(0)));
   ExprGen maskGen(rng, *c.env, ModMode::Mask, options.maxDepth);
   c.mask.emplace(MaskMod::fromBody(fmt::format("fuzz{}", seed), maskGen.boolExpr(0)));
+  // The extra hooks come last, so a seed's score_mod and mask_mod do not depend on them.
+  if (rng.chance(1, kExtraHookOdds)) {
+    ExprGen sinkGen(rng, *c.env, ModMode::Sink, options.maxDepth);
+    c.sink.emplace(SinkMod::fromBody(fmt::format("fuzz{}", seed), sinkGen.floatExpr(0)));
+  }
+  if (rng.chance(1, kExtraHookOdds)) {
+    ExprGen probGen(rng, *c.env, ModMode::Prob, options.maxDepth);
+    c.prob.emplace(ProbMod::fromBody(fmt::format("fuzz{}", seed), probGen.floatExpr(0)));
+  }
   return c;
 }
 
@@ -460,4 +478,25 @@ TEST(FuzzGen, ReachesEveryOpInEveryType) {
       "^ bool",        "^ int32",      "where float32",    "where int32",   "where bool"};
   for (const char* e : expected) EXPECT_TRUE(seen.count(e)) << "never generated: " << e;
   EXPECT_EQ(dtypes.size(), 6u) << "every captured-tensor dtype";
+}
+
+TEST(FuzzGen, AddsSinkModsAndProbModsToSomeCases) {
+  int sinks = 0, probs = 0, readsVisible = 0, sinkReadsTensors = 0, probReadsGradTensors = 0;
+  for (uint64_t seed = 0; seed < 600; ++seed) {
+    FuzzCase c = makeFuzzCase(seed);
+    if (c.sink) {
+      ++sinks;
+      sinkReadsTensors += !c.sink->tensors().empty();
+    }
+    if (c.prob) {
+      ++probs;
+      readsVisible += c.prob->canonicalForm().find("param int32 num_visible") != std::string::npos;
+      for (const auto& t : c.prob->tensors()) probReadsGradTensors += t->requiresGrad;
+    }
+  }
+  EXPECT_GT(sinks, 100);
+  EXPECT_GT(probs, 100);
+  EXPECT_GT(readsVisible, 20) << "prob_mods should read num_visible";
+  EXPECT_GT(sinkReadsTensors, 20);
+  EXPECT_GT(probReadsGradTensors, 10) << "prob_mod_grad should write captured-tensor gradients";
 }

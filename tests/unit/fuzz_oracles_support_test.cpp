@@ -67,11 +67,11 @@ std::string showIv(const fj::IvFloat& r) { return fmt::format("[{}, {}]{}", r.lo
 
 std::string FuzzStats::summary() const {
   return fmt::format(
-      "{} variants ({} score_mods + {} mask_mods = {} random mods): {} values x3 stages, {} split values ({} "
+      "{} variants ({} score_mods + {} mask_mods + {} sink_mods + {} prob_mods = {} random mods): {} values x3 stages, {} split values ({} "
       "score_mods and {} masks split), {} interval boxes ({} values inside), {} gradients bit for bit, {} d/dscore "
       "and {} tensor-gradient finite differences, {} gradient writes inside their windows; facts: {} noop masks, "
       "{} noop score_mods, {} never -inf",
-      cases, cases, cases, 2 * cases, values, split, splitScores, splitMasks, boxes, intervalValues, gradientBits,
+      cases, cases, cases, sinks, probs, 2 * cases + sinks + probs, values, split, splitScores, splitMasks, boxes, intervalValues, gradientBits,
       gradients, tensorGradients, gradWrites, maskNoops, scoreNoops, neverNegInf);
 }
 
@@ -90,13 +90,22 @@ std::string FuzzFailures::report() const {
 
 namespace {
 
+/// The text of the function whose definition starts with `head` ("FJ_HD float sink_mod("), or "".
+std::string functionText(const std::string& prelude, const std::string& head) {
+  const size_t start = prelude.find(head);
+  const size_t end = start == std::string::npos ? start : prelude.find("\n}\n", start);
+  return end == std::string::npos ? "" : "\n" + prelude.substr(start, end + 3 - start);
+}
+
 /// The imported-IR variant is only run for its scalar hooks: its prelude is cut after mask_mod (the hooks
-/// come first, see codegen/Variant.cpp), which halves what the host compiler has to build.
+/// come first, see codegen/Variant.cpp), which halves what the host compiler has to build; the sink_mod
+/// and the prob_mod (which come later) are kept.
 std::string scalarHooksOnly(const std::string& prelude) {
   const size_t mask = prelude.find("FJ_HD bool mask_mod(");
   const size_t end = mask == std::string::npos ? mask : prelude.find("\n}\n", mask);
   if (end == std::string::npos) return prelude;
-  return prelude.substr(0, end + 3) + "}  // namespace fjv\n";
+  return prelude.substr(0, end + 3) + functionText(prelude, "FJ_HD float sink_mod(") +
+         functionText(prelude, "FJ_HD float prob_mod(") + "}  // namespace fjv\n";
 }
 
 }  // namespace
@@ -105,8 +114,9 @@ FuzzBatch lowerFuzzCases(std::vector<FuzzCase> cases, FuzzFailures& failures) {
   FuzzBatch batch;
   for (FuzzCase& c : cases) {
     try {
-      Variant simplified = generateVariant(*c.score, *c.mask);
-      Variant imported = generateVariant(*c.score, *c.mask, VariantOptions{/*withGradient=*/false, /*simplify=*/false});
+      Variant simplified = generateVariant(*c.score, *c.mask, VariantOptions{}, c.extra());
+      Variant imported = generateVariant(*c.score, *c.mask, VariantOptions{/*withGradient=*/false, /*simplify=*/false},
+                                         c.extra());
       imported.prelude = scalarHooksOnly(imported.prelude);
       batch.simplified.push_back(std::move(simplified));
       batch.imported.push_back(std::move(imported));
@@ -178,9 +188,27 @@ struct CaseContext {
     grad = lib.get<GradFn>("grad", i);
     gradWrites = lib.get<GradWritesFn>("grad_writes", i);
     gradWindows = lib.get<GradWindowsFn>("grad_windows", i);
+    sinkFirst = c.score->tensors().size() + c.mask->tensors().size();
+    if (c.sink) {
+      sink.emplace(*c.sink);
+      sink->bindCaptures();
+      sinkFn = lib.get<SinkFn>("sink", i);
+      sinkImp = importedLib.get<SinkFn>("sink", i);
+      sinkGrad = lib.get<SinkGradFn>("sink_grad", i);
+    }
+    probFirst = sinkFirst + (c.sink ? c.sink->tensors().size() : 0);
+    if (c.prob) {
+      prob.emplace(*c.prob);
+      prob->bindCaptures();
+      probFn = lib.get<ProbFn>("prob", i);
+      probImp = importedLib.get<ProbFn>("prob", i);
+      probGrad = lib.get<ProbGradFn>("prob_grad", i);
+    }
   }
   bool ready() {
-    if (scoreFn && scoreImp && maskFn && maskImp && maskIv && scoreIv && grad) return true;
+    const bool sinkReady = !c.sink || (sinkFn && sinkImp && (sinkGrad != nullptr) == v.facts.sinkHasTensorGrads);
+    const bool probReady = !c.prob || (probFn && probImp && probGrad);
+    if (scoreFn && scoreImp && maskFn && maskImp && maskIv && scoreIv && grad && sinkReady && probReady) return true;
     fail("symbols", "a generated hook is missing from the host library");
     return false;
   }
@@ -200,6 +228,13 @@ struct CaseContext {
   GradFn grad = nullptr;
   GradWritesFn gradWrites = nullptr;  ///< only when score_mod_grad writes captured-tensor gradients
   GradWindowsFn gradWindows = nullptr;
+  /// The extra hooks, where the case has them; their captures' slots start at sinkFirst / probFirst.
+  std::optional<Program> sink, prob;
+  size_t sinkFirst = 0, probFirst = 0;
+  SinkFn sinkFn = nullptr, sinkImp = nullptr;
+  SinkGradFn sinkGrad = nullptr;  ///< only when the sink reads tensors that require a gradient
+  ProbFn probFn = nullptr, probImp = nullptr;
+  ProbGradFn probGrad = nullptr;
   FuzzRng rng;
   FuzzStats& stats;
   FuzzFailures& failures;
@@ -272,6 +307,46 @@ void checkValues(CaseContext& x) {
     const Position p = randomPosition(x.rng, /*allowNegative=*/true);
     checkScoreAt(x, t < kSpecials ? kSpecialScores[t] : randomScore(x.rng), p);
     checkMaskAt(x, p);
+  }
+}
+
+/// A row's number of visible keys: mostly what kernels pass, sometimes 0 (a fully masked row) or a corner.
+int32_t randomVisible(FuzzRng& rng) {
+  const int32_t corners[] = {0, 1, 2, INT32_MAX, -1};
+  return rng.chance(1, 6) ? corners[rng.pick(5)] : 1 + rng.pick(300);
+}
+
+/// A probability: the specials first, then mostly values in [0, 1].
+float randomProbability(FuzzRng& rng, int t) {
+  constexpr int kSpecials = sizeof kSpecialScores / sizeof kSpecialScores[0];
+  return t < kSpecials ? kSpecialScores[t] : static_cast<float>(rng.uniform(0, 1));
+}
+
+/// The sink_mod and the prob_mod, where the case has them: the interpreter and both emitted stages agree
+/// bit for bit.
+void checkExtraHookValues(CaseContext& x) {
+  for (int t = 0; t < kValuePoints && (x.sink || x.prob); ++t) {
+    Position p = randomPosition(x.rng, /*allowNegative=*/true);
+    if (x.sink) {
+      const float want = x.sink->scoreF32(0.0f, p), got = x.sinkFn(p.b, p.h, p.q, &x.cap),
+                  imp = x.sinkImp(p.b, p.h, p.q, &x.cap);
+      ++x.stats.values;
+      if (!sameBits(want, got) || !sameBits(want, imp))
+        x.fail("sink values", fmt::format("sink_mod at {}: interpreter {}, imported-IR hooks {}, simplified-IR hooks "
+                                          "{}: {}", showPos(p), show(want), show(imp), show(got),
+                                          triage(sameBits(want, imp), sameBits(imp, got))));
+    }
+    if (x.prob) {
+      p.visible = randomVisible(x.rng);
+      const float pr = randomProbability(x.rng, t), want = x.prob->scoreF32(pr, p);
+      const float got = x.probFn(pr, p.b, p.h, p.q, p.kv, p.visible, &x.cap),
+                  imp = x.probImp(pr, p.b, p.h, p.q, p.kv, p.visible, &x.cap);
+      ++x.stats.values;
+      if (!sameBits(want, got) || !sameBits(want, imp))
+        x.fail("prob values", fmt::format("prob_mod at p={} {} num_visible={}: interpreter {}, imported-IR hooks {}, "
+                                          "simplified-IR hooks {}: {}", show(pr), showPos(p), p.visible, show(want),
+                                          show(imp), show(got), triage(sameBits(want, imp), sameBits(imp, got))));
+    }
   }
 }
 
@@ -413,22 +488,31 @@ bool close(double got, double want) { return std::fabs(got - want) <= 2e-3 * std
 /// buffers start at +0.0).
 bool sameGradient(float a, float b) { return (a != a && b != b) || a == b; }
 
+/// Largest derivative (of the float64 reverse mode) checked against finite differences: a slope beyond it
+/// on values within centralDifference's 1e4 comes from a feature narrower than its smallest step, such as
+/// y / (1.5 + y * y) with y = score * 1e11 near score = 0, where every step sees the tails (slope ~0) and
+/// agrees on the wrong derivative.
+constexpr double kMaxCheckedSlope = 1e4;
+
 /// A gradient against stable finite differences: score_mod_grad (float32) and the interpreter's float64
 /// reverse mode (the CPU reference) must both be close where they are finite (a NaN from the chain rule's
-/// 0 * inf is compared bit for bit instead, with the interpreter's float32 pass).
-void checkDifferences(CaseContext& x, const char* oracle, const std::string& what, double generated, double reference,
+/// 0 * inf is compared bit for bit instead, with the interpreter's float32 pass). Returns whether it checked.
+bool checkDifferences(CaseContext& x, const char* oracle, const std::string& what, double generated, double reference,
                       double fd) {
+  if (std::fabs(reference) > kMaxCheckedSlope) return false;
   if ((std::isfinite(generated) && !close(generated, fd)) || (std::isfinite(reference) && !close(reference, fd)))
     x.fail(oracle, fmt::format("{}: score_mod_grad {}, interpreter (float64) {}, finite differences {}", what,
                                generated, reference, fd));
+  return true;
 }
 
-/// Contiguous float32 gradient buffers for the score_mod's tensors that require one.
+/// Contiguous float32 gradient buffers for one hook's tensors that require one (capture slots
+/// [first, first + count): the score_mod's come first, then the mask_mod's, the sink_mod's and the prob_mod's).
 struct GradBuffers {
-  std::vector<std::vector<float>> data;
+  std::vector<std::vector<float>> data;  ///< by capture slot; empty outside the hook's slots
   fj::GradArgs args{};
-  GradBuffers(const Variant& v, size_t scoreTensors) : data(scoreTensors) {
-    for (size_t j = 0; j < scoreTensors; ++j) {
+  GradBuffers(const Variant& v, size_t first, size_t count) : data(v.captures.tensors.size()) {
+    for (size_t j = first; j < first + count; ++j) {
       const auto& t = v.captures.tensors[j];
       if (!t->requiresGrad) continue;
       const std::vector<int64_t> strides = TensorView::contiguousStrides(t->view->shape);
@@ -463,17 +547,19 @@ std::map<int64_t, float> elementSums(const std::vector<std::pair<int64_t, double
   return sums;
 }
 
-/// Captured-tensor gradients at (s, p) against the interpreter's float32 pass, element by element, bit for bit.
-void checkTensorGradientBits(CaseContext& x, const std::string& at, const GradBuffers& g, const ScoreGrad& f32) {
-  for (size_t j = 0; j < g.data.size(); ++j) {
+/// Captured-tensor gradients of one hook (its slots start at `first`) against the interpreter's float32
+/// pass, element by element, bit for bit.
+void checkTensorGradientBits(CaseContext& x, const char* oracle, const std::string& at, const GradBuffers& g,
+                             const ScoreGrad& f32, size_t first) {
+  for (size_t j = first; j < g.data.size(); ++j) {
     if (g.data[j].empty()) continue;
-    std::map<int64_t, float> want = elementSums(f32.tensorGrads[j]);
+    std::map<int64_t, float> want = elementSums(f32.tensorGrads[j - first]);
     for (size_t e = 0; e < g.data[j].size(); ++e)
       if (g.data[j][e] != 0.0f) want.emplace(static_cast<int64_t>(e), 0.0f);
     for (const auto& [e, value] : want) {
       ++x.stats.gradientBits;
       if (!sameGradient(g.data[j][e], value))
-        x.fail("gradient bits", fmt::format("d/d{}[{}] {}: score_mod_grad {}, interpreter (float32) {}",
+        x.fail(oracle, fmt::format("d/d{}[{}] {}: generated gradient {}, interpreter (float32) {}",
                                             x.v.captures.tensors[j]->name, e, at, show(g.data[j][e]), show(value)));
     }
   }
@@ -505,10 +591,10 @@ void checkTensorGradientDifferences(CaseContext& x, float s, const Position& p, 
       };
       const std::optional<double> fd = centralDifference(f, saved, /*floatSteps=*/true);
       if (!fd) continue;
-      ++x.stats.tensorGradients;
-      checkDifferences(x, "tensor gradient",
-                       fmt::format("d/d{}[storage {}] at score={} {}", t->capture->name(), off, show(s), showPos(p)),
-                       generated[off], interpreted[off], *fd);
+      x.stats.tensorGradients += checkDifferences(
+          x, "tensor gradient",
+          fmt::format("d/d{}[storage {}] at score={} {}", t->capture->name(), off, show(s), showPos(p)),
+          generated[off], interpreted[off], *fd);
     }
   }
 }
@@ -521,21 +607,47 @@ void checkGradients(CaseContext& x) {
     const float s = t == 0 ? kSpecialScores[x.rng.pick(sizeof kSpecialScores / sizeof kSpecialScores[0])]
                            : static_cast<float>(x.rng.uniform(-3, 3));
     const std::string at = fmt::format("at score={} {}", show(s), showPos(p));
-    GradBuffers g(x.v, x.c.score->tensors().size());
+    GradBuffers g(x.v, 0, x.c.score->tensors().size());
     const float dscore = x.grad(s, p.b, p.h, p.q, p.kv, 1.0f, &x.cap, &g.args);
     const ScoreGrad f32 = x.score.scoreGradF32(s, p, 1.0f);
     ++x.stats.gradientBits;
     if (!sameGradient(dscore, static_cast<float>(f32.dscore)))
       x.fail("gradient bits", fmt::format("d/dscore {}: score_mod_grad {}, interpreter (float32) {}", at, show(dscore),
                                           show(static_cast<float>(f32.dscore))));
-    checkTensorGradientBits(x, at, g, f32);
+    checkTensorGradientBits(x, "gradient bits", at, g, f32, 0);
     if (!x.c.smoothScore) continue;
     const ScoreGrad f64 = x.score.scoreGrad(s, p, 1.0);
-    if (auto fd = centralDifference([&](double v) { return x.score.scoreF64(v, p); }, s, /*floatSteps=*/false)) {
-      ++x.stats.gradients;
-      checkDifferences(x, "gradient", "d/dscore " + at, dscore, f64.dscore, *fd);
-    }
+    if (auto fd = centralDifference([&](double v) { return x.score.scoreF64(v, p); }, s, /*floatSteps=*/false))
+      x.stats.gradients += checkDifferences(x, "gradient", "d/dscore " + at, dscore, f64.dscore, *fd);
     checkTensorGradientDifferences(x, s, p, g, f64);
+  }
+}
+
+/// sink_mod_grad and prob_mod_grad, where generated: bit for bit against the interpreter's float32 reverse
+/// mode (d/dp of a prob_mod and every captured-tensor gradient).
+void checkExtraHookGradients(CaseContext& x) {
+  for (int t = 0; t < kGradPoints && (x.sinkGrad || x.probGrad); ++t) {
+    Position p = randomPosition(x.rng, /*allowNegative=*/false);
+    if (x.sinkGrad) {
+      GradBuffers g(x.v, x.sinkFirst, x.c.sink->tensors().size());
+      x.sinkGrad(p.b, p.h, p.q, 1.0f, &x.cap, &g.args);
+      checkTensorGradientBits(x, "sink gradient bits", "of sink_mod at " + showPos(p), g,
+                              x.sink->scoreGradF32(0.0f, p, 1.0f), x.sinkFirst);
+    }
+    if (x.probGrad) {
+      p.visible = randomVisible(x.rng);
+      const float pr = t == 0 ? kSpecialScores[x.rng.pick(sizeof kSpecialScores / sizeof kSpecialScores[0])]
+                              : randomProbability(x.rng, kValuePoints);
+      const std::string at = fmt::format("of prob_mod at p={} {} num_visible={}", show(pr), showPos(p), p.visible);
+      GradBuffers g(x.v, x.probFirst, x.c.prob->tensors().size());
+      const float dp = x.probGrad(pr, p.b, p.h, p.q, p.kv, p.visible, 1.0f, &x.cap, &g.args);
+      const ScoreGrad f32 = x.prob->scoreGradF32(pr, p, 1.0f);
+      ++x.stats.gradientBits;
+      if (!sameGradient(dp, static_cast<float>(f32.dscore)))
+        x.fail("prob gradient bits", fmt::format("d/dp {}: prob_mod_grad {}, interpreter (float32) {}", at, show(dp),
+                                                 show(static_cast<float>(f32.dscore))));
+      checkTensorGradientBits(x, "prob gradient bits", at, g, f32, x.probFirst);
+    }
   }
 }
 
@@ -546,7 +658,7 @@ void checkGradWindows(CaseContext& x) {
   if (x.v.gradSites == 0) return;
   if (!x.gradWrites || !x.gradWindows) return x.fail("symbols", "score_mod_grad has sites but no gradient windows");
   constexpr int kMaxWrites = 64;
-  GradBuffers g(x.v, x.c.score->tensors().size());
+  GradBuffers g(x.v, 0, x.c.score->tensors().size());
   const Box box = randomBox(x.rng);
   const long long xs[8] = {box.b.lo, box.b.hi, box.h.lo, box.h.hi, box.q.lo, box.q.hi, box.kv.lo, box.kv.hi};
   std::vector<fj::IvOffset> windows(x.v.gradSites);
@@ -580,9 +692,13 @@ std::set<std::string> checkFuzzCase(const FuzzBatch& batch, size_t k, FuzzStats&
   stats.maskNoops += x.v.facts.maskIsNoop;
   stats.scoreNoops += x.v.facts.scoreIsNoop;
   stats.neverNegInf += !x.v.facts.scoreCanBeNegInf;
+  stats.sinks += x.c.sink.has_value();
+  stats.probs += x.c.prob.has_value();
   checkValues(x);
+  checkExtraHookValues(x);
   checkIntervals(x);
   checkGradients(x);
+  checkExtraHookGradients(x);
   checkGradWindows(x);
   return x.reported;
 }
