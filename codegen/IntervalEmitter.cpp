@@ -27,7 +27,7 @@ std::string IntervalEmitter::unknown(Type t) const {
 std::string IntervalEmitter::argExpr(func::FuncOp fn, unsigned index) const {
   std::string scalar = FunctionEmitter::argExpr(fn, index);
   if (fn.getArgAttr(index, fjir::kScalarSlotAttr))
-    return fn.getArgument(index).getType().isF32() ? fmt::format("fj::ivFloat({0}, {0})", scalar)
+    return fn.getArgument(index).getType().isF32() ? fmt::format("fj::ivFloatPoint({})", scalar)  // NaN too
                                                    : fmt::format("fj::ivInt({0}, {0})", scalar);
   return scalar;
 }

@@ -77,8 +77,11 @@ std::string ScalarEmitter::paramList(func::FuncOp fn) const {
     params += fmt::format("{} {}, ", typeName(fn.getArgument(i).getType()), p.getValue().str());
   }
   params += "const fj::CaptureArgs& cap";
+  // Every gradient function (score_mod_grad, prob_mod_grad, sink_mod_grad) takes the gradient sink, also
+  // when it writes no captured-tensor gradient: the adapters and the kernels always pass one (a prob_mod
+  // that read no tensor requiring a gradient emitted a prob_mod_grad its adapter could not call).
   auto kind = fn->getAttrOfType<StringAttr>(fjir::kKindAttr);
-  if (hasGrads || (kind && kind.getValue() == "score_mod_grad"))
+  if (hasGrads || (kind && kind.getValue().ends_with("_grad")))
     params += gradSiteCount(fn) > 0 ? ", const Grads& grads" : ", const fj::GradArgs& grads";
   return params;
 }

@@ -244,13 +244,14 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
                         const ExtraHooks& extra) {
   // A prob_mod's derivative is used by the forward too (its delta-weights pass): such variants are always
   // differentiated.
-  LoweredMods lowered = lowerMods(score, mask, LowerOptions{options.withGradient || extra.prob.has_value()}, extra);
+  const LowerOptions lower{options.withGradient || extra.prob.has_value(), options.simplify};
+  LoweredMods lowered = lowerMods(score, mask, lower, extra);
   Variant v;
   v.facts = lowered.facts;
   v.captures = captureLayout(score, mask, extra);
   v.importedIR = lowered.importedIR;
+  v.differentiatedIR = lowered.differentiatedIR;
   v.simplifiedIR = lowered.simplifiedIR;
-  v.finalIR = lowered.finalIR;
   v.scoreName = score.name();
   v.maskName = mask.name();
   if (options.withGradient) {

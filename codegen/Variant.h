@@ -28,13 +28,15 @@ CaptureLayout captureLayout(const ScoreMod& score, const MaskMod& mask, const Ex
 
 struct VariantOptions {
   bool withGradient = true;
+  /// false: emit the IR as imported, unsimplified (LowerOptions::simplify), for differential tests.
+  bool simplify = true;
 };
 
 struct Variant {
   std::string prelude;  ///< CUDA source of namespace fjv (deterministic for equal mods)
   ModFacts facts;
   CaptureLayout captures;
-  std::string importedIR, simplifiedIR, finalIR;  ///< the MLIR stages, for dumps and `flexjit show`
+  std::string importedIR, differentiatedIR, simplifiedIR;  ///< the MLIR stages, for dumps and `flexjit show`
   std::string scoreName, maskName;
   /// Accumulation sites (captured-tensor gradient writes) of score_mod_grad; each has a gradient window
   /// (fjv::score_mod_grad_windows) that the dK/dV kernel may give shared memory (BwdKernelConfig).

@@ -1,4 +1,4 @@
-// lowerMods: import -> verify -> simplify -> autodiff -> simplify, collecting diagnostics into
+// lowerMods: import -> verify -> autodiff -> simplify, collecting diagnostics into
 // flexjit::Error instead of printing them.
 #include "compiler/Pipeline.h"
 
@@ -124,15 +124,16 @@ LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOpt
     throw Error(fmt::format("flexjit compiler: the imported IR of {} does not verify (a flexjit bug):\n{}", what, diags.text()));
   out.importedIR = toText(*out.module);
 
-  runPasses(*out.module, addSimplifyPasses, "simplification", diags, what);
+  // The gradient is that of the mod as written (the interpreter's reverse mode, the CPU reference, walks the
+  // same graph): autodiff runs before simplification. The chain rule's zero adjoints give NaN against an
+  // infinite local derivative (as in torch), so differentiating the simplified mod made gradients depend on
+  // what the folders could prove: where(false, rsqrt(score), y) lost its dead branch and with it the NaN.
+  if (options.withGradient)
+    runPasses(*out.module, [](OpPassManager& pm) { pm.addPass(createFJAutodiff()); }, "automatic differentiation",
+              diags, what);
+  out.differentiatedIR = toText(*out.module);
+  if (options.simplify) runPasses(*out.module, addSimplifyPasses, "simplification", diags, what);
   out.simplifiedIR = toText(*out.module);
-  if (options.withGradient) {
-    runPasses(*out.module, [](OpPassManager& pm) {
-      pm.addPass(createFJAutodiff());
-      addSimplifyPasses(pm);
-    }, "automatic differentiation", diags, what);
-  }
-  out.finalIR = toText(*out.module);
   out.facts = deriveFacts(out, score, extra);
   return out;
 }

@@ -14,14 +14,15 @@
 
 namespace flexjit {
 
-/// The MLIR of one variant: functions @score_mod, @mask_mod, @sink_mod (with a sink) and, if asked, the
-/// gradients @score_mod_grad and @sink_mod_grad (when the sink reads tensors that require a gradient).
+/// The MLIR of one variant: functions @score_mod, @mask_mod, @sink_mod (with a sink), @prob_mod (with a
+/// prob_mod) and, if asked, the gradients @score_mod_grad, @prob_mod_grad and @sink_mod_grad (when the sink
+/// reads tensors that require a gradient).
 struct LoweredMods {
   std::unique_ptr<mlir::MLIRContext> context;
   mlir::OwningOpRef<mlir::ModuleOp> module;
-  std::string importedIR;    ///< straight from the DSL
-  std::string simplifiedIR;  ///< after canonicalize + CSE
-  std::string finalIR;       ///< after autodiff and a second simplification
+  std::string importedIR;        ///< straight from the DSL
+  std::string differentiatedIR;  ///< with the gradient functions (when asked), before simplification
+  std::string simplifiedIR;      ///< after canonicalize + CSE: what codegen emits
   ModFacts facts;
 
   mlir::func::FuncOp lookup(const std::string& name) const;
@@ -29,11 +30,14 @@ struct LoweredMods {
 
 struct LowerOptions {
   bool withGradient = true;
+  /// false: no canonicalize / CSE at all, the IR exactly as imported (plus autodiff if asked). The
+  /// differential fuzzer emits both and compares them, which tests the folders and rewrite patterns.
+  bool simplify = true;
 };
 
-/// Imports, verifies, simplifies and differentiates. Score-mod captures take slots first, then the
-/// mask-mod's, then the extra hooks' (fj::CaptureArgs numbering). Raises flexjit::Error naming the mod on
-/// any failure.
+/// Imports, verifies, differentiates (the mods as written) and simplifies. Score-mod captures take slots
+/// first, then the mask-mod's, then the extra hooks' (fj::CaptureArgs numbering). Raises flexjit::Error
+/// naming the mod on any failure.
 LoweredMods lowerMods(const ScoreMod& score, const MaskMod& mask, const LowerOptions& options = {},
                       const ExtraHooks& extra = {});
 

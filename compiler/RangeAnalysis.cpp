@@ -103,7 +103,7 @@ ValueRange RangeAnalysis::transfer(Operation* op) const {
     }
     if (auto f = dyn_cast<FloatAttr>(c.getValue())) {
       float v = static_cast<float>(f.getValueAsDouble());
-      return ofFloat(fj::isNaN(v) ? fj::IvFloat{fj::infinity(), -fj::infinity(), true} : fj::ivFloat(v, v));
+      return ofFloat(fj::ivFloatPoint(v));
     }
     return {};
   }

@@ -260,13 +260,13 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
         }
         continue;
       case Op::Const:
-        r.f = fj::ivFloat(static_cast<float>(in.fconst), static_cast<float>(in.fconst));
+        r.f = fj::ivFloatPoint(static_cast<float>(in.fconst));
         r.i = fj::ivInt(in.iconst, in.iconst);
         r.b = fj::ivBool(in.iconst != 0);
         continue;
       case Op::Scalar: {
         double v = scalars_[in.capture];
-        r.f = fj::ivFloat(static_cast<float>(v), static_cast<float>(v));
+        r.f = fj::ivFloatPoint(static_cast<float>(v));
         r.i = fj::ivInt(static_cast<int64_t>(v), static_cast<int64_t>(v));
         continue;
       }
@@ -381,66 +381,113 @@ BlockClass Program::classify(const Box& box) const {
   return canBeNegInf ? BlockClass::Partial : BlockClass::Full;
 }
 
-ScoreGrad Program::scoreGrad(double score, const Position& p, double gradOut) const {
+namespace {
+
+/// The adjoints of one reverse pass, accumulated as fj-autodiff accumulates them: a value's first
+/// contribution is its adjoint and later ones are added to it, in the same order, so that the float32 pass
+/// computes what score_mod_grad computes. Slot `score` (one past the instructions) is the score parameter's,
+/// which every use of the score adds to (it is one function argument in the compiler).
+template <class Real>
+struct Adjoints {
+  explicit Adjoints(size_t instructions) : value(instructions + 1, Real(0)), reached(instructions + 1, false) {}
+  void add(size_t slot, Real d) {
+    value[slot] = reached[slot] ? value[slot] + d : d;
+    reached[slot] = true;
+  }
+  std::vector<Real> value;
+  std::vector<bool> reached;
+};
+
+}  // namespace
+
+template <class Real, class Acc>
+void Program::pushAdjoint(const Instr& in, const std::vector<Slot>& s, Real res, Real g, Acc&& acc,
+                          ScoreGrad& out) const {
+  auto val = [&](int j) { return static_cast<Real>(s[in.args[j]].f); };
+  const Real zero(0), half(0.5), one(1), ln2 = static_cast<Real>(M_LN2);
+  // The formulas (and their association) are fj-autodiff's (compiler/Autodiff.cpp).
+  switch (in.op) {
+    case Op::Add: acc(0, g); acc(1, g); break;
+    case Op::Sub: acc(0, g); acc(1, -g); break;
+    case Op::Mul: acc(0, g * val(1)); acc(1, g * val(0)); break;
+    case Op::Div: acc(0, g / val(1)); acc(1, -(g * res / val(1))); break;
+    case Op::Neg: acc(0, -g); break;
+    case Op::Abs: acc(0, val(0) > zero ? g : (val(0) < zero ? -g : zero)); break;
+    case Op::Exp: acc(0, g * res); break;
+    case Op::Exp2: acc(0, g * res * ln2); break;
+    case Op::Log: acc(0, g / val(0)); break;
+    case Op::Log2: acc(0, g / (val(0) * ln2)); break;
+    case Op::Sqrt: acc(0, g * half / res); break;
+    case Op::Rsqrt: acc(0, (g * -half) * (res / val(0))); break;
+    case Op::Tanh: acc(0, g * (one - res * res)); break;
+    case Op::Sigmoid: acc(0, g * (res * (one - res))); break;
+    case Op::Mod: acc(0, g); acc(1, -(g * fj::floorDivF(val(0), val(1)))); break;
+    case Op::Min:
+    case Op::Max: {
+      // torch: the gradient goes to the selected operand and ties split it evenly; both operands get an
+      // adjoint (the other one zero), as in fj-autodiff's selects.
+      const Real x = val(0), y = val(1);
+      const bool first = in.op == Op::Min ? x < y : x > y, tie = x == y;
+      acc(0, tie ? g * half : first ? g : zero);
+      acc(1, tie ? g * half : first ? zero : g);
+      break;
+    }
+    case Op::Where: {
+      const bool c = s[in.args[0]].i != 0;
+      acc(1, c ? g : zero);
+      acc(2, c ? zero : g);
+      break;
+    }
+    case Op::Load: {
+      const fj::TensorArg& t = tensors_[in.capture];
+      // Gradients are reported by row-major linear index (the gradient buffer is contiguous whatever the
+      // captured view's strides); out-of-bounds reads get no gradient.
+      long long linear = 0;
+      bool inside = true;
+      for (size_t j = 0; j < in.args.size(); ++j) {
+        const int idx = s[in.args[j]].i;
+        inside &= static_cast<unsigned>(idx) < static_cast<unsigned>(t.size[j]);
+        linear = linear * t.size[j] + idx;
+      }
+      if (inside) out.tensorGrads[in.capture].emplace_back(linear, static_cast<double>(g));
+      break;
+    }
+    default: break;  // Const, Scalar, Floor, Ceil, FloorDiv, ToF32: no gradient
+  }
+}
+
+template <class Real>
+ScoreGrad Program::reverseMode(Real score, const Position& p, Real gradOut) const {
   std::vector<Slot> s;
-  runScalar<double>(score, p, s);
-  std::vector<double> adj(instrs_.size(), 0.0);
-  adj.back() = gradOut;
+  runScalar<Real>(score, p, s);
+  // The chain rule op by op, as fj-autodiff and torch's autograd apply it: an op is visited when some use
+  // pushed an adjoint to it, even a zero one, so 0 * an infinite local derivative is NaN (torch.where's
+  // known NaN gradient) exactly as in the generated score_mod_grad. Skipping zero adjoints instead made the
+  // CPU reference report 0 where the kernels report NaN.
+  const size_t scoreSlot = instrs_.size();
+  auto slotOf = [&](size_t k) {
+    return instrs_[k].op == Op::Param && instrs_[k].param == Param::Score ? scoreSlot : k;
+  };
+  Adjoints<Real> adj(instrs_.size());
+  adj.add(slotOf(instrs_.size() - 1), gradOut);
   ScoreGrad out;
   out.tensorGrads.resize(tensors_.size());
   for (size_t k = instrs_.size(); k-- > 0;) {
     const Instr& in = instrs_[k];
-    double g = adj[k];
-    if (in.type != ScalarType::F32 || g == 0.0) continue;
-    auto val = [&](int j) { return s[in.args[j]].f; };
-    auto acc = [&](int j, double d) { adj[in.args[j]] += d; };
-    double res = s[k].f;
-    switch (in.op) {
-      case Op::Param: out.dscore += g; break;
-      case Op::Add: acc(0, g); acc(1, g); break;
-      case Op::Sub: acc(0, g); acc(1, -g); break;
-      case Op::Mul: acc(0, g * val(1)); acc(1, g * val(0)); break;
-      case Op::Div: acc(0, g / val(1)); acc(1, -g * res / val(1)); break;
-      case Op::Neg: acc(0, -g); break;
-      case Op::Abs: acc(0, val(0) > 0 ? g : (val(0) < 0 ? -g : 0.0)); break;
-      case Op::Exp: acc(0, g * res); break;
-      case Op::Exp2: acc(0, g * res * M_LN2); break;
-      case Op::Log: acc(0, g / val(0)); break;
-      case Op::Log2: acc(0, g / (val(0) * M_LN2)); break;
-      case Op::Sqrt: acc(0, g * 0.5 / res); break;
-      case Op::Rsqrt: acc(0, -0.5 * g * res / val(0)); break;
-      case Op::Tanh: acc(0, g * (1.0 - res * res)); break;
-      case Op::Sigmoid: acc(0, g * res * (1.0 - res)); break;
-      case Op::Mod: acc(0, g); acc(1, -g * fj::floorDivF(val(0), val(1))); break;
-      case Op::Min:
-      case Op::Max: {
-        // torch: the gradient goes to the selected operand; ties split it evenly.
-        double x = val(0), y = val(1);
-        bool first = in.op == Op::Min ? x < y : x > y;
-        if (x == y) { acc(0, g / 2); acc(1, g / 2); }
-        else acc(first ? 0 : 1, g);
-        break;
-      }
-      case Op::Where: acc(s[in.args[0]].i ? 1 : 2, g); break;
-      case Op::Load: {
-        const fj::TensorArg& t = tensors_[in.capture];
-        int idx[fj::kMaxRank];
-        for (size_t j = 0; j < in.args.size(); ++j) idx[j] = s[in.args[j]].i;
-        // Gradients are reported by row-major linear index (the gradient buffer is contiguous whatever the
-        // captured view's strides); out-of-bounds reads get no gradient.
-        long long linear = 0;
-        bool inside = true;
-        for (size_t j = 0; j < in.args.size(); ++j) {
-          inside &= static_cast<unsigned>(idx[j]) < static_cast<unsigned>(t.size[j]);
-          linear = linear * t.size[j] + idx[j];
-        }
-        if (inside) out.tensorGrads[in.capture].emplace_back(linear, g);
-        break;
-      }
-      default: break;  // Const, Scalar, Floor, Ceil, FloorDiv, ToF32: no gradient
-    }
+    if (in.type != ScalarType::F32 || in.op == Op::Param || !adj.reached[k]) continue;
+    auto acc = [&](int j, Real d) { adj.add(slotOf(static_cast<size_t>(in.args[j])), d); };
+    pushAdjoint<Real>(in, s, static_cast<Real>(s[k].f), adj.value[k], acc, out);
   }
+  if (adj.reached[scoreSlot]) out.dscore = adj.value[scoreSlot];
   return out;
+}
+
+ScoreGrad Program::scoreGrad(double score, const Position& p, double gradOut) const {
+  return reverseMode<double>(score, p, gradOut);
+}
+
+ScoreGrad Program::scoreGradF32(float score, const Position& p, float gradOut) const {
+  return reverseMode<float>(score, p, gradOut);
 }
 
 }  // namespace flexjit

@@ -72,8 +72,12 @@ class Program {
   /// Full if it is never -inf.
   BlockClass classify(const Box& box) const;
 
-  /// Reverse-mode gradient of a score_mod in float64, given d(loss)/d(result) = `gradOut`.
+  /// Reverse-mode gradient of a score_mod in float64, given d(loss)/d(result) = `gradOut`: the chain rule
+  /// op by op with fj-autodiff's rules (zero adjoints included, so 0 * inf gives NaN as in torch).
   ScoreGrad scoreGrad(double score, const Position& p, double gradOut) const;
+  /// The same pass in float32 with fj-autodiff's formulas and accumulation order: what the generated
+  /// score_mod_grad computes, up to the sign of zeros (the differential fuzzer compares the two).
+  ScoreGrad scoreGradF32(float score, const Position& p, float gradOut) const;
 
  private:
   struct Slot {
@@ -89,6 +93,11 @@ class Program {
     fj::IvBool b;
   };
   IvSlot runInterval(const Box& box, fj::IvFloat score) const;
+  template <class Real>
+  ScoreGrad reverseMode(Real score, const Position& p, Real gradOut) const;
+  /// Pushes the adjoint `g` of instruction `in` (value `res`) to its operands through `acc(operand, d)`.
+  template <class Real, class Acc>
+  void pushAdjoint(const Instr& in, const std::vector<Slot>& s, Real res, Real g, Acc&& acc, ScoreGrad& out) const;
 
   Mod mod_;
   std::vector<Instr> instrs_;

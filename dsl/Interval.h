@@ -44,6 +44,9 @@ FJ_HD IvInt ivInt(long long lo, long long hi) { return {lo, hi}; }
 FJ_HD IvInt ivIntFull() { return {kI32Min, kI32Max}; }
 FJ_HD IvFloat ivFloat(float lo, float hi, bool nan = false) { return {lo, hi, nan}; }
 FJ_HD IvFloat ivFloatFull() { return {-infinity(), infinity(), true}; }
+/// The interval of one float value. A NaN is no ordered value plus the NaN flag: ivFloat(NaN, NaN) would
+/// compare false with every bound and claim that NaN is impossible.
+FJ_HD IvFloat ivFloatPoint(float v) { return isNaN(v) ? IvFloat{infinity(), -infinity(), true} : IvFloat{v, v, false}; }
 /// The raw attention score: any finite float.
 FJ_HD IvFloat ivFloatFinite() { return {-3.4028234663852886e38f, 3.4028234663852886e38f, false}; }
 
@@ -313,7 +316,11 @@ FJ_HD IvFloat ivRsqrt(IvFloat a) {
   double lo = a.lo < 0.0f ? 0.0 : (double)a.lo;
   double hiR = lo == 0.0 ? (double)infinity() : 1.0 / sqrt(lo);
   double loR = 1.0 / sqrt((double)a.hi);
-  return ivApprox(loR, hiR, a.nan || a.lo < 0.0f);
+  IvFloat r = ivApprox(loR, hiR, a.nan || a.lo < 0.0f);
+  // rsqrt(-0.0) is -inf (IEEE 1 / sqrt(-0.0), and rsqrtf on the GPU), and an interval holding 0 may hold
+  // -0.0: intervals compare values, so they cannot tell the two zeros apart.
+  if (a.lo <= 0.0f) r.lo = -infinity();
+  return r;
 }
 FJ_HD IvFloat ivTanh(IvFloat a) {
   if (ivEmpty(a)) return a;
@@ -334,8 +341,9 @@ FJ_HD IvFloat ivCeil(IvFloat a) { return ivEmpty(a) ? a : IvFloat{ceilf(a.lo), c
 FJ_HD IvFloat ivFloorDivF(IvFloat a, IvFloat b) {
   IvFloat q = ivDiv(a, b);
   if (q.nan || ivEmpty(q)) return ivFloatFull();
-  // floor_divide differs from floor(a / b) by at most one.
-  return ivFromDouble(floor((double)q.lo) - 1.0, floor((double)q.hi) + 1.0, false);
+  // floor_divide differs from floor(a / b) by at most one. It goes through fmod, which is NaN for an
+  // infinite dividend: inf // 2 is NaN (floorDivF, like torch and Python), not inf.
+  return ivFromDouble(floor((double)q.lo) - 1.0, floor((double)q.hi) + 1.0, hasPosInf(a) || hasNegInf(a));
 }
 FJ_HD IvFloat ivModF(IvFloat a, IvFloat b) {
   if (ivEmpty(a) || ivEmpty(b) || b.nan) return ivFloatFull();

@@ -9,7 +9,7 @@
 //   - `//` rounds toward negative infinity and `%` takes the divisor's sign;
 //   - x // 0 == 0 and x % 0 == x for ints (so that a == (a // b) * b + a % b still holds), never a trap;
 //   - float -> int truncates toward zero, saturates at the int32 range, and maps NaN to 0 (PTX cvt.rzi);
-//   - minimum/maximum propagate NaN (torch.minimum / torch.maximum);
+//   - minimum/maximum propagate NaN (torch.minimum / torch.maximum) and order -0.0 below 0.0 (IEEE 754-2019);
 //   - a captured-tensor read outside the tensor's shape yields 0 (and a gradient write there is dropped),
 //     so a wrong index never reads or writes out of bounds.
 #pragma once
@@ -143,10 +143,41 @@ FJ_HD R floorDivF(R a, R b) {
   return fl;
 }
 
+FJ_HD bool signBit(float x) {
+#ifdef __CUDA_ARCH__
+  return (__float_as_uint(x) >> 31) != 0;
+#else
+  unsigned u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u >> 31) != 0;
+#endif
+}
+FJ_HD bool signBit(double x) {
+#ifdef __CUDA_ARCH__
+  return __double_as_longlong(x) < 0;
+#else
+  long long u;
+  std::memcpy(&u, &x, sizeof u);
+  return u < 0;
+#endif
+}
+
+/// IEEE 754-2019 minimum / maximum: NaN propagates (torch.minimum / torch.maximum) and -0.0 < 0.0. The
+/// DSL's minimum and maximum are arith.minimumf / arith.maximumf in the compiler, whose folders and rewrite
+/// patterns (constants moved to the right, they are commutative) assume exactly this: with the zeros treated
+/// as equal, minimum(0.0, score) at score = -0.0 gave -0.0 here but 0.0 after simplification.
 template <class R>
-FJ_HD R minimumF(R a, R b) { return (isNaN(a) || isNaN(b)) ? R(quietNaN()) : (a < b ? a : b); }
+FJ_HD R minimumF(R a, R b) {
+  if (isNaN(a) || isNaN(b)) return R(quietNaN());
+  if (a == b) return signBit(a) ? a : b;
+  return a < b ? a : b;
+}
 template <class R>
-FJ_HD R maximumF(R a, R b) { return (isNaN(a) || isNaN(b)) ? R(quietNaN()) : (a < b ? b : a); }
+FJ_HD R maximumF(R a, R b) {
+  if (isNaN(a) || isNaN(b)) return R(quietNaN());
+  if (a == b) return signBit(a) ? b : a;
+  return a < b ? b : a;
+}
 
 /// float -> int32 like PTX cvt.rzi.s32: truncate, saturate, NaN -> 0.
 template <class R>

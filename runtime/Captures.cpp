@@ -74,8 +74,8 @@ std::shared_ptr<const Variant> cachedVariant(const ScoreMod& score, const MaskMo
   if (dumpDir()) {
     std::string tag = variantTag(score, mask);
     dumpStage(tag, "imported.mlir", v->importedIR);
+    dumpStage(tag, "differentiated.mlir", v->differentiatedIR);
     dumpStage(tag, "simplified.mlir", v->simplifiedIR);
-    dumpStage(tag, "final.mlir", v->finalIR);
     dumpStage(tag, "hooks.cu", v->prelude);
   }
   std::lock_guard<std::mutex> lock(mutex);

@@ -38,9 +38,9 @@ FJ_HD fj::IvBool mask_mod_interval(fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj
 }
 
 FJ_HD fj::IvFloat score_mod_interval(fj::IvFloat score, fj::IvInt b, fj::IvInt h, fj::IvInt q_idx, fj::IvInt kv_idx, const fj::CaptureArgs& cap) {
-  const fj::IvFloat v0 = fj::ivDiv(score, fj::ivFloat(cap.f[0], cap.f[0]));
+  const fj::IvFloat v0 = fj::ivDiv(score, fj::ivFloatPoint(cap.f[0]));
   const fj::IvFloat v1 = fj::ivTanh(v0);
-  const fj::IvFloat v2 = fj::ivMul(fj::ivFloat(cap.f[0], cap.f[0]), v1);
+  const fj::IvFloat v2 = fj::ivMul(fj::ivFloatPoint(cap.f[0]), v1);
   return v2;
 }
 

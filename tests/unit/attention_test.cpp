@@ -66,8 +66,9 @@ TEST(AttentionCpu, FullyMaskedRowsGiveZeroAndMinusInfinity) {
 TEST(AttentionCpu, NaNPropagatesLikeTorch) {
   // A NaN in q (row 4) and a score_mod returning NaN (row 6) turn those rows into NaN (O, LSE and their dq);
   // they are not mistaken for fully masked rows (O = 0, LSE = -inf: rows 0 and 1 here), and the other rows
-  // are untouched.
-  ScoreMod nanRow("nan_row6", [](Expr s, Expr, Expr, Expr q, Expr) { return where(q == 6, s * NAN, s); });
+  // are untouched. (Not where(q == 6, s * NAN, s): by the chain rule, as in torch and the kernels, the branch
+  // where() does not take gets a zero adjoint, and 0 * NaN makes every row's gradient NaN.)
+  ScoreMod nanRow("nan_row6", [](Expr s, Expr, Expr, Expr q, Expr) { return s * where(q == 6, NAN, 1.0f); });
   MaskMod late("late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
   Tensor q = randomTensor(DType::F32, {1, 1, 9, 8}, Device::cpu(), 3);
   writeFloat(q.data(), DType::F32, 4 * 8 + 1, std::numeric_limits<double>::quiet_NaN());

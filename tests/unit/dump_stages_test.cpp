@@ -25,7 +25,7 @@ TEST(DumpStages, WritesMlirHooksCudaAndPtx) {
   cache.getOrCompile(KernelRequest{hookTestSource(*v), "dump_test_hooks", CompileOptions{"sm_80", {}, false}});
   unsetenv("FLEXJIT_DUMP_DIR");
   std::string tag = variantTag(sm, odd);
-  for (const std::string& f : {tag + ".imported.mlir", tag + ".simplified.mlir", tag + ".final.mlir", tag + ".hooks.cu",
+  for (const std::string& f : {tag + ".imported.mlir", tag + ".differentiated.mlir", tag + ".simplified.mlir", tag + ".hooks.cu",
                                std::string("dump_test_hooks.cu"), std::string("dump_test_hooks.ptx")})
     EXPECT_TRUE(fs::exists(dir / f)) << "missing " << (dir / f);
   fs::remove_all(dir);

@@ -111,8 +111,8 @@ int runShow(const Args& a) {
              variant.facts.scoreIsNoop ? "is the identity" : "transforms scores",
              variant.facts.maskIsNoop ? "keeps everything" : "masks", variant.facts.scoreCanBeNegInf,
              variant.facts.hasTensorGrads);
-  if (stage == "mlir") fmt::print("-- MLIR as imported --\n{}\n-- after simplification --\n{}\n", variant.importedIR, variant.simplifiedIR);
-  if (all("mlir")) fmt::print("-- MLIR after simplification and autodiff --\n{}\n", variant.finalIR);
+  if (stage == "mlir") fmt::print("-- MLIR as imported --\n{}\n-- with its gradient (autodiff) --\n{}\n", variant.importedIR, variant.differentiatedIR);
+  if (all("mlir")) fmt::print("-- MLIR after simplification --\n{}\n", variant.simplifiedIR);
   if (all("hooks")) fmt::print("-- generated CUDA hooks --\n{}\n", variant.prelude);
 
   auto [major, minor] = parseArchNumber(arch);
