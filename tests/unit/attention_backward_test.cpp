@@ -101,7 +101,9 @@ TEST(AttentionBackwardCpu, FullyMaskedRowsHaveZeroGradients) {
   std::vector<double> dq = asDoubles(g.dq), dk = asDoubles(g.dk), dv = asDoubles(g.dv);
   for (int i = 0; i < 9 * 8; ++i) {
     EXPECT_FALSE(std::isnan(dq[i]) || std::isnan(dk[i]) || std::isnan(dv[i]));
-    if (i < 4 * 8) EXPECT_EQ(dq[i], 0.0) << "masked row " << i / 8;
+    if (i < 4 * 8) {
+      EXPECT_EQ(dq[i], 0.0) << "masked row " << i / 8;
+    }
   }
 }
 

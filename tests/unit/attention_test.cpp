@@ -58,7 +58,9 @@ TEST(AttentionCpu, FullyMaskedRowsGiveZeroAndMinusInfinity) {
       for (int d = 0; d < 8; ++d) {
         double x = o[(h * 9 + i) * 8 + d];
         EXPECT_FALSE(std::isnan(x));
-        if (i < 5) EXPECT_EQ(x, 0.0);
+        if (i < 5) {
+          EXPECT_EQ(x, 0.0);
+        }
       }
     }
 }

@@ -135,16 +135,24 @@ TEST_F(DecodeGpu, SinksMaxScoresNaNAndEmptyRowsInOneCta) {
         const std::string at = fmt::format("b{} h{} q{}", b, h, i);
         const bool nanRow = b == 0 && h == 2 && i == 1;
         EXPECT_EQ(std::isnan(gl[row]), nanRow) << at << " lse " << gl[row];
-        if (i == 0) EXPECT_NEAR(gl[row], sv[h], 1e-3) << at << ": no key, LSE = the sink";
+        if (i == 0) {
+          EXPECT_NEAR(gl[row], sv[h], 1e-3) << at << ": no key, LSE = the sink";
+        }
         if (!nanRow) {
           EXPECT_NEAR(gl[row], rl[row], 2e-3 * std::max(1.0, std::fabs(rl[row]))) << at;
-          if (i > 0) EXPECT_NEAR(gm[row], rm[row], 2e-3 * std::max(1.0, std::fabs(rm[row]))) << at << " max score";
+          if (i > 0) {
+            EXPECT_NEAR(gm[row], rm[row], 2e-3 * std::max(1.0, std::fabs(rm[row]))) << at << " max score";
+          }
         }
         for (int64_t d = 0; d < D; ++d) {
           const double o = go[row * D + d];
           EXPECT_EQ(std::isnan(o), nanRow) << at << " col " << d;
-          if (i == 0) EXPECT_EQ(o, 0.0) << at << " col " << d;
-          if (!nanRow) EXPECT_NEAR(o, ro[row * D + d], 2e-2) << at << " col " << d;
+          if (i == 0) {
+            EXPECT_EQ(o, 0.0) << at << " col " << d;
+          }
+          if (!nanRow) {
+            EXPECT_NEAR(o, ro[row * D + d], 2e-2) << at << " col " << d;
+          }
         }
       }
 }

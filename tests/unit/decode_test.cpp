@@ -189,8 +189,12 @@ TEST(SplitMerge, MatchesTheFloat64Formula) {
       weights += fjk::split_weight(m, lse[s]);
     }
     // Without a sink the weights are a partition of 1; a sink takes its share.
-    if (!hasSink) EXPECT_NEAR(weights, 1.0, 1e-5) << trial;
-    if (hasSink) EXPECT_NEAR(weights + std::exp(sink - wantLse), 1.0, 1e-5) << trial;
+    if (!hasSink) {
+      EXPECT_NEAR(weights, 1.0, 1e-5) << trial;
+    }
+    if (hasSink) {
+      EXPECT_NEAR(weights + std::exp(sink - wantLse), 1.0, 1e-5) << trial;
+    }
   }
 }
 
