@@ -153,6 +153,8 @@ class Attention(torch.nn.Module):
         self.sinks = torch.nn.Parameter(torch.randn(3, generator=g))
         self.offset = torch.nn.Parameter(torch.full((3,), 0.2))
         self.register_buffer("doc", torch.tensor([0] * 10 + [1] * 13 + [2] * 10, dtype=torch.int32))
+        self.bias64 = torch.nn.Parameter(torch.randn(3, 64, generator=g, dtype=torch.float64))
+        self.register_buffer("doc8", torch.tensor([0] * 10 + [1] * 13 + [2] * 10, dtype=torch.int8))
 
     def forward(self, q, k, v):
         kwargs = {"block_mask": self.block_mask}
@@ -172,6 +174,12 @@ class Attention(torch.nn.Module):
         elif variant == "constants":
             kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.where(
                 (q_idx - kv_idx) % 3 == 0, torch.tensor(float("-inf")), score * 0.5 + 1)
+        elif variant == "other_dtypes":   # read through float32 / int32 copies made in the graph
+            kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.where(
+                self.doc8[q_idx] == self.doc8[kv_idx], score + self.bias64[h, kv_idx], score - 1)
+        elif variant == "new_ops":
+            kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.sin(score) * self.temperature ** 1.5 + \
+                torch.fmod(q_idx - kv_idx, 3) + torch.nn.functional.gelu(score) + ((q_idx >> 2) << 1) * 0.01
         elif variant == "softcap":
             kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: 20 * torch.tanh(score / 20)
         elif variant == "sink":
@@ -193,7 +201,8 @@ class Attention(torch.nn.Module):
         return flexjit.flex_attention(q, k, v, **kwargs)
 
 
-_VARIANTS = ["global", "closure_over_local", "derived_tensor", "temperature", "constants", "softcap", "sink",
+_VARIANTS = ["global", "closure_over_local", "derived_tensor", "temperature", "constants", "other_dtypes", "new_ops",
+             "softcap", "sink",
              "prob", "lse", "aux", "lse_only"]
 
 
@@ -221,7 +230,7 @@ def test_mods_under_compile_match_eager(variant):
 
 def test_learned_parameters_receive_their_gradients_under_compile():
     for variant, name in (("closure_over_local", "bias"), ("derived_tensor", "bias"), ("temperature", "temperature"),
-                          ("sink", "sinks"), ("prob", "offset")):
+                          ("sink", "sinks"), ("prob", "offset"), ("other_dtypes", "bias64")):
         model = Attention(variant)
         _run(torch.compile(model, fullgraph=True, backend="aot_eager"), _qkv())
         grad = getattr(model, name).grad
