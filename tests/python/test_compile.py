@@ -66,7 +66,7 @@ def _run(model, inputs, **kwargs):
     for t in leaves:
         t.grad = None
     out = model(*inputs, **kwargs)
-    weight = torch.linspace(-1, 1, out.numel()).view(out.shape)
+    weight = torch.linspace(-1, 1, out.numel(), device=out.device, dtype=out.dtype).view(out.shape)
     (out * weight).sum().backward()
     grads = [p.grad for p in model.parameters()] + [t.grad for t in leaves]
     return out.detach(), [None if g is None else g.clone() for g in grads]
