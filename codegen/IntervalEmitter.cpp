@@ -125,6 +125,10 @@ bool IntervalEmitter::emitOp(Operation* op) {
   if (isa<arith::XOrIOp>(op)) return call(fromBool ? "fj::ivXor" : "fj::ivBitXor");
   if (isa<fjir::FloorDivOp>(op)) return call(isF ? "fj::ivFloorDivF" : "fj::ivFloorDiv");
   if (isa<fjir::ModOp>(op)) return call(isF ? "fj::ivModF" : "fj::ivMod");
+  if (isa<fjir::FModOp>(op)) return call(isF ? "fj::ivFModF" : "fj::ivFMod");
+  if (isa<fjir::ShlOp>(op)) return call("fj::ivShl");
+  if (isa<fjir::ShrOp>(op)) return call("fj::ivShr");
+  if (isa<math::PowFOp>(op)) return call("fj::ivPow");
   if (isa<fjir::SigmoidOp>(op)) return call("fj::ivSigmoid");
   if (isa<fjir::ToIntOp>(op)) return call("fj::ivFloatToInt");
   if (isa<arith::SIToFPOp>(op)) return call("fj::ivIntToFloat");
@@ -140,6 +144,15 @@ bool IntervalEmitter::emitOp(Operation* op) {
   if (isa<math::TanhOp>(op)) return call("fj::ivTanh");
   if (isa<math::FloorOp>(op)) return call("fj::ivFloor");
   if (isa<math::CeilOp>(op)) return call("fj::ivCeil");
+  if (isa<math::RoundEvenOp>(op)) return call("fj::ivRound");
+  if (isa<math::TruncOp>(op)) return call("fj::ivTrunc");
+  if (isa<math::SinOp>(op)) return call("fj::ivSin");
+  if (isa<math::CosOp>(op)) return call("fj::ivCos");
+  if (isa<math::TanOp>(op)) return call("fj::ivTan");
+  if (isa<math::AtanOp>(op)) return call("fj::ivAtan");
+  if (isa<math::ErfOp>(op)) return call("fj::ivErf");
+  if (isa<math::Log1pOp>(op)) return call("fj::ivLog1p");
+  if (isa<math::ExpM1Op>(op)) return call("fj::ivExpm1");
   define(op, unknown(t));  // sound for anything not modelled
   return true;
 }

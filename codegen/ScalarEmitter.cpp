@@ -151,6 +151,19 @@ bool ScalarEmitter::emitMath(Operation* op) {
   if (isa<math::TanhOp>(op)) return unary("fj::fastTanh");
   if (isa<math::FloorOp>(op)) return unary("floorf");
   if (isa<math::CeilOp>(op)) return unary("ceilf");
+  if (isa<math::RoundEvenOp>(op)) return unary("fj::roundR");
+  if (isa<math::TruncOp>(op)) return unary("fj::truncR");
+  if (isa<math::SinOp>(op)) return unary("fj::sinR");
+  if (isa<math::CosOp>(op)) return unary("fj::cosR");
+  if (isa<math::TanOp>(op)) return unary("fj::tanR");
+  if (isa<math::AtanOp>(op)) return unary("fj::atanR");
+  if (isa<math::ErfOp>(op)) return unary("fj::erfR");
+  if (isa<math::Log1pOp>(op)) return unary("fj::log1pR");
+  if (isa<math::ExpM1Op>(op)) return unary("fj::expm1R");
+  if (isa<math::PowFOp>(op)) {
+    define(op, fmt::format("fj::powR({}, {})", use(op->getOperand(0)), use(op->getOperand(1))));
+    return true;
+  }
   return false;
 }
 
@@ -165,6 +178,9 @@ bool ScalarEmitter::emitFlexjit(Operation* op) {
   bool isFloat = op->getNumOperands() > 0 && op->getOperand(0).getType().isF32();
   if (isa<fjir::FloorDivOp>(op)) { define(op, fmt::format("{}({}, {})", isFloat ? "fj::floorDivF" : "fj::floorDivI", x(0), x(1))); return true; }
   if (isa<fjir::ModOp>(op)) { define(op, fmt::format("{}({}, {})", isFloat ? "fj::modF" : "fj::modI", x(0), x(1))); return true; }
+  if (isa<fjir::FModOp>(op)) { define(op, fmt::format("{}({}, {})", isFloat ? "fj::fmodR" : "fj::fmodI", x(0), x(1))); return true; }
+  if (isa<fjir::ShlOp>(op)) { define(op, fmt::format("fj::shlI({}, {})", x(0), x(1))); return true; }
+  if (isa<fjir::ShrOp>(op)) { define(op, fmt::format("fj::shrI({}, {})", x(0), x(1))); return true; }
   if (isa<fjir::SigmoidOp>(op)) { define(op, fmt::format("fj::fastSigmoid({})", x(0))); return true; }
   if (isa<fjir::ToIntOp>(op)) { define(op, fmt::format("fj::toI32({})", x(0))); return true; }
   if (auto load = dyn_cast<fjir::LoadOp>(op)) {

@@ -46,6 +46,7 @@ class AdjointBuilder {
   Value div(Value x, Value y) { return b_.create<arith::DivFOp>(loc_, x, y); }
   Value sub(Value x, Value y) { return b_.create<arith::SubFOp>(loc_, x, y); }
   Value neg(Value x) { return b_.create<arith::NegFOp>(loc_, x); }
+  Value add1(Value x) { return b_.create<arith::AddFOp>(loc_, c(1.0f), x); }
   Value cmp(arith::CmpFPredicate p, Value x, Value y) { return b_.create<arith::CmpFOp>(loc_, p, x, y); }
   Value select(Value c, Value x, Value y) { return b_.create<arith::SelectOp>(loc_, c, x, y); }
   OpBuilder& builder() { return b_; }
@@ -67,6 +68,18 @@ void minMaxRule(AdjointBuilder& a, Value x, Value y, Value g, bool isMin) {
   a.add(y, a.select(tie, half, a.select(first, zero, g)));
 }
 
+/// x ** y with torch's rules: no gradient to the base where y == 0 (y * x^(y-1) would be 0 * inf at x = 0),
+/// none to the exponent where x == 0 and y >= 0 (r * log x would be 0 * -inf).
+void powRule(AdjointBuilder& a, Value x, Value y, Value r, Value g) {
+  using P = arith::CmpFPredicate;
+  Value zero = a.c(0.0f);
+  Value xPowYm1 = a.builder().create<math::PowFOp>(a.loc(), x, a.sub(y, a.c(1.0f)));
+  a.add(x, a.select(a.cmp(P::OEQ, y, zero), zero, a.mul(a.mul(g, y), xPowYm1)));
+  Value baseZero = a.builder().create<arith::AndIOp>(a.loc(), a.cmp(P::OEQ, x, zero), a.cmp(P::OGE, y, zero));
+  Value logX = a.builder().create<math::LogOp>(a.loc(), x);
+  a.add(y, a.select(baseZero, zero, a.mul(a.mul(g, r), logX)));
+}
+
 /// Unary elementwise rules: d(result)/d(x) * g.
 LogicalResult unaryRule(AdjointBuilder& a, Operation* op, Value x, Value r, Value g) {
   using P = arith::CmpFPredicate;
@@ -83,7 +96,16 @@ LogicalResult unaryRule(AdjointBuilder& a, Operation* op, Value x, Value r, Valu
   else if (isa<math::RsqrtOp>(op)) a.add(x, a.mul(a.mul(g, a.c(-0.5f)), a.div(r, x)));
   else if (isa<math::TanhOp>(op)) a.add(x, a.mul(g, a.sub(a.c(1.0f), a.mul(r, r))));
   else if (isa<fjir::SigmoidOp>(op)) a.add(x, a.mul(g, a.mul(r, a.sub(a.c(1.0f), r))));
-  else if (isa<math::FloorOp, math::CeilOp>(op)) return success();  // piecewise constant
+  else if (isa<math::SinOp>(op)) a.add(x, a.mul(g, a.builder().create<math::CosOp>(a.loc(), x)));
+  else if (isa<math::CosOp>(op)) a.add(x, a.neg(a.mul(g, a.builder().create<math::SinOp>(a.loc(), x))));
+  else if (isa<math::TanOp>(op)) a.add(x, a.mul(g, a.add1(a.mul(r, r))));
+  else if (isa<math::AtanOp>(op)) a.add(x, a.div(g, a.add1(a.mul(x, x))));
+  else if (isa<math::ErfOp>(op)) {
+    Value gauss = a.builder().create<math::ExpOp>(a.loc(), a.neg(a.mul(x, x)));
+    a.add(x, a.mul(a.mul(g, a.c(static_cast<float>(M_2_SQRTPI))), gauss));
+  } else if (isa<math::Log1pOp>(op)) a.add(x, a.div(g, a.add1(x)));
+  else if (isa<math::ExpM1Op>(op)) a.add(x, a.mul(g, a.add1(r)));
+  else if (isa<math::FloorOp, math::CeilOp, math::RoundEvenOp, math::TruncOp>(op)) return success();  // piecewise constant
   else return failure();
   return success();
 }
@@ -101,7 +123,12 @@ LogicalResult binaryRule(AdjointBuilder& a, Operation* op, Value x, Value y, Val
     // torch.remainder: d/dx = 1, d/dy = -floor_divide(x, y).
     a.add(x, g);
     a.add(y, a.neg(a.mul(g, a.builder().create<fjir::FloorDivOp>(a.loc(), x, y))));
-  } else return failure();
+  } else if (isa<fjir::FModOp>(op)) {
+    // torch.fmod: d/dx = 1, d/dy = -div(x, y, rounding_mode="trunc").
+    a.add(x, g);
+    a.add(y, a.neg(a.mul(g, a.builder().create<math::TruncOp>(a.loc(), a.div(x, y)))));
+  } else if (isa<math::PowFOp>(op)) powRule(a, x, y, r, g);
+  else return failure();
   return success();
 }
 

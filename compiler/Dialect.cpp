@@ -86,6 +86,18 @@ OpFoldResult ModOp::fold(FoldAdaptor adaptor) {
   return foldBinary(getType(), adaptor.getOperands(), fj::modI, fj::modF<float>);
 }
 
+OpFoldResult FModOp::fold(FoldAdaptor adaptor) {
+  return foldBinary(getType(), adaptor.getOperands(), fj::fmodI, [](float a, float b) { return fj::fmodR(a, b); });
+}
+
+OpFoldResult ShlOp::fold(FoldAdaptor adaptor) {
+  return foldBinary(getType(), adaptor.getOperands(), fj::shlI, [](float, float) { return 0.0f; });
+}
+
+OpFoldResult ShrOp::fold(FoldAdaptor adaptor) {
+  return foldBinary(getType(), adaptor.getOperands(), fj::shrI, [](float, float) { return 0.0f; });
+}
+
 OpFoldResult SigmoidOp::fold(FoldAdaptor adaptor) {
   if (auto x = floatConstant(adaptor.getInput())) return FloatAttr::get(getType(), 1.0f / (1.0f + std::exp(-*x)));
   return {};

@@ -1,7 +1,8 @@
 //===- FlexjitOps.td - the fj dialect ---------------------------------------------------------------===//
 //
 // A small dialect for what arith/math/memref cannot say with flexjit's semantics: Python floor division
-// and remainder (defined for a zero divisor), a saturating float->int cast, sigmoid (kept whole so its
+// and remainder and C's remainder (defined for a zero divisor), shifts defined for every shift count, a
+// saturating float->int cast, sigmoid (kept whole so its
 // derivative stays finite), and bounds-checked captured-tensor reads and gradient writes. Everything else
 // in a mod is arith and math.
 //
@@ -47,6 +48,36 @@ def FJ_ModOp : FJ_Op<"mod", [Pure, SameOperandsAndResultType]> {
   let arguments = (ins FJ_IntOrFloat:$lhs, FJ_IntOrFloat:$rhs);
   let results = (outs FJ_IntOrFloat:$result);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+  let hasFolder = 1;
+}
+
+def FJ_FModOp : FJ_Op<"fmod", [Pure, SameOperandsAndResultType]> {
+  let summary = "C remainder (the result has the dividend's sign), torch.fmod";
+  let description = [{
+    For i32, `x fmod 0 == x` (as fj.mod) and `INT_MIN fmod -1 == 0`, never a trap; for f32, C fmodf (NaN for a
+    zero divisor).
+  }];
+  let arguments = (ins FJ_IntOrFloat:$lhs, FJ_IntOrFloat:$rhs);
+  let results = (outs FJ_IntOrFloat:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+  let hasFolder = 1;
+}
+
+def FJ_ShlOp : FJ_Op<"shl", [Pure, SameOperandsAndResultType]> {
+  let summary = "i32 left shift with torch's meaning";
+  let description = [{ Wraps; a shift outside [0, 32) gives 0 (arith.shli would be poison). }];
+  let arguments = (ins I32:$lhs, I32:$rhs);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict";
+  let hasFolder = 1;
+}
+
+def FJ_ShrOp : FJ_Op<"shr", [Pure, SameOperandsAndResultType]> {
+  let summary = "i32 arithmetic right shift with torch's meaning";
+  let description = [{ A shift outside [0, 32) gives the sign fill, 0 or -1 (arith.shrsi would be poison). }];
+  let arguments = (ins I32:$lhs, I32:$rhs);
+  let results = (outs I32:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict";
   let hasFolder = 1;
 }
 

@@ -117,6 +117,15 @@ class InstrEmitter {
       case Op::Sigmoid: return b_.create<fjir::SigmoidOp>(loc_, x);
       case Op::Floor: return b_.create<math::FloorOp>(loc_, x);
       case Op::Ceil: return b_.create<math::CeilOp>(loc_, x);
+      case Op::Round: return b_.create<math::RoundEvenOp>(loc_, x);
+      case Op::Trunc: return b_.create<math::TruncOp>(loc_, x);
+      case Op::Sin: return b_.create<math::SinOp>(loc_, x);
+      case Op::Cos: return b_.create<math::CosOp>(loc_, x);
+      case Op::Tan: return b_.create<math::TanOp>(loc_, x);
+      case Op::Atan: return b_.create<math::AtanOp>(loc_, x);
+      case Op::Erf: return b_.create<math::ErfOp>(loc_, x);
+      case Op::Log1p: return b_.create<math::Log1pOp>(loc_, x);
+      case Op::Expm1: return b_.create<math::ExpM1Op>(loc_, x);
       default: break;
     }
     throw Error(fmt::format("internal: no MLIR lowering for unary op '{}'", opName(in.op)));
@@ -132,6 +141,10 @@ class InstrEmitter {
       case Op::Div: return b_.create<arith::DivFOp>(loc_, x, y);
       case Op::FloorDiv: return b_.create<fjir::FloorDivOp>(loc_, x, y);
       case Op::Mod: return b_.create<fjir::ModOp>(loc_, x, y);
+      case Op::FMod: return b_.create<fjir::FModOp>(loc_, x, y);
+      case Op::Pow: return b_.create<math::PowFOp>(loc_, x, y);
+      case Op::Shl: return b_.create<fjir::ShlOp>(loc_, x, y);
+      case Op::Shr: return b_.create<fjir::ShrOp>(loc_, x, y);
       case Op::Min: return isF ? b_.create<arith::MinimumFOp>(loc_, x, y).getResult() : b_.create<arith::MinSIOp>(loc_, x, y).getResult();
       case Op::Max: return isF ? b_.create<arith::MaximumFOp>(loc_, x, y).getResult() : b_.create<arith::MaxSIOp>(loc_, x, y).getResult();
       case Op::And: return b_.create<arith::AndIOp>(loc_, x, y);

@@ -143,6 +143,9 @@ ValueRange RangeAnalysis::transferInt(Operation* op) const {
   if (isa<arith::MaxSIOp>(op)) return ofInt(fj::ivMax(x(0), x(1)));
   if (isa<fjir::FloorDivOp>(op)) return ofInt(fj::ivFloorDiv(x(0), x(1)));
   if (isa<fjir::ModOp>(op)) return ofInt(fj::ivMod(x(0), x(1)));
+  if (isa<fjir::FModOp>(op)) return ofInt(fj::ivFMod(x(0), x(1)));
+  if (isa<fjir::ShlOp>(op)) return ofInt(fj::ivShl(x(0), x(1)));
+  if (isa<fjir::ShrOp>(op)) return ofInt(fj::ivShr(x(0), x(1)));
   if (isa<math::AbsIOp>(op)) return ofInt(fj::ivAbs(x(0)));
   if (isa<arith::AndIOp>(op)) return ofInt(fj::ivBitAnd(x(0), x(1)));
   if (isa<arith::OrIOp>(op)) return ofInt(fj::ivBitOr(x(0), x(1)));
@@ -163,6 +166,8 @@ ValueRange RangeAnalysis::transferFloat(Operation* op) const {
   if (isa<arith::MaximumFOp>(op)) return ofFloat(fj::ivMax(x(0), x(1)));
   if (isa<fjir::FloorDivOp>(op)) return ofFloat(fj::ivFloorDivF(x(0), x(1)));
   if (isa<fjir::ModOp>(op)) return ofFloat(fj::ivModF(x(0), x(1)));
+  if (isa<fjir::FModOp>(op)) return ofFloat(fj::ivFModF(x(0), x(1)));
+  if (isa<math::PowFOp>(op)) return ofFloat(fj::ivPow(x(0), x(1)));
   if (isa<arith::NegFOp>(op)) return ofFloat(fj::ivNeg(x(0)));
   if (isa<math::AbsFOp>(op)) return ofFloat(fj::ivAbs(x(0)));
   if (isa<math::ExpOp>(op)) return ofFloat(fj::ivExp(x(0)));
@@ -175,6 +180,15 @@ ValueRange RangeAnalysis::transferFloat(Operation* op) const {
   if (isa<fjir::SigmoidOp>(op)) return ofFloat(fj::ivSigmoid(x(0)));
   if (isa<math::FloorOp>(op)) return ofFloat(fj::ivFloor(x(0)));
   if (isa<math::CeilOp>(op)) return ofFloat(fj::ivCeil(x(0)));
+  if (isa<math::RoundEvenOp>(op)) return ofFloat(fj::ivRound(x(0)));
+  if (isa<math::TruncOp>(op)) return ofFloat(fj::ivTrunc(x(0)));
+  if (isa<math::SinOp>(op)) return ofFloat(fj::ivSin(x(0)));
+  if (isa<math::CosOp>(op)) return ofFloat(fj::ivCos(x(0)));
+  if (isa<math::TanOp>(op)) return ofFloat(fj::ivTan(x(0)));
+  if (isa<math::AtanOp>(op)) return ofFloat(fj::ivAtan(x(0)));
+  if (isa<math::ErfOp>(op)) return ofFloat(fj::ivErf(x(0)));
+  if (isa<math::Log1pOp>(op)) return ofFloat(fj::ivLog1p(x(0)));
+  if (isa<math::ExpM1Op>(op)) return ofFloat(fj::ivExpm1(x(0)));
   if (isa<arith::SIToFPOp>(op)) return ofFloat(fj::ivIntToFloat(range(op->getOperand(0)).i));
   if (isa<arith::UIToFPOp>(op) && op->getOperand(0).getType().isInteger(1))
     return ofFloat(fj::ivBoolToFloat(range(op->getOperand(0)).b));

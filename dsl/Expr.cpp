@@ -174,7 +174,17 @@ Expr makeOp(Op op, const std::vector<Expr>& args) {
     case Op::FloorDiv:
     case Op::Mod:
     case Op::Min:
-    case Op::Max: return arith(op, args[0], args[1]);
+    case Op::Max:
+    case Op::FMod: return arith(op, args[0], args[1]);
+    case Op::Shl:
+    case Op::Shr: {
+      requireDefined(op, {&args[0], &args[1]});
+      if (isFloatT(args[0]) || isFloatT(args[1]))
+        traceError(fmt::format("operator '{}' needs int operands, got {} and {}; shift ints (convert with toInt())",
+                               opName(op), scalarTypeName(args[0].type()), scalarTypeName(args[1].type())));
+      return build(op, ScalarType::I32, {convert(args[0], ScalarType::I32), convert(args[1], ScalarType::I32)});
+    }
+    case Op::Pow:
     case Op::Div: {
       requireDefined(op, {&args[0], &args[1]});
       return build(op, ScalarType::F32, {convert(args[0], ScalarType::F32), convert(args[1], ScalarType::F32)});
@@ -212,9 +222,18 @@ Expr makeOp(Op op, const std::vector<Expr>& args) {
     case Op::Sqrt:
     case Op::Rsqrt:
     case Op::Tanh:
-    case Op::Sigmoid: return unaryFloat(op, args[0]);
+    case Op::Sigmoid:
+    case Op::Sin:
+    case Op::Cos:
+    case Op::Tan:
+    case Op::Atan:
+    case Op::Erf:
+    case Op::Log1p:
+    case Op::Expm1: return unaryFloat(op, args[0]);
     case Op::Floor:
-    case Op::Ceil: {
+    case Op::Ceil:
+    case Op::Round:
+    case Op::Trunc: {
       requireDefined(op, {&args[0]});
       if (!isFloatT(args[0])) return convert(args[0], ScalarType::I32);  // already integral
       return build(op, ScalarType::F32, {args[0]});
@@ -286,6 +305,19 @@ Expr tanh(const Expr& a) { return makeOp(Op::Tanh, {a}); }
 Expr sigmoid(const Expr& a) { return makeOp(Op::Sigmoid, {a}); }
 Expr floor(const Expr& a) { return makeOp(Op::Floor, {a}); }
 Expr ceil(const Expr& a) { return makeOp(Op::Ceil, {a}); }
+Expr round(const Expr& a) { return makeOp(Op::Round, {a}); }
+Expr trunc(const Expr& a) { return makeOp(Op::Trunc, {a}); }
+Expr sin(const Expr& a) { return makeOp(Op::Sin, {a}); }
+Expr cos(const Expr& a) { return makeOp(Op::Cos, {a}); }
+Expr tan(const Expr& a) { return makeOp(Op::Tan, {a}); }
+Expr atan(const Expr& a) { return makeOp(Op::Atan, {a}); }
+Expr erf(const Expr& a) { return makeOp(Op::Erf, {a}); }
+Expr log1p(const Expr& a) { return makeOp(Op::Log1p, {a}); }
+Expr expm1(const Expr& a) { return makeOp(Op::Expm1, {a}); }
+Expr pow(const Expr& a, const Expr& b) { return makeOp(Op::Pow, {a, b}); }
+Expr fmod(const Expr& a, const Expr& b) { return makeOp(Op::FMod, {a, b}); }
+Expr operator<<(const Expr& a, const Expr& b) { return makeOp(Op::Shl, {a, b}); }
+Expr operator>>(const Expr& a, const Expr& b) { return makeOp(Op::Shr, {a, b}); }
 Expr toFloat(const Expr& a) { return makeOp(Op::ToF32, {a}); }
 Expr toInt(const Expr& a) { return makeOp(Op::ToI32, {a}); }
 Expr toBool(const Expr& a) { return makeOp(Op::ToBool, {a}); }

@@ -132,6 +132,20 @@ Expr tanh(const Expr& a);
 Expr sigmoid(const Expr& a);
 Expr floor(const Expr& a);
 Expr ceil(const Expr& a);
+Expr round(const Expr& a);  ///< to the nearest integer, ties to even (torch.round); int: identity
+Expr trunc(const Expr& a);  ///< toward zero; int: identity
+Expr sin(const Expr& a);
+Expr cos(const Expr& a);
+Expr tan(const Expr& a);
+Expr atan(const Expr& a);
+Expr erf(const Expr& a);
+Expr log1p(const Expr& a);  ///< log(1 + a), accurate near 0
+Expr expm1(const Expr& a);  ///< exp(a) - 1, accurate near 0
+Expr pow(const Expr& a, const Expr& b);   ///< float a ** b (C pow: a negative base with a fractional exponent is NaN)
+Expr fmod(const Expr& a, const Expr& b);  ///< C remainder, the dividend's sign (torch.fmod); ints: x fmod 0 == x
+/// int32 shifts with torch's meaning: a shift outside [0, 32) gives 0 (<<) or the sign fill, 0 or -1 (>>).
+Expr operator<<(const Expr& a, const Expr& b);
+Expr operator>>(const Expr& a, const Expr& b);
 Expr toFloat(const Expr& a);  ///< int/bool -> float32
 Expr toInt(const Expr& a);    ///< float -> int32 truncating toward zero (saturating, NaN -> 0); bool -> 0/1
 Expr toBool(const Expr& a);   ///< x != 0

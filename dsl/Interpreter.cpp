@@ -78,6 +78,17 @@ R floatOp(Op op, R a, R b) {
     case Op::Sigmoid: return R(1) / (R(1) + std::exp(-a));
     case Op::Floor: return std::floor(a);
     case Op::Ceil: return std::ceil(a);
+    case Op::Round: return fj::roundR(a);
+    case Op::Trunc: return fj::truncR(a);
+    case Op::Sin: return fj::sinR(a);
+    case Op::Cos: return fj::cosR(a);
+    case Op::Tan: return fj::tanR(a);
+    case Op::Atan: return fj::atanR(a);
+    case Op::Erf: return fj::erfR(a);
+    case Op::Log1p: return fj::log1pR(a);
+    case Op::Expm1: return fj::expm1R(a);
+    case Op::Pow: return fj::powR(a, b);
+    case Op::FMod: return fj::fmodR(a, b);
     default: return R(0);
   }
 }
@@ -97,6 +108,9 @@ int32_t intOp(Op op, int32_t a, int32_t b) {
     case Op::And: return a & b;
     case Op::Or: return a | b;
     case Op::Xor: return a ^ b;
+    case Op::FMod: return fj::fmodI(a, b);
+    case Op::Shl: return fj::shlI(a, b);
+    case Op::Shr: return fj::shrI(a, b);
     default: return 0;
   }
 }
@@ -314,6 +328,17 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
         case Op::Sigmoid: r.f = fj::ivSigmoid(x); break;
         case Op::Floor: r.f = fj::ivFloor(x); break;
         case Op::Ceil: r.f = fj::ivCeil(x); break;
+        case Op::Round: r.f = fj::ivRound(x); break;
+        case Op::Trunc: r.f = fj::ivTrunc(x); break;
+        case Op::Sin: r.f = fj::ivSin(x); break;
+        case Op::Cos: r.f = fj::ivCos(x); break;
+        case Op::Tan: r.f = fj::ivTan(x); break;
+        case Op::Atan: r.f = fj::ivAtan(x); break;
+        case Op::Erf: r.f = fj::ivErf(x); break;
+        case Op::Log1p: r.f = fj::ivLog1p(x); break;
+        case Op::Expm1: r.f = fj::ivExpm1(x); break;
+        case Op::Pow: r.f = fj::ivPow(x, y); break;
+        case Op::FMod: r.f = fj::ivFModF(x, y); break;
         case Op::Eq: r.b = fj::ivEq(x, y); break;
         case Op::Ne: r.b = fj::ivNe(x, y); break;
         case Op::Lt: r.b = fj::ivLt(x, y); break;
@@ -339,6 +364,9 @@ Program::IvSlot Program::runInterval(const Box& box, fj::IvFloat score) const {
         case Op::And: r.i = fj::ivBitAnd(x, y); break;
         case Op::Or: r.i = fj::ivBitOr(x, y); break;
         case Op::Xor: r.i = fj::ivBitXor(x, y); break;
+        case Op::FMod: r.i = fj::ivFMod(x, y); break;
+        case Op::Shl: r.i = fj::ivShl(x, y); break;
+        case Op::Shr: r.i = fj::ivShr(x, y); break;
         case Op::Eq: r.b = fj::ivEq(x, y); break;
         case Op::Ne: r.b = fj::ivNe(x, y); break;
         case Op::Lt: r.b = fj::ivLt(x, y); break;
@@ -422,6 +450,23 @@ void Program::pushAdjoint(const Instr& in, const std::vector<Slot>& s, Real res,
     case Op::Tanh: acc(0, g * (one - res * res)); break;
     case Op::Sigmoid: acc(0, g * (res * (one - res))); break;
     case Op::Mod: acc(0, g); acc(1, -(g * fj::floorDivF(val(0), val(1)))); break;
+    // torch.fmod: d/dy = -div(x, y, rounding_mode="trunc").
+    case Op::FMod: acc(0, g); acc(1, -(g * std::trunc(val(0) / val(1)))); break;
+    case Op::Sin: acc(0, g * std::cos(val(0))); break;
+    case Op::Cos: acc(0, -(g * std::sin(val(0)))); break;
+    case Op::Tan: acc(0, g * (one + res * res)); break;
+    case Op::Atan: acc(0, g / (one + val(0) * val(0))); break;
+    case Op::Erf: acc(0, (g * static_cast<Real>(M_2_SQRTPI)) * std::exp(-(val(0) * val(0)))); break;
+    case Op::Log1p: acc(0, g / (one + val(0))); break;
+    case Op::Expm1: acc(0, g * (one + res)); break;
+    case Op::Pow: {
+      // torch's rules: no gradient to the base where the exponent is 0, none to the exponent where the base
+      // is 0 and the exponent >= 0 (0 * log 0 would be NaN).
+      const Real x = val(0), y = val(1);
+      acc(0, y == zero ? zero : (g * y) * std::pow(x, y - one));
+      acc(1, x == zero && y >= zero ? zero : (g * res) * std::log(x));
+      break;
+    }
     case Op::Min:
     case Op::Max: {
       // torch: the gradient goes to the selected operand and ties split it evenly; both operands get an
@@ -452,7 +497,7 @@ void Program::pushAdjoint(const Instr& in, const std::vector<Slot>& s, Real res,
       if (inside) out.tensorGrads[in.capture].emplace_back(linear, static_cast<double>(g));
       break;
     }
-    default: break;  // Const, Scalar, Floor, Ceil, FloorDiv, ToF32: no gradient
+    default: break;  // Const, Scalar, Floor, Ceil, Round, Trunc, FloorDiv, ToF32: no gradient
   }
 }
 

@@ -179,6 +179,34 @@ FJ_HD IvInt ivBitXor(IvInt a, IvInt b) {
 }
 FJ_HD IvInt ivBitNot(IvInt a) { return {-a.hi - 1, -a.lo - 1}; }
 
+FJ_HD long long absLL(long long a) { return a < 0 ? -a : a; }
+/// C remainder: |a fmod b| <= |b| - 1 with the dividend's sign; a fmod 0 == a.
+FJ_HD IvInt ivFMod(IvInt a, IvInt b) {
+  long long bmax = maxLL(absLL(b.lo), absLL(b.hi));
+  if (bmax == 0) return a;
+  long long m = bmax - 1;
+  IvInt r = {a.lo < 0 ? maxLL(a.lo, -m) : 0, a.hi > 0 ? minLL(a.hi, m) : 0};
+  return (b.lo <= 0 && b.hi >= 0) ? ivUnion(r, a) : r;
+}
+/// a << s is a * 2^s for shifts in [0, 32): monotone in a for each s and in s for each a, so the corners bound
+/// it (computed exactly in 64 bits, then widened if it can wrap); a shift outside [0, 32) gives 0.
+FJ_HD IvInt ivShl(IvInt a, IvInt s) {
+  long long k0 = maxLL(s.lo, 0), k1 = minLL(s.hi, 31);
+  bool outside = s.lo < 0 || s.hi > 31;
+  if (k0 > k1) return ivInt(0, 0);
+  long long c0 = a.lo * (1LL << k0), c1 = a.lo * (1LL << k1), c2 = a.hi * (1LL << k0), c3 = a.hi * (1LL << k1);
+  IvInt r = normalize({minLL(minLL(c0, c1), minLL(c2, c3)), maxLL(maxLL(c0, c1), maxLL(c2, c3))});
+  return outside ? ivUnion(r, ivInt(0, 0)) : r;
+}
+/// a >> s is floor(a / 2^s), monotone in a and in s; a shift outside [0, 32) acts as 31 (the sign fill), so
+/// the shifts are bounded by [max(s.lo, 0), 31] when any can be negative.
+FJ_HD IvInt ivShr(IvInt a, IvInt s) {
+  long long k0 = minLL(maxLL(s.lo, 0), 31), k1 = (s.lo < 0 || s.hi > 31) ? 31 : s.hi;
+  long long c0 = floorDivLL(a.lo, 1LL << k0), c1 = floorDivLL(a.lo, 1LL << k1);
+  long long c2 = floorDivLL(a.hi, 1LL << k0), c3 = floorDivLL(a.hi, 1LL << k1);
+  return {minLL(minLL(c0, c1), minLL(c2, c3)), maxLL(maxLL(c0, c1), maxLL(c2, c3))};
+}
+
 FJ_HD IvBool ivLt(IvInt a, IvInt b) { return {a.hi >= b.lo, a.lo < b.hi}; }
 FJ_HD IvBool ivLe(IvInt a, IvInt b) { return {a.hi > b.lo, a.lo <= b.hi}; }
 FJ_HD IvBool ivGt(IvInt a, IvInt b) { return ivLt(b, a); }
@@ -336,6 +364,95 @@ FJ_HD IvFloat ivSigmoid(IvFloat a) {
   r.hi = r.hi > 1.0f ? 1.0f : r.hi;
   return r;
 }
+FJ_HD IvFloat clampIv(IvFloat r, float lo, float hi) {
+  r.lo = r.lo < lo ? lo : r.lo;
+  r.hi = r.hi > hi ? hi : r.hi;
+  return r;
+}
+
+constexpr double kPi = 3.141592653589793;
+/// Whether c + 2 pi k lies in [lo, hi] for some integer k; the double arithmetic's rounding is absorbed by a
+/// margin that counts points near the edges as inside (a wider result, never a wrong one).
+FJ_HD bool hitsPeriodic(double lo, double hi, double c) {
+  const double period = 2.0 * kPi, margin = 1e-9 * (fabs(lo) + fabs(hi) + 1.0);
+  double k = ceil((lo - margin - c) / period);
+  return c + period * k <= hi + margin;
+}
+/// sin or cos: the values at the ends, widened to +-1 where a maximum or minimum lies inside.
+FJ_HD IvFloat ivSinCos(IvFloat a, bool isCos) {
+  if (ivEmpty(a)) return a;
+  bool inf = hasPosInf(a) || hasNegInf(a);  // sin(+-inf) is NaN
+  const double kLargeArgument = 1e9;        // beyond it the margins of hitsPeriodic exceed a period
+  double lo = a.lo, hi = a.hi;
+  if (inf || hi - lo >= 2.0 * kPi || fabs(lo) > kLargeArgument || fabs(hi) > kLargeArgument)
+    return {-1.0f, 1.0f, a.nan || inf};
+  double f0 = isCos ? cos(lo) : sin(lo), f1 = isCos ? cos(hi) : sin(hi);
+  double rlo = f0 < f1 ? f0 : f1, rhi = f0 < f1 ? f1 : f0;
+  if (hitsPeriodic(lo, hi, isCos ? 0.0 : kPi / 2)) rhi = 1.0;
+  if (hitsPeriodic(lo, hi, isCos ? kPi : -kPi / 2)) rlo = -1.0;
+  return clampIv(ivApprox(rlo, rhi, a.nan), -1.0f, 1.0f);
+}
+FJ_HD IvFloat ivSin(IvFloat a) { return ivSinCos(a, false); }
+FJ_HD IvFloat ivCos(IvFloat a) { return ivSinCos(a, true); }
+/// tan increases on each branch (k pi - pi/2, k pi + pi/2): inside one branch the ends bound it, across a pole
+/// it can be anything (never NaN for finite inputs).
+FJ_HD IvFloat ivTan(IvFloat a) {
+  if (ivEmpty(a)) return a;
+  bool inf = hasPosInf(a) || hasNegInf(a);
+  double lo = a.lo, hi = a.hi;
+  const double kLargeArgument = 1e9, margin = 1e-9 * (fabs(lo) + fabs(hi) + 1.0);
+  if (!inf && fabs(lo) < kLargeArgument && fabs(hi) < kLargeArgument) {
+    double k = floor((lo + kPi / 2) / kPi);
+    if (lo - (k * kPi - kPi / 2) > margin && (k * kPi + kPi / 2) - hi > margin) return ivApprox(tan(lo), tan(hi), a.nan);
+  }
+  return {-infinity(), infinity(), a.nan || inf};
+}
+FJ_HD IvFloat ivAtan(IvFloat a) {
+  if (ivEmpty(a)) return a;
+  const float kHalfPiUp = 1.57079637f;  // float(pi / 2), rounded up: atanf(inf)
+  return clampIv(ivApprox(atan((double)a.lo), atan((double)a.hi), a.nan), -kHalfPiUp, kHalfPiUp);
+}
+FJ_HD IvFloat ivErf(IvFloat a) {
+  if (ivEmpty(a)) return a;
+  return clampIv(ivApprox(erf((double)a.lo), erf((double)a.hi), a.nan), -1.0f, 1.0f);
+}
+/// log1p is log(1 + x): NaN below -1, -inf at -1.
+FJ_HD IvFloat ivLog1p(IvFloat a) {
+  if (ivEmpty(a)) return a;
+  if (a.hi < -1.0f) return {infinity(), -infinity(), true};
+  double lo = a.lo < -1.0f ? -1.0 : (double)a.lo;
+  return ivApprox(log1p(lo), log1p((double)a.hi), a.nan || a.lo < -1.0f);
+}
+FJ_HD IvFloat ivExpm1(IvFloat a) {
+  if (ivEmpty(a)) return a;
+  return clampIv(ivApprox(expm1((double)a.lo), expm1((double)a.hi), a.nan), -1.0f, infinity());
+}
+/// a ** b for a >= 0 is monotone in a for each b and in b for each a, so the corners bound it. A negative base
+/// (NaN for fractional exponents, alternating signs for integral ones) or a zero base under a negative exponent
+/// (+-inf: the interval cannot tell -0 from 0) is not modelled.
+FJ_HD IvFloat ivPow(IvFloat a, IvFloat b) {
+  if (ivEmpty(a) || ivEmpty(b) || a.lo < 0.0f || (a.lo == 0.0f && b.lo < 0.0f)) return ivFloatFull();
+  double c0 = pow((double)a.lo, (double)b.lo), c1 = pow((double)a.lo, (double)b.hi);
+  double c2 = pow((double)a.hi, (double)b.lo), c3 = pow((double)a.hi, (double)b.hi);
+  double lo = c0, hi = c0;
+  lo = c1 < lo ? c1 : lo; lo = c2 < lo ? c2 : lo; lo = c3 < lo ? c3 : lo;
+  hi = c1 > hi ? c1 : hi; hi = c2 > hi ? c2 : hi; hi = c3 > hi ? c3 : hi;
+  IvFloat r = ivApprox(lo, hi, a.nan || b.nan);
+  // pow(nan, 0) and pow(1, nan) are 1.
+  if ((a.nan && hasZero(b)) || (b.nan && a.lo <= 1.0f && a.hi >= 1.0f)) r = ivUnion(r, ivFloat(1.0f, 1.0f));
+  return r;
+}
+/// C fmod: |fmod(a, b)| <= min(|a|, |b|), with the dividend's sign; NaN for b == 0 and infinite a.
+FJ_HD IvFloat ivFModF(IvFloat a, IvFloat b) {
+  if (ivEmpty(a) || ivEmpty(b)) return {infinity(), -infinity(), true};
+  bool nan = a.nan || b.nan || hasPosInf(a) || hasNegInf(a) || hasZero(b);
+  double bmax = fabs((double)b.lo) > fabs((double)b.hi) ? fabs((double)b.lo) : fabs((double)b.hi);
+  double lo = a.lo < 0.0f ? ((double)a.lo > -bmax ? (double)a.lo : -bmax) : 0.0;
+  double hi = a.hi > 0.0f ? ((double)a.hi < bmax ? (double)a.hi : bmax) : 0.0;
+  return ivFromDouble(lo, hi, nan);
+}
+FJ_HD IvFloat ivRound(IvFloat a) { return ivEmpty(a) ? a : IvFloat{rintf(a.lo), rintf(a.hi), a.nan}; }
+FJ_HD IvFloat ivTrunc(IvFloat a) { return ivEmpty(a) ? a : IvFloat{truncf(a.lo), truncf(a.hi), a.nan}; }
 FJ_HD IvFloat ivFloor(IvFloat a) { return ivEmpty(a) ? a : IvFloat{floorf(a.lo), floorf(a.hi), a.nan}; }
 FJ_HD IvFloat ivCeil(IvFloat a) { return ivEmpty(a) ? a : IvFloat{ceilf(a.lo), ceilf(a.hi), a.nan}; }
 FJ_HD IvFloat ivFloorDivF(IvFloat a, IvFloat b) {

@@ -114,6 +114,19 @@ FJ_HD int modI(int a, int b) {
   return r;
 }
 
+/// C remainder (torch.fmod on ints): the sign of the dividend. b == 0 gives a, as `%` does; INT_MIN fmod -1 is 0
+/// (no hardware trap).
+FJ_HD int fmodI(int a, int b) {
+  if (b == 0) return a;
+  if (b == -1) return 0;
+  return a % b;
+}
+
+/// torch's `a << s` on int32: wraps; a shift outside [0, 32) gives 0 (torch defines it so; C leaves it undefined).
+FJ_HD int shlI(int a, int s) { return (unsigned)s >= 32u ? 0 : (int)((unsigned)a << s); }
+/// torch's `a >> s` on int32: arithmetic; a shift outside [0, 32) gives the sign fill (0 or -1), which a >> 31 is.
+FJ_HD int shrI(int a, int s) { return a >> ((unsigned)s >= 32u ? 31 : s); }
+
 // ---- floats -----------------------------------------------------------------------------------
 FJ_HD float floorR(float x) { return floorf(x); }
 FJ_HD double floorR(double x) { return floor(x); }
@@ -121,6 +134,29 @@ FJ_HD float ceilR(float x) { return ceilf(x); }
 FJ_HD double ceilR(double x) { return ceil(x); }
 FJ_HD float fmodR(float a, float b) { return fmodf(a, b); }
 FJ_HD double fmodR(double a, double b) { return fmod(a, b); }
+/// Ties to even, like torch.round (rint in the default rounding mode, the only one CUDA and flexjit use).
+FJ_HD float roundR(float x) { return rintf(x); }
+FJ_HD double roundR(double x) { return rint(x); }
+FJ_HD float truncR(float x) { return truncf(x); }
+FJ_HD double truncR(double x) { return trunc(x); }
+// The accurate CUDA math functions (sinf: 2 ulp, erff: 2 ulp, powf: 4 ulp ...), not the __sinf intrinsics
+// that lose all accuracy away from 0; the host's libm in the interpreter and CPU tests.
+FJ_HD float sinR(float x) { return sinf(x); }
+FJ_HD double sinR(double x) { return sin(x); }
+FJ_HD float cosR(float x) { return cosf(x); }
+FJ_HD double cosR(double x) { return cos(x); }
+FJ_HD float tanR(float x) { return tanf(x); }
+FJ_HD double tanR(double x) { return tan(x); }
+FJ_HD float atanR(float x) { return atanf(x); }
+FJ_HD double atanR(double x) { return atan(x); }
+FJ_HD float erfR(float x) { return erff(x); }
+FJ_HD double erfR(double x) { return erf(x); }
+FJ_HD float log1pR(float x) { return log1pf(x); }
+FJ_HD double log1pR(double x) { return log1p(x); }
+FJ_HD float expm1R(float x) { return expm1f(x); }
+FJ_HD double expm1R(double x) { return expm1(x); }
+FJ_HD float powR(float a, float b) { return powf(a, b); }
+FJ_HD double powR(double a, double b) { return pow(a, b); }
 
 /// torch.remainder for floats: fmod, moved into the divisor's sign.
 template <class R>

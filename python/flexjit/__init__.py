@@ -9,10 +9,12 @@ from ._cache import cache_size, clear_cache
 from ._errors import Error, FlexjitError, TraceError
 from .attention import flex_attention
 from .block_mask import BlockMask, and_masks, create_block_mask, create_mask, noop_mask, or_masks
+from .packing import create_document_block_mask, create_nested_block_mask
 
 __version__ = "0.1.0"
 
 __all__ = [
     "flex_attention", "create_block_mask", "create_mask", "BlockMask", "and_masks", "or_masks", "noop_mask",
-    "FlexjitError", "Error", "TraceError", "clear_cache", "cache_size",
+    "create_document_block_mask", "create_nested_block_mask", "FlexjitError", "Error", "TraceError", "clear_cache",
+    "cache_size",
 ]

@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import _hooks
 from ._errors import trace_error
+from ._tensors import capture_tensor
 from ._torch_ops import dispatch
 from ._sym import PartialIndex, SymValue
 from ._trace import MASK_MOD, PROB_MOD, SCORE_MOD, SINK_MOD, RowStats, mod_name, trace
@@ -147,6 +148,8 @@ def _record(kind, fn, device):
     captured = []
     for t in tape.captured:
         # A 0-d CPU tensor read by a GPU attention (a scale in a global) goes to the device in the graph.
+        # float64 / int8 / uint8 / int16 tensors are read through a float32 / int32 copy, made in the graph.
+        t = capture_tensor(t)
         captured.append(t.to(device) if t.dim() == 0 and t.device != device else t)
     meta = tuple((t.dtype, t.dim(), t.requires_grad) for t in captured)
     return (kind, mod_name(fn), tuple(tape.entries), out, meta, tape.unsupported), captured

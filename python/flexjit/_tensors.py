@@ -69,10 +69,28 @@ _INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
 _int64_checked = WeakIdKeyDictionary()   # tensor -> (version, data pointer) when its values last fit int32
 
 
+# Captured tensors of these dtypes are read through a copy in the dtype a mod computes in (float32, int32),
+# made by torch on every call (differentiable: a float64 parameter gets its gradient through the copy). The
+# kernels read only bool, int32, int64, float32, float16 and bfloat16; these are rare in mods and small.
+CONVERTED_CAPTURES = {torch.float64: torch.float32, torch.int8: torch.int32, torch.uint8: torch.int32,
+                      torch.int16: torch.int32}
+
+
+def capture_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The tensor a mod's capture reads for `t`: `t` itself, or its copy (CONVERTED_CAPTURES)."""
+    to = CONVERTED_CAPTURES.get(t.dtype)
+    return t if to is None else t.to(to)
+
+
 def capture_dtype(dtype: torch.dtype, what: str) -> "_flexjit.DType":
     """The flexjit dtype a captured tensor of `dtype` is read as."""
+    dtype = CONVERTED_CAPTURES.get(dtype, dtype)
     if dtype == torch.int64 and INT64_AS_INT32:
         return _DType.I32
+    if dtype not in TORCH_TO_DTYPE:
+        names = ", ".join(str(d).replace("torch.", "") for d in TORCH_TO_DTYPE)
+        raise FlexjitError(f"{what} has dtype {dtype}; a mod reads {names} (and float64, int8, uint8, int16 "
+                           f"through a float32 / int32 copy)")
     return flexjit_dtype(dtype, what)
 
 

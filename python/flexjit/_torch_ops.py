@@ -76,18 +76,80 @@ def _rsub(a, b, *, alpha=None):
     return _sub(b, a, alpha=alpha)
 
 
+def _is_float(x) -> bool:
+    return to_expr(x).type == ScalarType.F32
+
+
 def _div(a, b, *, rounding_mode=None):
     if rounding_mode is None:
         return _op(Op.Div, a, b)
     if rounding_mode == "floor":
         return _op(Op.FloorDiv, a, b)
-    raise trace_error(f"torch.div(rounding_mode={rounding_mode!r}) is not supported; use // (floor division) "
-                      f"or .int() on a true division (which truncates)")
+    if rounding_mode == "trunc":
+        if _is_float(a) or _is_float(b):
+            return _op(Op.Trunc, _op(Op.Div, a, b))   # torch: trunc(a / b)
+        # a - fmod(a, b) is a multiple of b, so floor division is exact there; b == 0 gives 0 as // does.
+        return _op(Op.FloorDiv, _op(Op.Sub, a, _op(Op.FMod, a, b)), b)
+    raise trace_error(f"torch.div(rounding_mode={rounding_mode!r}): the rounding modes are None, 'trunc' and "
+                      f"'floor'")
 
 
-def _fmod(*args):
-    raise trace_error("torch.fmod is not supported (it takes the dividend's sign); use % or torch.remainder, "
-                      "which take the divisor's sign like Python")
+def _round(x, *, decimals=0):
+    if decimals == 0:
+        return _op(Op.Round, x)
+    # torch: round(x * 10^d) / 10^d, or round(x / 10^-d) * 10^-d for negative d
+    if decimals > 0:
+        return _op(Op.Div, _op(Op.Round, _op(Op.Mul, x, 10.0 ** decimals)), 10.0 ** decimals)
+    return _op(Op.Mul, _op(Op.Round, _op(Op.Div, x, 10.0 ** -decimals)), 10.0 ** -decimals)
+
+
+def _sign(x):
+    """torch.sign: -1, 0 or 1 in x's type (0 for NaN, whose comparisons are false); no gradient, as in torch."""
+    stype = to_expr(x).type
+    if stype == ScalarType.Bool:
+        return SymValue(to_expr(x))
+    return _op(Op.Sub, _convert(_op(Op.Gt, x, 0), stype), _convert(_op(Op.Lt, x, 0), stype))
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    """torch.nn.functional.softplus: log1p(exp(beta x)) / beta, linear where beta x > threshold."""
+    bx = _op(Op.Mul, x, beta)
+    return _op(Op.Where, _op(Op.Gt, bx, threshold), _convert(x, ScalarType.F32),
+               _op(Op.Div, _op(Op.Log1p, _op(Op.Exp, bx)), beta))
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _gelu(x, approximate="none"):
+    """torch.nn.functional.gelu: x * Phi(x) through erf, or the tanh approximation."""
+    if approximate == "none":
+        return _op(Op.Mul, _op(Op.Mul, x, 0.5), _op(Op.Add, 1.0, _op(Op.Erf, _op(Op.Mul, x, _SQRT_HALF))))
+    if approximate == "tanh":
+        inner = _op(Op.Mul, _op(Op.Add, x, _op(Op.Mul, _op(Op.Mul, _op(Op.Mul, x, x), x), 0.044715)),
+                    _SQRT_2_OVER_PI)
+        return _op(Op.Mul, _op(Op.Mul, x, 0.5), _op(Op.Add, 1.0, _op(Op.Tanh, inner)))
+    raise trace_error(f"gelu(approximate={approximate!r}): approximate is 'none' or 'tanh'")
+
+
+_F32_MAX = 3.4028234663852886e38
+
+
+def _nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """torch.nan_to_num; infinities become float32's extremes by default (mods compute in float32)."""
+    if not _is_float(x):
+        return SymValue(to_expr(x))
+    x = SymValue(to_expr(x))
+    posinf = _F32_MAX if posinf is None else posinf
+    neginf = -_F32_MAX if neginf is None else neginf
+    r = _op(Op.Where, _op(Op.Eq, x, _INF), posinf, x)
+    r = _op(Op.Where, _op(Op.Eq, x, -_INF), neginf, r)
+    return _op(Op.Where, _op(Op.Ne, x, x), nan, r)
+
+
+def _shift(op):
+    return lambda a, b: _op(op, a, b)
 
 
 def _ipow(x, n: int) -> SymValue:
@@ -104,6 +166,14 @@ def _ipow(x, n: int) -> SymValue:
 _MAX_INT_EXPONENT = 16
 
 
+def _traced_pow(a, b) -> SymValue:
+    """a ** b through the pow op: a float result (an int base with a traced int exponent would be an int power)."""
+    if not _is_float(a) and not _is_float(b):
+        raise trace_error("int ** (traced int) is not traced (torch computes an integer power); convert one side "
+                          "to float, e.g. x.float() ** n")
+    return _op(Op.Pow, a, b)
+
+
 def _pow(a, b):
     if isinstance(b, numbers.Real) and not isinstance(a, numbers.Real):
         a = SymValue(to_expr(a))
@@ -117,14 +187,14 @@ def _pow(a, b):
             return _op(Op.Sqrt, a)
         if e == -0.5:
             return _op(Op.Rsqrt, a)
-    elif isinstance(a, numbers.Real) and not isinstance(a, bool) and a > 0:
+        return _op(Op.Pow, a, e)
+    if isinstance(a, numbers.Real) and not isinstance(a, bool) and a > 0:
         b = SymValue(to_expr(b))
         if isinstance(a, numbers.Integral) and b.expr.type != ScalarType.F32:
             raise trace_error(f"{a} ** (int) is not traced (it would be an integer power); write {float(a)} ** x "
                               f"for a float result")
         return _op(Op.Exp2, b if a == 2 else _op(Op.Mul, b, math.log2(a)))
-    raise trace_error("x ** y is traced for a constant exponent (an integer in [-16, 16], 0.5 or -0.5) or a "
-                      "positive constant base (2.0 ** x); write torch.exp2(y * torch.log2(x)) otherwise")
+    return _traced_pow(a, b)
 
 
 def _where(cond, a=None, b=None):
@@ -238,7 +308,12 @@ HANDLERS = {
         "tanh": Op.Tanh, "sigmoid": Op.Sigmoid, "expit": Op.Sigmoid, "special_expit": Op.Sigmoid,
         "abs": Op.Abs, "absolute": Op.Abs, "__abs__": Op.Abs, "floor": Op.Floor, "ceil": Op.Ceil,
         "neg": Op.Neg, "negative": Op.Neg, "__neg__": Op.Neg, "bitwise_not": Op.Not, "__invert__": Op.Not,
+        "trunc": Op.Trunc, "fix": Op.Trunc, "sin": Op.Sin, "cos": Op.Cos, "tan": Op.Tan, "atan": Op.Atan,
+        "arctan": Op.Atan, "erf": Op.Erf, "special_erf": Op.Erf, "log1p": Op.Log1p, "special_log1p": Op.Log1p,
+        "expm1": Op.Expm1, "special_expm1": Op.Expm1,
     }.items()},
+    "round": _round, "sign": _sign, "sgn": _sign, "reciprocal": lambda x: _op(Op.Div, 1.0, x),
+    "softplus": _softplus, "gelu": _gelu, "nan_to_num": _nan_to_num,
     "logical_not": lambda x: _op(Op.Not, _convert(x, ScalarType.Bool)),
     "square": lambda x: _op(Op.Mul, x, x),
     "relu": lambda x, inplace=False: _op(Op.Max, x, 0),
@@ -256,7 +331,7 @@ HANDLERS = {
     "__div__": _binary(Op.Div), "__rtruediv__": _reflected(Op.Div), "__rdiv__": _reflected(Op.Div),
     "floor_divide": _binary(Op.FloorDiv), "__floordiv__": _binary(Op.FloorDiv),
     "__rfloordiv__": _reflected(Op.FloorDiv),
-    "remainder": _binary(Op.Mod), "__mod__": _binary(Op.Mod), "__rmod__": _reflected(Op.Mod), "fmod": _fmod,
+    "remainder": _binary(Op.Mod), "__mod__": _binary(Op.Mod), "__rmod__": _reflected(Op.Mod), "fmod": _binary(Op.FMod),
     "pow": _pow, "__pow__": _pow, "__rpow__": lambda a, b: _pow(b, a), "float_power": _pow,
     "minimum": _binary(Op.Min), "maximum": _binary(Op.Max), "min": _two_arg(Op.Min, "min"),
     "max": _two_arg(Op.Max, "max"),
@@ -268,6 +343,8 @@ HANDLERS = {
         "bitwise_and": Op.And, "__and__": Op.And, "bitwise_or": Op.Or, "__or__": Op.Or,
         "bitwise_xor": Op.Xor, "__xor__": Op.Xor,
     }.items()},
+    "bitwise_left_shift": _shift(Op.Shl), "__lshift__": _shift(Op.Shl), "__rlshift__": _reflected(Op.Shl),
+    "bitwise_right_shift": _shift(Op.Shr), "__rshift__": _shift(Op.Shr), "__rrshift__": _reflected(Op.Shr),
     "__rand__": _reflected(Op.And), "__ror__": _reflected(Op.Or), "__rxor__": _reflected(Op.Xor),
     "logical_and": _logical(Op.And), "logical_or": _logical(Op.Or), "logical_xor": _logical(Op.Xor),
     "where": _where, "clamp": _clamp, "clip": _clamp,
@@ -288,7 +365,8 @@ HANDLERS = {
 _METHOD_HANDLERS = {"where": _where_method}
 
 # Python operators and tensor methods on SymValue (torch functions reach dispatch() instead).
-_METHODS = [n for n in HANDLERS if n not in ("__getitem__", "expit", "special_expit", "relu", "rsub")]
+_METHODS = [n for n in HANDLERS if n not in ("__getitem__", "expit", "special_expit", "relu", "rsub", "softplus",
+                                             "gelu") and not n.startswith("special_")]
 
 
 def _function_name(func, name) -> str:
@@ -310,8 +388,9 @@ def dispatch(func, args, kwargs):
     handler = handler or HANDLERS.get(name)
     if handler is None:
         raise trace_error(f"{shown} is not supported in traced mods; see docs/python.md for the torch functions "
-                          f"flexjit traces (where, exp, exp2, log, log2, sqrt, rsqrt, tanh, sigmoid, abs, clamp, "
-                          f"minimum, maximum, floor, ceil, arithmetic, comparisons, indexing captured tensors)")
+                          f"flexjit traces (where, exp, log, sqrt, tanh, sigmoid, sin, cos, atan, erf, log1p, "
+                          f"expm1, pow, abs, clamp, minimum, maximum, floor, round, trunc, fmod, arithmetic, "
+                          f"shifts, comparisons, indexing captured tensors)")
     return handler(*args, **kwargs)
 
 

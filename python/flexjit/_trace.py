@@ -20,7 +20,7 @@ from . import _flexjit
 from . import _torch_ops  # noqa: F401  (installs the torch functions and methods on SymValue)
 from ._errors import trace_error
 from ._sym import Op, PartialIndex, ScalarType, SymValue, TraceContext, constant, result_expr
-from ._tensors import capture_view
+from ._tensors import capture_tensor, capture_view
 
 Param = _flexjit.Param
 Expr = _flexjit.Expr
@@ -69,7 +69,7 @@ class BoundMod:
     __slots__ = ("traced", "tensors")
 
     def __init__(self, traced: TracedMod, tensors):
-        self.traced, self.tensors = traced, list(tensors)
+        self.traced, self.tensors = traced, [capture_tensor(t) for t in tensors]
 
     @property
     def mod(self):

@@ -228,12 +228,18 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     whose output is 0). return_aux=AuxRequest(lse=..., max_scores=...) returns (out, AuxOutput) like torch;
     max_scores is each row's max score after score_mod (-inf where every key is masked). block_mask is
     flexjit's BlockMask or torch's. kernel_options is accepted and ignored (flexjit chooses its own tiles).
+    Nested jagged q, k, v [B, H, j, D] run as one packed attention (packing.py; block_mask from
+    create_nested_block_mask, or the document mask when None).
     Works inside torch.compile (fullgraph, CUDA graphs) through a custom op: see docs/python.md.
 
     Beyond torch (docs/python.md): sink_mod(b, h, q_idx) -> a logit whose exp joins each row's softmax
     denominator (attention sinks; gradients flow into the tensors it reads); prob_mod(p, b, h, q_idx, kv_idx,
     row) -> rewrites each kept probability before P @ V (row.num_visible: the row's number of kept keys).
     """
+    if getattr(query, "is_nested", False):
+        from .packing import nested_flex_attention
+        return nested_flex_attention(flex_attention, query, key, value, score_mod, block_mask, scale, enable_gqa,
+                                     return_lse, kernel_options, return_aux, sink_mod, prob_mod)
     if torch.compiler.is_compiling():
         from ._compile import flex_attention_compiled
         return flex_attention_compiled(query, key, value, score_mod, block_mask, scale, enable_gqa, return_lse,

@@ -66,7 +66,7 @@ def _run(model, inputs, **kwargs):
     for t in leaves:
         t.grad = None
     out = model(*inputs, **kwargs)
-    weight = torch.linspace(-1, 1, out.numel()).view(out.shape)
+    weight = torch.linspace(-1, 1, out.numel(), device=out.device, dtype=out.dtype).view(out.shape)
     (out * weight).sum().backward()
     grads = [p.grad for p in model.parameters()] + [t.grad for t in leaves]
     return out.detach(), [None if g is None else g.clone() for g in grads]
@@ -153,6 +153,8 @@ class Attention(torch.nn.Module):
         self.sinks = torch.nn.Parameter(torch.randn(3, generator=g))
         self.offset = torch.nn.Parameter(torch.full((3,), 0.2))
         self.register_buffer("doc", torch.tensor([0] * 10 + [1] * 13 + [2] * 10, dtype=torch.int32))
+        self.bias64 = torch.nn.Parameter(torch.randn(3, 64, generator=g, dtype=torch.float64))
+        self.register_buffer("doc8", torch.tensor([0] * 10 + [1] * 13 + [2] * 10, dtype=torch.int8))
 
     def forward(self, q, k, v):
         kwargs = {"block_mask": self.block_mask}
@@ -172,6 +174,12 @@ class Attention(torch.nn.Module):
         elif variant == "constants":
             kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.where(
                 (q_idx - kv_idx) % 3 == 0, torch.tensor(float("-inf")), score * 0.5 + 1)
+        elif variant == "other_dtypes":   # read through float32 / int32 copies made in the graph
+            kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.where(
+                self.doc8[q_idx] == self.doc8[kv_idx], score + self.bias64[h, kv_idx], score - 1)
+        elif variant == "new_ops":
+            kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: torch.sin(score) * self.temperature ** 1.5 + \
+                torch.fmod(q_idx - kv_idx, 3) + torch.nn.functional.gelu(score) + ((q_idx >> 2) << 1) * 0.01
         elif variant == "softcap":
             kwargs["score_mod"] = lambda score, b, h, q_idx, kv_idx: 20 * torch.tanh(score / 20)
         elif variant == "sink":
@@ -193,7 +201,8 @@ class Attention(torch.nn.Module):
         return flexjit.flex_attention(q, k, v, **kwargs)
 
 
-_VARIANTS = ["global", "closure_over_local", "derived_tensor", "temperature", "constants", "softcap", "sink",
+_VARIANTS = ["global", "closure_over_local", "derived_tensor", "temperature", "constants", "other_dtypes", "new_ops",
+             "softcap", "sink",
              "prob", "lse", "aux", "lse_only"]
 
 
@@ -221,7 +230,7 @@ def test_mods_under_compile_match_eager(variant):
 
 def test_learned_parameters_receive_their_gradients_under_compile():
     for variant, name in (("closure_over_local", "bias"), ("derived_tensor", "bias"), ("temperature", "temperature"),
-                          ("sink", "sinks"), ("prob", "offset")):
+                          ("sink", "sinks"), ("prob", "offset"), ("other_dtypes", "bias64")):
         model = Attention(variant)
         _run(torch.compile(model, fullgraph=True, backend="aot_eager"), _qkv())
         grad = getattr(model, name).grad
@@ -343,3 +352,24 @@ def test_eager_custom_op_route_equals_the_direct_route(variant, monkeypatch):
     direct = _run(model, inputs)
     monkeypatch.setattr(attention, "_runs_through_op", lambda tensors: True)
     _assert_same(_run(model, inputs), direct, atol=0, rtol=0)
+
+
+# --- on a GPU: CUDA graphs ------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_transformer_block_under_cuda_graphs_matches_eager():
+    # mode="reduce-overhead": inductor's graph, replayed as CUDA graphs (torch warms up before recording, which
+    # compiles flexjit's kernels; the ops never wait for the host). Several steps replay the recorded graphs;
+    # outputs and every gradient (the bias the score_mod reads included) equal eager mode's, bf16 tolerances.
+    torch.manual_seed(0)
+    model = Block(dim=64, heads=2, length=257).cuda().to(torch.bfloat16)
+    mask = flexjit.create_block_mask(causal, None, None, 257, 257, device="cuda", BLOCK_SIZE=128)
+    x = torch.randn(2, 257, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    eager = _run(model, (x, mask))
+    compiled = torch.compile(model, fullgraph=True, mode="reduce-overhead")
+    for _ in range(4):
+        got = _run(compiled, (x.detach().clone().requires_grad_(), mask))
+    (out_c, grads_c), (out_e, grads_e) = got, eager
+    torch.testing.assert_close(out_c, out_e, atol=2e-2, rtol=2e-2)
+    for gc, ge in zip(grads_c[:-1], grads_e[:-1]):   # the last is x's: a new leaf each step
+        torch.testing.assert_close(gc, ge, atol=5e-2, rtol=5e-2)

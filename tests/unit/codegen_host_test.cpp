@@ -62,6 +62,12 @@ std::vector<ScoreMod> perOpMods() {
   add("sqrt", [](Expr s, Expr, Expr, Expr, Expr) { return sqrt(s) + rsqrt(s); });
   add("tanh", [](Expr s, Expr, Expr, Expr, Expr) { return tanh(s) + sigmoid(s); });
   add("floor", [](Expr s, Expr, Expr, Expr, Expr) { return floor(s) + ceil(s); });
+  add("round", [](Expr s, Expr, Expr, Expr, Expr) { return round(s * 2.5f) + trunc(s * 1.5f); });
+  add("trig", [](Expr s, Expr, Expr, Expr, Expr) { return sin(s * 3.0f) + cos(s) + tan(s) + atan(s * 7.0f); });
+  add("erf_log1p", [](Expr s, Expr, Expr, Expr, Expr) { return erf(s) + log1p(s) + expm1(s); });
+  add("pow", [](Expr s, Expr, Expr, Expr q, Expr kv) { return pow(s, 1.5f) + pow(abs(s), s) + pow(-2.0f, toFloat(q % 5)); });
+  add("fmod", [](Expr s, Expr, Expr, Expr q, Expr kv) { return fmod(s, -0.75f) + toFloat(fmod(q - 20, kv - 3)); });
+  add("shifts", [](Expr s, Expr, Expr, Expr q, Expr kv) { return toFloat((q << (kv - 40)) + ((q - 150) >> (kv % 40))); });
   add("casts", [](Expr s, Expr, Expr, Expr q, Expr kv) { return toFloat(toInt(s * 1e9f)) + toFloat(toBool(q - kv)) + toFloat(q > kv); });
   add("compare", [](Expr s, Expr, Expr, Expr q, Expr kv) {
     return where((s == 0.5f) | (s != s) | (s < 0.0f) | (s <= 1.0f) | (s > 2.0f) | (s >= 3.0f), s, -s) +

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "dsl/Error.h"
 #include "dsl/Interpreter.h"
@@ -60,6 +61,61 @@ TEST(DslSemantics, FloorDivAndModFollowPython) {
   Program pn(neg);
   EXPECT_EQ(pn.scoreF32(0, {0, 0, 7, 2}), -1);   // 7 % -2
   EXPECT_EQ(pn.scoreF32(0, {0, 0, 7, 0}), 7);    // x % 0 == x (defined)
+}
+
+TEST(DslSemantics, FModShiftsAndRoundFollowTorch) {
+  // torch.fmod takes the dividend's sign; shifts outside [0, 32) give 0 (<<) or the sign fill (>>); round ties
+  // to even. The values are torch's on int32 / float32 tensors.
+  ScoreMod m("ints", [](Expr, Expr, Expr, Expr q, Expr kv) {
+    return toFloat(fmod(q - 12, kv - 5) * 1000 + fmod(q - 12, 0) * 100);
+  });
+  Program p(m);
+  EXPECT_EQ(p.scoreF32(0, {0, 0, 7, 8}), -2 * 1000 + -5 * 100);  // fmod(-5, 3) == -2, fmod(-5, 0) == -5
+  EXPECT_EQ(p.scoreF32(0, {0, 0, 17, 2}), 2 * 1000 + 5 * 100);   // fmod(5, -3) == 2
+  ScoreMod shifts("shifts", [](Expr, Expr, Expr, Expr q, Expr kv) { return toFloat((q - 8) << kv) + toFloat((q - 8) >> kv) * 0.5f; });
+  Program ps(shifts);
+  EXPECT_EQ(ps.scoreF32(0, {0, 0, 9, 3}), 8 + 0);         // 1 << 3, 1 >> 3
+  EXPECT_EQ(ps.scoreF32(0, {0, 0, 0, 1}), -16 + -4 * 0.5f);  // -8 << 1, -8 >> 1
+  EXPECT_EQ(ps.scoreF32(0, {0, 0, 9, 32}), 0 + 0);         // shifts of 32: 0 and the sign of 1
+  EXPECT_EQ(ps.scoreF32(0, {0, 0, 0, 40}), 0 + -1 * 0.5f);  // -8 >> 40 == -1
+  ScoreMod r("round", [](Expr s, Expr, Expr, Expr, Expr) { return round(s) * 10.0f + trunc(s); });
+  Program pr(r);
+  EXPECT_EQ(pr.scoreF32(2.5f, {}), 20.0f + 2.0f);
+  EXPECT_EQ(pr.scoreF32(-1.5f, {}), -20.0f - 1.0f);
+  EXPECT_EQ(pr.scoreF32(0.5f, {}), 0.0f);
+}
+
+TEST(DslInterval, NewFloatOpsContainEverySample) {
+  // Each op's interval form over random boxes of the score holds the op's value at every sampled point
+  // (float32, as the kernels compute) and at the ends.
+  std::vector<ScoreMod> mods = {
+      ScoreMod("sin", [](Expr s, Expr, Expr, Expr, Expr) { return sin(s); }),
+      ScoreMod("cos", [](Expr s, Expr, Expr, Expr, Expr) { return cos(s); }),
+      ScoreMod("tan", [](Expr s, Expr, Expr, Expr, Expr) { return tan(s); }),
+      ScoreMod("atan", [](Expr s, Expr, Expr, Expr, Expr) { return atan(s); }),
+      ScoreMod("erf", [](Expr s, Expr, Expr, Expr, Expr) { return erf(s); }),
+      ScoreMod("log1p", [](Expr s, Expr, Expr, Expr, Expr) { return log1p(s); }),
+      ScoreMod("expm1", [](Expr s, Expr, Expr, Expr, Expr) { return expm1(s); }),
+      ScoreMod("round", [](Expr s, Expr, Expr, Expr, Expr) { return round(s) + trunc(s); }),
+      ScoreMod("pow", [](Expr s, Expr, Expr, Expr, Expr) { return pow(s * s, s - 1.0f); }),
+      ScoreMod("fmod", [](Expr s, Expr, Expr, Expr, Expr) { return fmod(s * 3.0f, s + 2.0f); }),
+  };
+  std::mt19937 rng(7);
+  auto uniform = [&](float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); };
+  for (const ScoreMod& m : mods) {
+    Program p(m);
+    for (int t = 0; t < 400; ++t) {
+      float a = uniform(-12.0f, 12.0f), w = t % 4 == 0 ? 0.0f : uniform(0.0f, t % 3 == 0 ? 0.1f : 8.0f);
+      fj::IvFloat r = p.scoreInterval(Box{}, fj::ivFloat(a, a + w));
+      for (int k = 0; k <= 16; ++k) {
+        float x = k == 16 ? a + w : a + w * static_cast<float>(k) / 16.0f;
+        float y = p.scoreF32(x, {});
+        bool inside = std::isnan(y) ? r.nan : (r.lo <= y && y <= r.hi);
+        ASSERT_TRUE(inside) << m.name() << " at " << x << " = " << y << " outside [" << r.lo << ", " << r.hi
+                            << "] (nan " << r.nan << ") for [" << a << ", " << a + w << "]";
+      }
+    }
+  }
 }
 
 TEST(DslKeys, StructuralHashingRules) {

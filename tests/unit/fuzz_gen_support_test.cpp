@@ -12,6 +12,7 @@
 #include <set>
 
 #include "FuzzGen.h"
+#include "dsl/Semantics.h"
 
 namespace flexjit::testing {
 
@@ -39,7 +40,11 @@ float smallFloat(FuzzRng& rng) { return static_cast<float>(rng.uniform(-2.0, 2.0
 constexpr Op kFloatBinary[] = {Op::Add, Op::Sub, Op::Mul, Op::Div, Op::FloorDiv, Op::Mod, Op::Min, Op::Max};
 constexpr Op kFloatUnary[] = {Op::Neg, Op::Abs,  Op::Floor, Op::Ceil,  Op::Exp,  Op::Exp2,
                               Op::Log, Op::Log2, Op::Sqrt,  Op::Rsqrt, Op::Tanh, Op::Sigmoid};
+/// The torch functions of issue 14 (Ops.def's later entries).
+constexpr Op kFloatUnaryMore[] = {Op::Round, Op::Trunc, Op::Sin, Op::Cos, Op::Tan, Op::Atan, Op::Erf, Op::Log1p, Op::Expm1};
+constexpr Op kFloatBinaryMore[] = {Op::Pow, Op::FMod};
 constexpr Op kIntBinary[] = {Op::Add, Op::Sub, Op::Mul, Op::FloorDiv, Op::Mod, Op::Min, Op::Max};
+constexpr Op kIntBinaryMore[] = {Op::FMod, Op::Shl, Op::Shr};
 constexpr Op kBitwise[] = {Op::And, Op::Or, Op::Xor};
 constexpr Op kCompare[] = {Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge};
 
@@ -273,11 +278,11 @@ Expr ExprGen::floatOp(int d) {
     case 1:
     case 2: {  // one float operand, the other of any type (promoted)
       Expr a = floatExpr(d + 1), b = numeric(d + 1);
-      return rng_.chance(1, 2) ? makeOp(pickOf(rng_, kFloatBinary), {a, b})
-                               : makeOp(pickOf(rng_, kFloatBinary), {b, a});
+      const Op op = rng_.chance(1, 5) ? pickOf(rng_, kFloatBinaryMore) : pickOf(rng_, kFloatBinary);
+      return rng_.chance(1, 2) ? makeOp(op, {a, b}) : makeOp(op, {b, a});
     }
-    case 3:
-    case 4: return makeOp(pickOf(rng_, kFloatUnary), {floatExpr(d + 1)});
+    case 3: return makeOp(pickOf(rng_, kFloatUnary), {floatExpr(d + 1)});
+    case 4: return makeOp(pickOf(rng_, kFloatUnaryMore), {floatExpr(d + 1)});
     case 5: return makeOp(kFloatUnary[4 + rng_.pick(8)], {intExpr(d + 1)});  // an int converted first
     case 6:
       return rng_.chance(1, 2) ? where(boolExpr(d + 1), floatExpr(d + 1), numeric(d + 1))
@@ -292,7 +297,7 @@ Expr ExprGen::floatOp(int d) {
 
 Expr ExprGen::smoothOp(int d) {
   Expr a = floatExpr(d + 1);
-  switch (rng_.pick(16)) {
+  switch (rng_.pick(21)) {
     case 0: return a + floatExpr(d + 1);
     case 1: return a - floatExpr(d + 1);
     case 2: return a * floatExpr(d + 1);
@@ -308,7 +313,12 @@ Expr ExprGen::smoothOp(int d) {
     case 12: return rng_.chance(1, 2) ? minimum(a, floatExpr(d + 1)) : maximum(a, floatExpr(d + 1));
     case 13: return a % 2.5f + floordiv(a, -1.75f) * 0.5f;
     case 14: return floor(a) * 0.5f + ceil(a) * 0.25f + a;
-    default: return toFloat(intExpr(d + 1)) * 0.125f + a;
+    case 15: return toFloat(intExpr(d + 1)) * 0.125f + a;
+    case 16: return sin(a) + cos(a * 0.5f);
+    case 17: return atan(a) + erf(a * 0.5f);
+    case 18: return log1p(a * a) + expm1(clamp(a, -3.0f, 3.0f));
+    case 19: return tan(clamp(a, -1.0f, 1.0f));
+    default: return pow(a * a + 0.75f, clamp(floatExpr(d + 1), -2.0f, 2.0f));  // a positive base
   }
 }
 
@@ -318,7 +328,7 @@ Expr ExprGen::intOp(int d) {
     case 1:
     case 2: {
       Expr b = rng_.chance(1, 8) ? boolExpr(d + 1) : intExpr(d + 1);
-      return makeOp(pickOf(rng_, kIntBinary), {intExpr(d + 1), b});
+      return makeOp(rng_.chance(1, 5) ? pickOf(rng_, kIntBinaryMore) : pickOf(rng_, kIntBinary), {intExpr(d + 1), b});
     }
     case 3: return makeOp(rng_.chance(1, 2) ? Op::FloorDiv : Op::Mod, {intExpr(d + 1), Expr(intCorner(rng_))});
     case 4: return intExpr(d + 1) * Expr(intCorner(rng_)) + Expr(intCorner(rng_));  // wraps
@@ -425,13 +435,25 @@ FuzzCase makeFuzzCase(uint64_t seed, const FuzzOptions& options) {
   ExprGen maskGen(rng, *c.env, ModMode::Mask, options.maxDepth);
   c.mask.emplace(MaskMod::fromBody(fmt::format("fuzz{}", seed), maskGen.boolExpr(0)));
   // The extra hooks come last, so a seed's score_mod and mask_mod do not depend on them.
+  // A variant captures at most fj::kMaxCapturedTensors tensors and fj::kMaxCapturedScalars scalars over all
+  // its hooks (each hook's reads counted): an extra hook that would pass them is left out.
+  auto fits = [&] {
+    size_t tensorsUsed = c.score->tensors().size() + c.mask->tensors().size();
+    size_t scalarsUsed = c.score->scalars().size() + c.mask->scalars().size();
+    for (const Mod* m : {c.sink ? static_cast<const Mod*>(&*c.sink) : nullptr, c.prob ? static_cast<const Mod*>(&*c.prob) : nullptr})
+      if (m) tensorsUsed += m->tensors().size(), scalarsUsed += m->scalars().size();
+    return tensorsUsed <= static_cast<size_t>(fj::kMaxCapturedTensors) &&
+           scalarsUsed <= static_cast<size_t>(fj::kMaxCapturedScalars);
+  };
   if (rng.chance(1, kExtraHookOdds)) {
     ExprGen sinkGen(rng, *c.env, ModMode::Sink, options.maxDepth);
     c.sink.emplace(SinkMod::fromBody(fmt::format("fuzz{}", seed), sinkGen.floatExpr(0)));
+    if (!fits()) c.sink.reset();
   }
   if (rng.chance(1, kExtraHookOdds)) {
     ExprGen probGen(rng, *c.env, ModMode::Prob, options.maxDepth);
     c.prob.emplace(ProbMod::fromBody(fmt::format("fuzz{}", seed), probGen.floatExpr(0)));
+    if (!fits()) c.prob.reset();
   }
   return c;
 }
@@ -475,7 +497,10 @@ TEST(FuzzGen, ReachesEveryOpInEveryType) {
       "// float32",    "// int32",     "% float32",        "% int32",       "min float32",  "min int32",
       "max float32",   "max int32",    "== bool",          "!= bool",       "< bool",       "<= bool",
       "> bool",        ">= bool",      "& bool",           "& int32",       "| bool",       "| int32",
-      "^ bool",        "^ int32",      "where float32",    "where int32",   "where bool"};
+      "^ bool",        "^ int32",      "where float32",    "where int32",   "where bool",
+      "round float32", "trunc float32", "sin float32",     "cos float32",   "tan float32",  "atan float32",
+      "erf float32",   "log1p float32", "expm1 float32",   "pow float32",   "fmod float32", "fmod int32",
+      "<< int32",      ">> int32"};
   for (const char* e : expected) EXPECT_TRUE(seen.count(e)) << "never generated: " << e;
   EXPECT_EQ(dtypes.size(), 6u) << "every captured-tensor dtype";
 }

@@ -569,6 +569,10 @@ void checkTensorGradientBits(CaseContext& x, const char* oracle, const std::stri
 /// elements share one): the elements either side writes, and two more at random (which must get nothing).
 void checkTensorGradientDifferences(CaseContext& x, float s, const Position& p, const GradBuffers& g,
                                     const ScoreGrad& f64) {
+  // At a huge score (a special value such as 3e38) a tensor element's share of score + f(t) is absorbed by the
+  // rounding, even in float64: the differences see 0 where the chain rule sees cos(...) * f'(t). As for
+  // d/dscore, only moderate points are differenced.
+  if (!(std::fabs(s) <= 1e4f)) return;
   for (size_t j = 0; j < g.data.size(); ++j) {
     if (g.data[j].empty()) continue;
     FuzzTensor* t = fuzzTensorOf(x.c, x.v.captures.tensors[j]);
@@ -616,6 +620,11 @@ void checkGradients(CaseContext& x) {
                                           show(static_cast<float>(f32.dscore))));
     checkTensorGradientBits(x, "gradient bits", at, g, f32, 0);
     if (!x.c.smoothScore) continue;
+    // Where float32 and float64 evaluate the mod to different values (a branch taken on a float32
+    // underflow: where(0 >= sigmoid(score), ...) at score = -103.5), the float64 differences describe
+    // another function than the float32 gradient does: nothing to compare.
+    const double v32 = x.score.scoreF32(s, p), v64 = x.score.scoreF64(s, p);
+    if (!(std::fabs(v32 - v64) <= 1e-3 * std::max(1.0, std::fabs(v64)))) continue;
     const ScoreGrad f64 = x.score.scoreGrad(s, p, 1.0);
     if (auto fd = centralDifference([&](double v) { return x.score.scoreF64(v, p); }, s, /*floatSteps=*/false))
       x.stats.gradients += checkDifferences(x, "gradient", "d/dscore " + at, dscore, f64.dscore, *fd);

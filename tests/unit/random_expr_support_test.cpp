@@ -20,7 +20,7 @@ Expr RandomExprGen::floatExpr(int depth) {
   }
   Expr a = floatExpr(depth + 1);
   if (opt_.smooth) {
-    switch (pick(12)) {
+    switch (pick(17)) {
       case 0: return a + floatExpr(depth + 1);
       case 1: return a - floatExpr(depth + 1);
       case 2: return a * floatExpr(depth + 1);
@@ -32,10 +32,15 @@ Expr RandomExprGen::floatExpr(int depth) {
       case 8: return log(a * a + 0.5f);
       case 9: return where(boolExpr(depth + 1), a, floatExpr(depth + 1));
       case 10: return -a + exp2(clamp(a, -3.0f, 3.0f));
+      case 11: return sin(a) + cos(a) * 0.5f;
+      case 12: return atan(a) + erf(a);
+      case 13: return log1p(a * a) + expm1(clamp(a, -3.0f, 3.0f));
+      case 14: return pow(a * a + 0.5f, clamp(floatExpr(depth + 1), -2.0f, 2.0f));
+      case 15: return tan(clamp(a, -1.0f, 1.0f));
       default: return rsqrt(a * a + 2.0f) + abs(a) * 0.25f;
     }
   }
-  switch (pick(16)) {
+  switch (pick(21)) {
     case 0: return a + floatExpr(depth + 1);
     case 1: return a - floatExpr(depth + 1);
     case 2: return a * floatExpr(depth + 1);
@@ -51,6 +56,11 @@ Expr RandomExprGen::floatExpr(int depth) {
     case 12: return floor(a) + ceil(a) - exp2(a) + log2(a);
     case 13: return where(boolExpr(depth + 1), a, floatExpr(depth + 1));
     case 14: return -abs(a);
+    case 15: return round(a) + trunc(a);
+    case 16: return fmod(a, floatExpr(depth + 1));
+    case 17: return pow(a, floatExpr(depth + 1));
+    case 18: return sin(a) + cos(a) - tan(a) + atan(a);
+    case 19: return erf(a) + log1p(a) - expm1(a);
     default: return toFloat(toInt(a * 3.0f));
   }
 }
@@ -68,7 +78,7 @@ Expr RandomExprGen::intExpr(int depth) {
     }
   }
   Expr a = intExpr(depth + 1);
-  switch (pick(opt_.smooth ? 9 : 12)) {
+  switch (pick(opt_.smooth ? 9 : 15)) {
     case 0: return a + intExpr(depth + 1);
     case 1: return a - intExpr(depth + 1);
     case 2: return a * (pick(7) - 3);
@@ -80,6 +90,9 @@ Expr RandomExprGen::intExpr(int depth) {
     case 8: return clamp(a, pick(20) - 10, pick(20) + 10);
     case 9: return where(boolExpr(depth + 1), a, intExpr(depth + 1));
     case 10: return (a & intExpr(depth + 1)) ^ (a | 3);
+    case 11: return fmod(a, pick(9) - 4);
+    case 12: return fmod(a, intExpr(depth + 1)) + (a << (pick(40) - 4));
+    case 13: return (a >> intExpr(depth + 1)) - (a >> (pick(6)));
     default: return floordiv(a, intExpr(depth + 1)) + a % intExpr(depth + 1);
   }
 }
@@ -113,8 +126,9 @@ TEST(RandomExpr, CoversManyOps) {
   for (int i = 0; i < 200; ++i) {
     ScoreMod m = ScoreMod::fromBody("r", gen.floatExpr());
     std::string text = m.canonicalForm();
-    for (const char* op : {"exp ", "tanh ", "// ", "% ", "where ", "load ", "min ", "to_int "})
+    for (const char* op : {"exp ", "tanh ", "// ", "% ", "where ", "load ", "min ", "to_int ", "sin ", "pow ",
+                           "fmod ", "<< ", ">> ", "round "})
       if (text.find(op) != std::string::npos) seen.insert(op);
   }
-  EXPECT_EQ(seen.size(), 8u) << "the generator should reach every op family";
+  EXPECT_EQ(seen.size(), 14u) << "the generator should reach every op family";
 }

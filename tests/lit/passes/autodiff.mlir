@@ -63,3 +63,20 @@ func.func @mask_mod(%b: i32 {fj.param = "b"}, %h: i32 {fj.param = "h"}, %q: i32 
   %0 = arith.cmpi sge, %q, %kv : i32
   return %0 : i1
 }
+
+// x ** y with torch's rules: the base's gradient is 0 where y == 0, the exponent's 0 where x == 0 and y >= 0.
+// CHECK-LABEL: func.func @pow_grad
+// CHECK-DAG: %[[YM1:.+]] = arith.subf %[[Y:.+]], %{{.+}} : f32
+// CHECK-DAG: math.powf %{{.+}}, %[[YM1]] : f32
+// CHECK-DAG: math.log
+// CHECK-DAG: arith.cmpf oeq
+// CHECK-DAG: arith.cmpf oge
+// CHECK: fj.grad_accumulate
+func.func @pow(%score: f32 {fj.param = "score"}, %b: i32 {fj.param = "b"}, %h: i32 {fj.param = "h"},
+               %q: i32 {fj.param = "q_idx"}, %kv: i32 {fj.param = "kv_idx"},
+               %g: memref<?xf32, strided<[?], offset: ?>> {fj.tensor = 0 : i32, fj.requires_grad}) -> f32
+    attributes {fj.kind = "score_mod"} {
+  %y = fj.load %g[%q] : memref<?xf32, strided<[?], offset: ?>> -> f32
+  %r = math.powf %score, %y : f32
+  return %r : f32
+}

@@ -49,3 +49,32 @@ func.func @fold_casts() -> (i32, i32, f32) {
   %2 = fj.sigmoid %zero : f32
   return %0, %1, %2 : i32, i32, f32
 }
+
+// fj.fmod takes the dividend's sign (torch.fmod; x fmod 0 == x for ints); fj.shl / fj.shr are torch's shifts,
+// defined for every shift count (arith.shli / shrsi would be poison at 32).
+// CHECK-LABEL: func.func @fold_fmod_and_shifts
+// CHECK-DAG: arith.constant -1 : i32
+// CHECK-DAG: arith.constant -7 : i32
+// CHECK-DAG: arith.constant 0 : i32
+// CHECK-DAG: arith.constant -28 : i32
+// CHECK-DAG: arith.constant -2 : i32
+// CHECK-DAG: arith.constant -1.000000e+00 : f32
+// CHECK-NOT: fj.fmod
+// CHECK-NOT: fj.shl
+// CHECK-NOT: fj.shr
+func.func @fold_fmod_and_shifts() -> (i32, i32, i32, i32, i32, i32, f32) {
+  %a = arith.constant -7 : i32
+  %b = arith.constant 2 : i32
+  %z = arith.constant 0 : i32
+  %big = arith.constant 32 : i32
+  %fa = arith.constant -7.0 : f32
+  %fb = arith.constant 2.0 : f32
+  %0 = fj.fmod %a, %b : i32
+  %1 = fj.fmod %a, %z : i32
+  %2 = fj.shl %a, %big
+  %3 = fj.shl %a, %b
+  %4 = fj.shr %a, %b
+  %5 = fj.shr %a, %big
+  %6 = fj.fmod %fa, %fb : f32
+  return %0, %1, %2, %3, %4, %5, %6 : i32, i32, i32, i32, i32, i32, f32
+}
