@@ -82,6 +82,14 @@ class _Call:
         return [by_id[i] for i in _flexjit.gradient_capture_ids(self.score.mod, **self.extra())]
 
 
+def _make_call(score_mod, block_mask, scale, sink_mod, prob_mod):
+    """The traced (or cached) mods, the block mask and the scale of one eager call."""
+    score = resolve(SCORE_MOD, score_mod) if score_mod is not None else NOOP_SCORE
+    return _Call(score, as_flexjit_mask(block_mask), checked_scale(scale),
+                 resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
+                 resolve(PROB_MOD, prob_mod) if prob_mod is not None else None)
+
+
 def check_inputs(q, k, v, enable_gqa):
     for t, name in ((q, "query"), (k, "key"), (v, "value")):
         if not isinstance(t, torch.Tensor):
@@ -105,9 +113,10 @@ def checked_scale(scale):
     raise FlexjitError(f"flex_attention: scale must be a number, got {type(scale).__name__}")
 
 
-def _forward(call: _Call, q, k, v, training=False, max_scores=False):
+def _forward(call: _Call, q, k, v, training=False, max_scores=False, inference=None):
     """out, lse, (with max_scores) each row's max score or None, and, training with a prob_mod, what its
-    backward reads (the delta weights and the rows' num_visible; docs/dsl.md) or (None, None)."""
+    backward reads (the delta weights and the rows' num_visible; docs/dsl.md) or (None, None). `inference`:
+    the bindings' page_table / page_size / kv_lengths keywords (_inference_layouts)."""
     out = torch.empty((q.size(0), q.size(1), q.size(2), v.size(3)), dtype=q.dtype, device=q.device)
     lse = torch.empty((q.size(0), q.size(1), q.size(2)), dtype=torch.float32, device=q.device)
     row_max = torch.empty_like(lse) if max_scores else None
@@ -120,8 +129,40 @@ def _forward(call: _Call, q, k, v, training=False, max_scores=False):
                                  view(out, "out"), view(lse, "lse"), call.scale, stream_handle(q.device),
                                  compile_backward_ahead=training,
                                  max_scores=view(row_max, "max_scores") if max_scores else None,
-                                 **call.extra(), **_prob_state(prob_delta, row_visible))
+                                 **call.extra(), **_prob_state(prob_delta, row_visible), **(inference or {}))
     return out, lse, row_max, (prob_delta, row_visible)
+
+
+def _inference_layouts(query, key, page_table, page_size, kv_lengths):
+    """The bindings' keywords for a paged KV cache and per-sequence lengths, checked (the C++ core checks
+    shapes, dtypes and devices and names what is wrong)."""
+    what = "flex_attention"
+    if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
+        raise FlexjitError(f"{what}: page_table / kv_lengths are for inference (forward only); run it under "
+                           "torch.no_grad(), or give contiguous K and V with the lengths in the mask_mod to train")
+    if torch.compiler.is_compiling():
+        raise FlexjitError(f"{what}: page_table / kv_lengths are not supported inside torch.compile yet; call "
+                           "flex_attention eagerly for the decode step (it has no host synchronisation, so it can "
+                           "be captured in a CUDA graph)")
+    out = {}
+    if page_table is not None:
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+            raise FlexjitError(f"{what}: page_table needs page_size, a positive int (keys per page), got "
+                               f"{page_size!r}")
+        if not isinstance(page_table, torch.Tensor) or page_table.dtype not in (torch.int32, torch.int64):
+            raise FlexjitError(f"{what}: page_table must be an int32 tensor [B, pages per sequence]")
+        table = page_table.to(torch.int32)
+        out.update(page_table=view(table, "page_table"), page_size=page_size)
+        out["_keep"] = [table]
+    elif page_size is not None:
+        raise FlexjitError(f"{what}: page_size without page_table; give both for a paged KV cache")
+    if kv_lengths is not None:
+        if not isinstance(kv_lengths, torch.Tensor) or kv_lengths.dtype not in (torch.int32, torch.int64):
+            raise FlexjitError(f"{what}: kv_lengths must be an int32 tensor [B]")
+        lengths = kv_lengths.to(torch.int32)
+        out["kv_lengths"] = view(lengths, "kv_lengths")
+        out.setdefault("_keep", []).append(lengths)
+    return out
 
 
 def _prob_state(prob_delta, row_visible):
@@ -219,7 +260,8 @@ def outputs(out, lse, row_max, return_lse, return_aux):
 
 
 def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None, enable_gqa=False,
-                   return_lse=False, kernel_options=None, *, return_aux=None, sink_mod=None, prob_mod=None):
+                   return_lse=False, kernel_options=None, *, return_aux=None, sink_mod=None, prob_mod=None,
+                   page_table=None, page_size=None, kv_lengths=None):
     """Attention with a score_mod and a block mask, torch.nn.attention.flex_attention's signature.
 
     query [B, Hq, Q_LEN, D], key [B, Hkv, KV_LEN, D], value [B, Hkv, KV_LEN, Dv]: float16 / bfloat16 on a
@@ -235,7 +277,17 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     Beyond torch (docs/python.md): sink_mod(b, h, q_idx) -> a logit whose exp joins each row's softmax
     denominator (attention sinks; gradients flow into the tensors it reads); prob_mod(p, b, h, q_idx, kv_idx,
     row) -> rewrites each kept probability before P @ V (row.num_visible: the row's number of kept keys).
+    Inference (forward only, the decode family on a GPU): page_table [B, pages] with page_size for a paged
+    KV cache (key / value [1, Hkv, pages * page_size, D]), kv_lengths [B] for sequences of different lengths.
     """
+    if page_table is not None or page_size is not None or kv_lengths is not None:
+        inference = _inference_layouts(query, key, page_table, page_size, kv_lengths)
+        keep = inference.pop("_keep", [])  # the int32 copies the views point into  # noqa: F841
+        check_inputs(query, key, value, enable_gqa)
+        call = _make_call(score_mod, block_mask, scale, sink_mod, prob_mod)
+        want_max = wants_max_scores(return_aux)
+        out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max, inference=inference)
+        return outputs(out, lse, row_max, return_lse, return_aux)
     if getattr(query, "is_nested", False):
         from .packing import nested_flex_attention
         return nested_flex_attention(flex_attention, query, key, value, score_mod, block_mask, scale, enable_gqa,
@@ -246,10 +298,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
                                        return_aux, sink_mod, prob_mod)
     check_inputs(query, key, value, enable_gqa)
     want_max = wants_max_scores(return_aux)
-    score = resolve(SCORE_MOD, score_mod) if score_mod is not None else NOOP_SCORE
-    call = _Call(score, as_flexjit_mask(block_mask), checked_scale(scale),
-                 resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
-                 resolve(PROB_MOD, prob_mod) if prob_mod is not None else None)
+    call = _make_call(score_mod, block_mask, scale, sink_mod, prob_mod)
     grad_tensors = call.gradient_tensors() if torch.is_grad_enabled() else []
     training = torch.is_grad_enabled() and bool(grad_tensors or query.requires_grad or key.requires_grad or
                                                 value.requires_grad)
