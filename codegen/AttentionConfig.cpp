@@ -100,14 +100,21 @@ int fwdSharedMemoryBytes(const FwdKernelConfig& c) {
 
 int fwdThreads(const FwdKernelConfig& c) { return c.numWarps * kWarpSize; }
 
-FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
-                                 int maskBlockQ, int maskBlockKV) {
+FwdKernelConfig fwdConfigFor(KernelFamily family, DType dtype, int headDim, int headDimV, int archMajor,
+                             int archMinor) {
   FwdKernelConfig c;
+  c.family = family;
   c.dtype = dtype;
   c.headDim = headDim;
   c.headDimV = headDimV;
   c.archMajor = archMajor;
   c.archMinor = archMinor;
+  return c;
+}
+
+FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
+                                 int maskBlockQ, int maskBlockKV) {
+  FwdKernelConfig c = fwdConfigFor(KernelFamily::Sm80, dtype, headDim, headDimV, archMajor, archMinor);
   c.numWarps = 4;
   const int maxDim = std::max(headDim, headDimV);
   // 4 warps x 32 rows: each K/V fragment read from shared memory feeds two mmas (FlashAttention-2's
@@ -137,13 +144,7 @@ FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int arc
 }
 
 FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
-  FwdKernelConfig c;
-  c.family = KernelFamily::Sm90;
-  c.dtype = dtype;
-  c.headDim = headDim;
-  c.headDimV = headDimV;
-  c.archMajor = archMajor;
-  c.archMinor = archMinor;
+  FwdKernelConfig c = fwdConfigFor(KernelFamily::Sm90, dtype, headDim, headDimV, archMajor, archMinor);
   c.numWarps = kSm90Warps;
   c.blockM = kSm90BlockM;
   // A 256-wide O accumulator takes 128 registers per consumer thread: S narrows to 64 columns so that

@@ -99,6 +99,10 @@ FwdKernelConfig defaultFwdConfig(DType dtype, int headDim, int headDimV, int arc
 /// Run checkFwdConfig / checkFwdMaskBlocks on the result.
 FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
 
+/// What every family's defaults start from: the family, the dtype, the head dims and the arch.
+FwdKernelConfig fwdConfigFor(KernelFamily family, DType dtype, int headDim, int headDimV, int archMajor,
+                             int archMinor);
+
 /// The decode family's tiles (codegen/templates/decode/attention_decode.cuh): 16 packed rows per CTA
 /// (blockM), kv tiles of 32 rows per warp (blockN), 4 warps, two tiles in flight per warp.
 FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);

@@ -25,13 +25,7 @@ constexpr long long kMaxGridYZ = 65535;
 }  // namespace
 
 FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
-  FwdKernelConfig c;
-  c.family = KernelFamily::Decode;
-  c.dtype = dtype;
-  c.headDim = headDim;
-  c.headDimV = headDimV;
-  c.archMajor = archMajor;
-  c.archMinor = archMinor;
+  FwdKernelConfig c = fwdConfigFor(KernelFamily::Decode, dtype, headDim, headDimV, archMajor, archMinor);
   c.blockM = fjk::kDecodeRows;
   c.blockN = kDecodeBlockN;
   c.subN = kDecodeBlockN;

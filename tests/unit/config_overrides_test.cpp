@@ -10,14 +10,13 @@
 #include "runtime/AttentionGpu.h"
 #include "runtime/ConfigOverrides.h"
 
+#include "runtime_test_support.h"
+
 using namespace flexjit;
 
 namespace {
-struct ScopedEnv {
-  const char* name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name); }
-};
+using flexjit::testing::ScopedEnv;
+
 }  // namespace
 
 TEST(ConfigOverrides, SetsNamedFieldsAndLeavesOthers) {

@@ -20,15 +20,13 @@
 #include "runtime/Nvrtc.h"
 #include "runtime/Planner.h"
 
+#include "runtime_test_support.h"
+
 using namespace flexjit;
 
 namespace {
 
-struct ScopedEnv {
-  const char* name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name); }
-};
+using flexjit::testing::ScopedEnv;
 
 /// The decode shape: B4, 32 query heads over 8 KV heads, one query, 32768 keys, on an H200.
 ForwardProblem decodeProblem(int lenQ = 1, int major = 9, int minor = 0) {

@@ -15,6 +15,7 @@
 #include "dsl/Error.h"
 #include "runtime/AttentionBackward.h"
 #include "runtime/Planner.h"
+#include "runtime_test_support.h"
 
 using namespace flexjit;
 using namespace flexjit::testing;
@@ -170,7 +171,7 @@ TEST(PagedKV, ThePlannerSendsThemToTheDecodeFamily) {
                         Case{128, 100, "", "cannot run this problem: Q_LEN = 100"},
                         Case{128, 1, "decode=0", "FLEXJIT_FWD_CONFIG rules out"},
                         Case{32, 1, "decode=1,blockN=64", "blockN=64 does not divide the page size 32"}}) {
-    setenv("FLEXJIT_FWD_CONFIG", c.env, 1);
+    flexjit::testing::ScopedEnv env("FLEXJIT_FWD_CONFIG", std::string(c.env));
     p.pageSize = c.pageSize, p.lenQ = c.lenQ;
     try {
       planForward(p);
@@ -178,7 +179,6 @@ TEST(PagedKV, ThePlannerSendsThemToTheDecodeFamily) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
     }
-    unsetenv("FLEXJIT_FWD_CONFIG");
   }
 }
 

@@ -12,15 +12,13 @@
 #include "runtime/Nvrtc.h"
 #include "runtime/Planner.h"
 
+#include "runtime_test_support.h"
+
 using namespace flexjit;
 
 namespace {
 
-struct ScopedEnv {
-  const char* name;
-  ScopedEnv(const char* n, const char* value) : name(n) { setenv(n, value, 1); }
-  ~ScopedEnv() { unsetenv(name); }
-};
+using flexjit::testing::ScopedEnv;
 
 ForwardProblem problem(int major, int minor, int d = 128) {
   ForwardProblem p;
