@@ -185,6 +185,22 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
   while (bwdDkDvSharedMemoryBytes(c) > limit && c.blockN > 2 * kMinBlock) c.blockN /= 2;
   while (bwdDqSharedMemoryBytes(c) > limit && c.dqBlockN > kMinBlock) c.dqBlockN /= 2;
   chooseGrids(c);
+  // A head dim of an odd number of 16-column units (48, 80, 112, 144, ...) splits over no more than one warp
+  // column, and 8 warps in one column leave the 64-row products 8 rows each, under the mma's 16: such dims
+  // take 4 warps (16 rows each in dQ = dS K) and half the kv rows, so that each thread's dK + dV
+  // accumulators stay those of the 8-warp tiles.
+  auto gridsFit = [](const BwdKernelConfig& k) { return k.sdpWarpsM != 0 && k.dkvWarpsN != 0 && k.dqWarpsM != 0; };
+  if (!gridsFit(c)) {
+    c.numWarps = 4;
+    BwdKernelConfig narrow = c;
+    narrow.blockN = std::max(kMinBlock, c.blockN / 2);
+    chooseGrids(narrow);
+    if (gridsFit(narrow)) {
+      c = narrow;
+    } else {  // the kv rows cannot halve (wide heads are at 64 already): keep them
+      chooseGrids(c);
+    }
+  }
   // The windows take what the tiles leave; they never shrink the tiles.
   fitGradWindows(c, gradSites);
   return c;

@@ -100,6 +100,29 @@ TEST(BackwardCompile, AuxKernelsAndOtherHeadDims) {
   }
 }
 
+TEST(BackwardCompile, EveryForwardHeadDimHasABackward) {
+  // Every multiple of 16 up to 256 has a tiling; the dims of an odd number of 16-column units take 4 warps
+  // (issue 12: 48, 80, 112 and 144 were refused with a message about BLOCK_SIZE).
+  for (int d = 16; d <= 256; d += 16)
+    for (auto [major, minor] : {std::pair{9, 0}, {8, 0}}) {
+      BwdKernelConfig c = defaultBwdConfig(DType::BF16, d, d, major, minor);
+      EXPECT_TRUE(checkBwdConfig(c).ok) << "D" << d << " sm_" << major << minor << ": " << checkBwdConfig(c).message;
+      EXPECT_EQ(c.numWarps, (d / 16) % 2 == 1 ? 4 : 8) << "D" << d;
+    }
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant("causal");
+  Variant variant = generateVariant(v.score, v.mask, {true});
+  for (int d : {48, 80, 144}) {
+    const Target t{9, 0, DType::BF16, d};
+    BwdKernelConfig config = defaultBwdConfig(t.dtype, d, d, t.major, t.minor);
+    requireBwdSupported(config, 128, 128);
+    build(&variant, config, BwdKernelKind::DkDv, t, kBwdDkDvKernelName, "causal");
+    BwdKernelConfig det = defaultBwdConfig(t.dtype, d, d, t.major, t.minor, 128, 128, true);
+    requireBwdSupported(det, 128, 128);
+    build(&variant, det, BwdKernelKind::Dq, t, kBwdDqKernelName, "causal");
+  }
+}
+
 TEST(BackwardCompile, ConfigRulesFollowTheMaskBlocks) {
   // A mask block of 64 x 32 shrinks the tiles so that they divide it; a block the tiles cannot divide
   // is an error that names the BlockMask.
