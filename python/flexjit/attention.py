@@ -41,13 +41,14 @@ _LAYOUTS = {"query": "[B, Hq, Q_LEN, D]", "key": "[B, Hkv, KV_LEN, D]", "value":
 
 
 class _Call:
-    """What forward and backward share: the bound score_mod, the block mask, the scale and the optional bound
-    sink_mod and prob_mod."""
+    """What forward and backward share: the bound score_mod, the block mask, the scale, the optional bound
+    sink_mod and prob_mod, and whether the backward must be deterministic (kernel_options)."""
 
-    __slots__ = ("score", "block_mask", "scale", "sink", "prob")
+    __slots__ = ("score", "block_mask", "scale", "sink", "prob", "deterministic")
 
-    def __init__(self, score, block_mask, scale, sink=None, prob=None):
+    def __init__(self, score, block_mask, scale, sink=None, prob=None, deterministic=False):
         self.score, self.block_mask, self.scale, self.sink, self.prob = score, block_mask, scale, sink, prob
+        self.deterministic = deterministic
 
     def hooks(self):
         """The bound mods in capture order (score_mod, then sink_mod, then prob_mod; absent ones left out)."""
@@ -74,7 +75,7 @@ class _Call:
         score, rest = bound[0], bound[1:]
         sink = rest.pop(0) if self.sink is not None else None
         prob = rest.pop(0) if self.prob is not None else None
-        return _Call(score, self.block_mask, self.scale, sink, prob)
+        return _Call(score, self.block_mask, self.scale, sink, prob, self.deterministic)
 
     def gradient_tensors(self):
         """The captured tensors that receive gradients, in the order the C++ backward fills them."""
@@ -88,6 +89,19 @@ def _make_call(score_mod, block_mask, scale, sink_mod, prob_mod):
     return _Call(score, as_flexjit_mask(block_mask), checked_scale(scale),
                  resolve(SINK_MOD, sink_mod) if sink_mod is not None else None,
                  resolve(PROB_MOD, prob_mod) if prob_mod is not None else None)
+
+
+def _deterministic(kernel_options) -> bool:
+    """kernel_options: torch's tile keys are accepted and ignored (flexjit chooses its own tiles); flexjit's
+    "deterministic": True gives a backward whose dQ, dK and dV do not depend on the order CTAs finish in."""
+    if kernel_options is None:
+        return False
+    if not isinstance(kernel_options, dict):
+        raise FlexjitError(f"flex_attention: kernel_options must be a dict, got {type(kernel_options).__name__}")
+    value = kernel_options.get("deterministic", False)
+    if not isinstance(value, bool):
+        raise FlexjitError(f"flex_attention: kernel_options['deterministic'] must be True or False, got {value!r}")
+    return value
 
 
 def check_inputs(q, k, v, enable_gqa):
@@ -192,7 +206,7 @@ def _backward(call: _Call, q, k, v, out, lse, dout, dlse=None, prob_state=(None,
         view(q, "query"), view(k, "key"), view(v, "value"), view(out, "out"), view(lse, "lse"),
         view(dout, "grad_out"), call.score.mod, mask, view(dq, "dq"), view(dk, "dk"), view(dv, "dv"),
         [view(g, "capture gradient") for g in capture_grads], call.scale, stream_handle(q.device),
-        **call.extra(), **_prob_state(*prob_state),
+        deterministic=call.deterministic, **call.extra(), **_prob_state(*prob_state),
         grad_lse=view(grad_lse, "grad_lse") if grad_lse is not None else None)
     return dq, dk, dv, [g.reshape(t.shape).to(t.dtype) for g, t in zip(capture_grads, grad_tensors)]
 
@@ -269,7 +283,8 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     return_lse=True also the log-sum-exp [B, Hq, Q_LEN] (float32, natural log; -inf for fully masked rows,
     whose output is 0). return_aux=AuxRequest(lse=..., max_scores=...) returns (out, AuxOutput) like torch;
     max_scores is each row's max score after score_mod (-inf where every key is masked). block_mask is
-    flexjit's BlockMask or torch's. kernel_options is accepted and ignored (flexjit chooses its own tiles).
+    flexjit's BlockMask or torch's. kernel_options: torch's tile keys are accepted and ignored (flexjit
+    chooses its own tiles); {"deterministic": True} makes the backward's dQ, dK and dV deterministic.
     Nested jagged q, k, v [B, H, j, D] run as one packed attention (packing.py; block_mask from
     create_nested_block_mask, or the document mask when None).
     Works inside torch.compile (fullgraph, CUDA graphs) through a custom op: see docs/python.md.
@@ -292,17 +307,25 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
         from .packing import nested_flex_attention
         return nested_flex_attention(flex_attention, query, key, value, score_mod, block_mask, scale, enable_gqa,
                                      return_lse, kernel_options, return_aux, sink_mod, prob_mod)
+    deterministic = _deterministic(kernel_options)
     if torch.compiler.is_compiling():
+        if deterministic:
+            raise FlexjitError("flex_attention: kernel_options={'deterministic': True} is not supported inside "
+                               "torch.compile yet; call the attention eagerly for a deterministic backward")
         from ._compile import flex_attention_compiled
         return flex_attention_compiled(query, key, value, score_mod, block_mask, scale, enable_gqa, return_lse,
                                        return_aux, sink_mod, prob_mod)
     check_inputs(query, key, value, enable_gqa)
     want_max = wants_max_scores(return_aux)
     call = _make_call(score_mod, block_mask, scale, sink_mod, prob_mod)
+    call.deterministic = deterministic
     grad_tensors = call.gradient_tensors() if torch.is_grad_enabled() else []
     training = torch.is_grad_enabled() and bool(grad_tensors or query.requires_grad or key.requires_grad or
                                                 value.requires_grad)
     if _runs_through_op((query, key, value, *call.tensors())):
+        if deterministic and training:
+            raise FlexjitError("flex_attention: kernel_options={'deterministic': True} is not supported on the "
+                               "custom-op route (tensor subclasses, dispatch modes) yet; call it on plain tensors")
         out, lse, row_max = _call_op(call, query, key, value, want_max, training)
     elif training:
         out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)
