@@ -90,3 +90,28 @@ def test_the_decode_family_gives_the_cpu_results():
     got = flexjit.flex_attention(q.cuda(), pk.cuda(), pv.cuda(), enable_gqa=True, page_table=table.cuda(),
                                  page_size=PAGE, kv_lengths=lengths.cuda())
     assert (got.float().cpu() - want).abs().max().item() < 2e-2
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_a_decode_step_slices_the_prefill_mask(device, monkeypatch):
+    """torch's decode recipe: the mask of the whole cache, its row block for the current position
+    (mask[:, :, pos // BLOCK]), cropped to one query (_adjust), with the mask_mod shifted to the position; a
+    step then gives that position's row of the full attention (on a GPU through the decode family)."""
+    if device == "cuda":
+        monkeypatch.setenv("FLEXJIT_FWD_CONFIG", "decode=1")
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    L, BLOCK = 512, 128
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 4, L, 64, generator=g).to(device, dtype) for _ in range(3))
+
+    def window(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & (q_idx - kv_idx < 200)
+
+    full = flexjit.create_block_mask(window, 1, 1, L, L, device=device, BLOCK_SIZE=BLOCK)
+    want = flexjit.flex_attention(q, k, v, block_mask=full)
+    for pos in (0, 130, 300, L - 1):
+        step = full[:, :, pos // BLOCK]._adjust(1, L)
+        step.mask_mod = lambda b, h, q_idx, kv_idx, pos=pos: window(b, h, q_idx + pos, kv_idx)
+        got = flexjit.flex_attention(q[:, :, pos:pos + 1].contiguous(), k, v, block_mask=step)
+        assert (got.float() - want[:, :, pos:pos + 1].float()).abs().max().item() < (2e-2 if device == "cuda" else 1e-6)
