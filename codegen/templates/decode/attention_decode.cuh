@@ -70,7 +70,6 @@ struct DecodeTraits {
 struct PackedRows {
   int h[2];
   int q[2];
-  bool real[2];
   int len_kv;  ///< the sequence's keys (DecodeParams::kv_lengths, else FwdParams::len_kv)
   __device__ __forceinline__ int head(int, int half) const { return h[half]; }
   __device__ __forceinline__ int query(int, int half) const { return q[half]; }
@@ -133,7 +132,6 @@ __device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int b, 
     const int rr = r < n_rows ? r : n_rows - 1;
     rows.h[half] = group * P.pack_heads + rr / p.len_q;
     rows.q[half] = rr % p.len_q;
-    rows.real[half] = r < n_rows;
   }
   rows.len_kv = sequence_kv_len(P, b);
   return rows;
