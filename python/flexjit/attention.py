@@ -148,8 +148,9 @@ def _forward(call: _Call, q, k, v, training=False, max_scores=False, inference=N
 
 
 def _inference_layouts(query, key, page_table, page_size, kv_lengths):
-    """The bindings' keywords for a paged KV cache and per-sequence lengths, checked (the C++ core checks
-    shapes, dtypes and devices and names what is wrong)."""
+    """(the bindings' keywords for a paged KV cache and per-sequence lengths, the int32 tensors their views
+    point into, which the caller keeps alive over the call), checked (the C++ core checks shapes, dtypes and
+    devices and names what is wrong)."""
     what = "flex_attention"
     if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
         raise FlexjitError(f"{what}: page_table / kv_lengths are for inference (forward only); run it under "
@@ -158,7 +159,7 @@ def _inference_layouts(query, key, page_table, page_size, kv_lengths):
         raise FlexjitError(f"{what}: page_table / kv_lengths are not supported inside torch.compile yet; call "
                            "flex_attention eagerly for the decode step (it has no host synchronisation, so it can "
                            "be captured in a CUDA graph)")
-    out = {}
+    out, owners = {}, []
     if page_table is not None:
         if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
             raise FlexjitError(f"{what}: page_table needs page_size, a positive int (keys per page), got "
@@ -167,7 +168,7 @@ def _inference_layouts(query, key, page_table, page_size, kv_lengths):
             raise FlexjitError(f"{what}: page_table must be an int32 tensor [B, pages per sequence]")
         table = page_table.to(torch.int32)
         out.update(page_table=view(table, "page_table"), page_size=page_size)
-        out["_keep"] = [table]
+        owners.append(table)
     elif page_size is not None:
         raise FlexjitError(f"{what}: page_size without page_table; give both for a paged KV cache")
     if kv_lengths is not None:
@@ -175,8 +176,8 @@ def _inference_layouts(query, key, page_table, page_size, kv_lengths):
             raise FlexjitError(f"{what}: kv_lengths must be an int32 tensor [B]")
         lengths = kv_lengths.to(torch.int32)
         out["kv_lengths"] = view(lengths, "kv_lengths")
-        out.setdefault("_keep", []).append(lengths)
-    return out
+        owners.append(lengths)
+    return out, owners
 
 
 def _prob_state(prob_delta, row_visible):
@@ -296,12 +297,12 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     KV cache (key / value [1, Hkv, pages * page_size, D]), kv_lengths [B] for sequences of different lengths.
     """
     if page_table is not None or page_size is not None or kv_lengths is not None:
-        inference = _inference_layouts(query, key, page_table, page_size, kv_lengths)
-        keep = inference.pop("_keep", [])  # the int32 copies the views point into  # noqa: F841
+        inference, owners = _inference_layouts(query, key, page_table, page_size, kv_lengths)
         check_inputs(query, key, value, enable_gqa)
         call = _make_call(score_mod, block_mask, scale, sink_mod, prob_mod)
         want_max = wants_max_scores(return_aux)
         out, lse, row_max, _ = _forward(call, query, key, value, max_scores=want_max, inference=inference)
+        del owners  # the kernels were enqueued on torch's stream, which orders any reuse of this memory
         return outputs(out, lse, row_max, return_lse, return_aux)
     if getattr(query, "is_nested", False):
         from .packing import nested_flex_attention
