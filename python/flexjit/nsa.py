@@ -158,14 +158,13 @@ def _importance(q, ck, lse, num_mem, cfg: NSAConfig, scale: float, num_sel: int,
 
 
 @torch.no_grad()
-def nsa_select_blocks(importance: torch.Tensor, cfg: NSAConfig, seq_len: int):
+def nsa_select_blocks(importance: torch.Tensor, cfg: NSAConfig):
     """The selected branch's key blocks from the importance [B, H, num_q_blocks, num_sel] (query block i and
     key blocks of cfg.selection_block): (count [B, H, nqb], indices [B, H, nqb, top_n], ascending, the first
     count valid). Causal: only blocks that start at or before the query block's end. The initial and local
     blocks are always taken; the rest by importance, ties to the lower index (a stable sort)."""
     B, H, nqb, nsel = importance.shape
     dev = importance.device
-    sel = cfg.selection_block
     qb = torch.arange(nqb, device=dev).view(-1, 1)
     kb = torch.arange(nsel, device=dev).view(1, -1)
     # With query and key blocks of one size, the query block's own key block is qb: blocks after it hold
@@ -177,12 +176,16 @@ def nsa_select_blocks(importance: torch.Tensor, cfg: NSAConfig, seq_len: int):
     n = min(cfg.top_n, nsel)
     top = order[..., :n]
     count = allowed.sum(-1).clamp(max=n).to(torch.int32).view(1, 1, nqb).expand(B, H, nqb)
-    # Past each row's count the sort put blocks with score -inf; push them to the end, then sort ascending.
+    # Past each row's count the sort put blocks with score -inf.
     valid = torch.arange(n, device=dev).view(1, 1, 1, -1) < count.unsqueeze(-1)
-    top = torch.where(valid, top, torch.full_like(top, nsel)).sort(dim=-1).values
-    top = torch.where(top == nsel, torch.zeros_like(top), top)
-    del seq_len  # the lengths enter through the BlockMask
-    return count.contiguous(), top.to(torch.int32).contiguous()
+    return count.contiguous(), _kept_ascending(top, valid).to(torch.int32).contiguous()
+
+
+def _kept_ascending(indices, kept):
+    """Each row's kept indices in ascending order, first, then zeros (the padding of a block list)."""
+    past = torch.iinfo(indices.dtype).max
+    ordered = torch.where(kept, indices, torch.full_like(indices, past)).sort(dim=-1).values
+    return torch.where(ordered == past, torch.zeros_like(ordered), ordered)
 
 
 def _selection_mask(count, indices, cfg: NSAConfig, L: int, Hq: int, group: int) -> BlockMask:
@@ -199,11 +202,8 @@ def _selection_mask(count, indices, cfg: NSAConfig, L: int, Hq: int, group: int)
     has_diag = diagonal.any(-1)
     part_num = has_diag.to(torch.int32)
     part_idx = qb[..., :1].expand(B, Hq, nqb, 1).contiguous()
-    # The full blocks stay ascending after the diagonal one is taken out (indices are ascending).
-    key = torch.where(full, indices, torch.full_like(indices, 1 << 30))
-    full_idx = key.sort(dim=-1).values
+    full_idx = _kept_ascending(indices, full)
     full_num = full.sum(-1).to(torch.int32)
-    full_idx = torch.where(full_idx == (1 << 30), torch.zeros_like(full_idx), full_idx)
     return BlockMask.from_kv_blocks(part_num.contiguous(), part_idx, full_num.contiguous(), full_idx.contiguous(),
                                     BLOCK_SIZE=cfg.selection_block, mask_mod=_causal, seq_lengths=(L, L))
 
@@ -263,7 +263,7 @@ def nsa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gates: torc
 
     # 2. The selection from the compressed probabilities, then the selected blocks.
     importance = _importance(q.detach(), ck.detach(), lse_cmp.detach(), num_mem, cfg, scale, num_sel, group)
-    count, indices = nsa_select_blocks(importance, cfg, L)
+    count, indices = nsa_select_blocks(importance, cfg)
     smask = _selection_mask(count, indices, cfg, L, Hq, group)
     o_slc = flex_attention(q, k, v, block_mask=smask, scale=scale, enable_gqa=group > 1)
 

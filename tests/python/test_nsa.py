@@ -73,7 +73,7 @@ def test_mean_compression_and_no_memory_tokens():
 def test_the_selection_breaks_ties_by_the_lower_block_and_keeps_the_forced_blocks():
     cfg = NSAConfig(block=16, stride=16, selection_block=32, top_n=4, initial_blocks=1, local_blocks=2, window=32)
     imp = torch.ones(1, 1, 8, 8)  # every block equally important
-    count, indices = nsa_select_blocks(imp, cfg, 256)
+    count, indices = nsa_select_blocks(imp, cfg)
     assert count[0, 0].tolist() == [1, 2, 3, 4, 4, 4, 4, 4]
     # Query block 6: the initial block 0, the local blocks 5 and 6, and of the rest the lowest index, 1.
     assert indices[0, 0, 6].tolist() == [0, 1, 5, 6]
@@ -81,7 +81,7 @@ def test_the_selection_breaks_ties_by_the_lower_block_and_keeps_the_forced_block
     # A higher importance beats the tie rule; future blocks never count.
     imp[0, 0, 6, 3] = 2.0
     imp[0, 0, 6, 7] = 9.0
-    assert nsa_select_blocks(imp, cfg, 256)[1][0, 0, 6].tolist() == [0, 3, 5, 6]
+    assert nsa_select_blocks(imp, cfg)[1][0, 0, 6].tolist() == [0, 3, 5, 6]
 
 
 def test_the_module_trains_and_keeps_its_window_mask():
