@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "codegen/FunctionEmitter.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "compiler/Dialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -59,6 +60,32 @@ std::string cmpiExpr(arith::CmpIPredicate p, std::string a, std::string b, bool 
   return "false";
 }
 
+/// Whether a float value can reach an op whose result jumps with its operand (floor, ceil, round, trunc,
+/// a cast to int, a comparison, float // and %), through ops that are continuous in it. Such a value must
+/// be computed as the semantics say, bit for bit: an approximate division 2 ulp off turns q / 3.0 = 11
+/// into 10.999999, whose floor is 10, and a mask or an index goes wrong without a word. Ops not known to
+/// be continuous count as discontinuous.
+bool reachesDiscontinuity(Value v, llvm::SmallPtrSetImpl<Operation*>& seen) {
+  for (Operation* user : v.getUsers()) {
+    if (!seen.insert(user).second) continue;
+    const bool continuous =
+        isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp, arith::NegFOp, arith::MinimumFOp,
+            arith::MaximumFOp, math::AbsFOp, math::ExpOp, math::Exp2Op, math::LogOp, math::Log2Op, math::SqrtOp,
+            math::RsqrtOp, math::TanhOp, math::SinOp, math::CosOp, math::TanOp, math::AtanOp, math::ErfOp,
+            math::Log1pOp, math::ExpM1Op, math::PowFOp, fjir::SigmoidOp, func::ReturnOp, fjir::GradAccumulateOp>(user) ||
+        (isa<arith::SelectOp>(user) && user->getOperand(0) != v);
+    if (!continuous) return true;
+    for (Value r : user->getResults())
+      if (r.getType().isF32() && reachesDiscontinuity(r, seen)) return true;
+  }
+  return false;
+}
+
+bool reachesDiscontinuity(Value v) {
+  llvm::SmallPtrSet<Operation*, 16> seen;
+  return reachesDiscontinuity(v, seen);
+}
+
 }  // namespace
 
 std::string ScalarEmitter::typeName(Type t) const {
@@ -108,7 +135,9 @@ bool ScalarEmitter::emitArith(Operation* op) {
   if (isa<arith::AddFOp>(op)) return bin("+");
   if (isa<arith::SubFOp>(op)) return bin("-");
   if (isa<arith::MulFOp>(op)) return bin("*");
-  if (isa<arith::DivFOp>(op)) return call("fj::fastDiv");
+  // The approximate division wherever its 2 ulp cannot change a discrete result (softcap's score / cap
+  // feeds tanh); the IEEE one where the quotient reaches a floor, a cast or a comparison.
+  if (isa<arith::DivFOp>(op)) return call(reachesDiscontinuity(op->getResult(0)) ? "fj::exactDiv" : "fj::fastDiv");
   if (isa<arith::NegFOp>(op)) { define(op, fmt::format("(-{})", x(0))); return true; }
   if (isa<arith::AddIOp>(op)) return call("fj::addI");
   if (isa<arith::SubIOp>(op)) return call("fj::subI");

@@ -78,6 +78,15 @@ FJ_HD float fastDiv(float a, float b) {
   return a / b;
 #endif
 }
+/// a / b correctly rounded (IEEE 754), whatever the compiler's division flags: for a quotient that reaches
+/// a floor, a cast or a comparison (codegen/ScalarEmitter.cpp), where 2 ulp can change the result.
+FJ_HD float exactDiv(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
 FJ_HD float fastRsqrt(float x) {
 #ifdef __CUDA_ARCH__
   return rsqrtf(x);

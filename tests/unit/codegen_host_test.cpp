@@ -371,3 +371,25 @@ TEST(CodegenHost, GradWindowsContainEveryGradientWrite) {
   EXPECT_GT(writes, 10000);
   EXPECT_GT(tight, 100) << "windows should often be much smaller than the tensors";
 }
+
+TEST(CodegenHost, DivisionsThatReachADiscreteResultAreExact) {
+  // A quotient that reaches a floor, a cast or a comparison is computed correctly rounded on the GPU
+  // (fj::exactDiv): the approximate division is 2 ulp off, and floor(33 / 3.0) would be 10 (the GPU
+  // differential fuzzer found q / q truncating to 0). One that only feeds smooth ops (softcap's
+  // score / cap into tanh) keeps the fast one.
+  ScoreMod softcap("softcap_div", [](Expr s, Expr, Expr, Expr, Expr) { return tanh(s / 30.0f) * 30.0f; });
+  MaskMod bucket("bucket_div", [](Expr, Expr, Expr q, Expr kv) {
+    return floor(toFloat(q) / 3.0f) >= floor(toFloat(kv) / 3.0f);
+  });
+  ScoreMod viaCast("cast_div", [](Expr s, Expr, Expr, Expr q, Expr) {
+    return s + toFloat(toInt(toFloat(q) / 7.0f + 1.0f));
+  });
+  const Variant smooth = generateVariant(softcap, MaskMod::noop());
+  const Variant masked = generateVariant(ScoreMod::noop(), bucket);
+  const Variant cast = generateVariant(viaCast, MaskMod::noop());
+  EXPECT_NE(smooth.prelude.find("fj::fastDiv("), std::string::npos);
+  EXPECT_EQ(smooth.prelude.find("fj::exactDiv("), std::string::npos);
+  EXPECT_NE(masked.prelude.find("fj::exactDiv("), std::string::npos);
+  EXPECT_EQ(masked.prelude.find("fj::fastDiv("), std::string::npos);
+  EXPECT_NE(cast.prelude.find("fj::exactDiv("), std::string::npos);
+}
