@@ -33,7 +33,8 @@ namespace flexjit {
   X(cuPointerGetAttribute) X(cuOccupancyMaxActiveBlocksPerMultiprocessor)
 
 // Resolved when the driver has them; null otherwise (check before use).
-#define FLEXJIT_CUDA_DRIVER_OPTIONAL_FUNCTIONS(X) X(cuLaunchKernelEx) X(cuTensorMapEncodeTiled)
+#define FLEXJIT_CUDA_DRIVER_OPTIONAL_FUNCTIONS(X) \
+  X(cuLaunchKernelEx) X(cuTensorMapEncodeTiled) X(cuStreamIsCapturing) X(cuThreadExchangeStreamCaptureMode)
 
 /// Raw driver entry points. Member names follow the driver's (cuda.h's macros map them consistently).
 struct DriverApi {
@@ -105,6 +106,12 @@ class CudaDriver {
   int occupancyMaxActiveBlocks(CUfunction function, int blockSize, size_t dynamicSharedBytes) const;
 
   CUdeviceptr memAlloc(size_t bytes) const;
+  /// Whether `stream` is being captured into a CUDA graph (false when the driver cannot tell).
+  bool streamIsCapturing(CUstream stream) const;
+  /// cuMemAlloc while a capture is in progress: the calling thread's capture mode is relaxed for the call
+  /// (as torch's caching allocator does), since a plain cuMemAlloc would invalidate a global-mode capture.
+  /// The allocation is not part of the graph; the caller keeps it alive as long as the graph may run.
+  CUdeviceptr memAllocDuringCapture(size_t bytes) const;
   void memFree(CUdeviceptr pointer) const;
   void memcpyHtoD(CUdeviceptr dst, const void* src, size_t bytes) const;
   void memcpyDtoH(void* dst, CUdeviceptr src, size_t bytes) const;

@@ -130,6 +130,24 @@ CUdeviceptr CudaDriver::memAlloc(size_t bytes) const {
   return pointer;
 }
 
+bool CudaDriver::streamIsCapturing(CUstream stream) const {
+  if (api_.cuStreamIsCapturing == nullptr) return false;
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  check(api_.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
+  return status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+CUdeviceptr CudaDriver::memAllocDuringCapture(size_t bytes) const {
+  if (api_.cuThreadExchangeStreamCaptureMode == nullptr) return memAlloc(bytes);
+  CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+  check(api_.cuThreadExchangeStreamCaptureMode(&mode), "cuThreadExchangeStreamCaptureMode");
+  CUdeviceptr pointer = 0;
+  const CUresult r = api_.cuMemAlloc(&pointer, bytes);
+  api_.cuThreadExchangeStreamCaptureMode(&mode);  // the caller's mode back, whatever cuMemAlloc said
+  check(r, "cuMemAlloc (during CUDA-graph capture)");
+  return pointer;
+}
+
 void CudaDriver::memFree(CUdeviceptr pointer) const { check(api_.cuMemFree(pointer), "cuMemFree"); }
 
 void CudaDriver::memcpyHtoD(CUdeviceptr dst, const void* src, size_t bytes) const {

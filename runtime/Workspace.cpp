@@ -19,19 +19,24 @@ Workspace& Workspace::recompute() {
 Workspace::Lease Workspace::acquire(CUcontext context, CUstream stream, size_t bytes) {
   Lease lease{std::unique_lock<std::mutex>(mutex_), 0};
   if (bytes == 0) return lease;
+  CudaDriver& driver = CudaDriver::get();
+  const bool capturing = driver.streamIsCapturing(stream);
   Entry& e = entries_[{context, stream}];
   if (e.bytes < bytes) {
-    if (e.base != 0) {
+    if (e.base != 0 && !e.pinned && !capturing) {
       // Earlier calls may still be running on this stream (or on a destroyed stream whose handle was
       // reused): wait for the whole context before the memory goes back.
-      CudaDriver::get().contextSynchronize();
-      CudaDriver::get().memFree(e.base);
-      e.base = 0;
-      e.bytes = 0;
+      driver.contextSynchronize();
+      driver.memFree(e.base);
     }
-    e.base = CudaDriver::get().memAlloc(bytes);
+    // Pinned or capturing: the old memory stays allocated (a graph may read it; capture cannot wait).
+    e.base = 0;
+    e.bytes = 0;
+    e.pinned = false;
+    e.base = capturing ? driver.memAllocDuringCapture(bytes) : driver.memAlloc(bytes);
     e.bytes = bytes;
   }
+  if (capturing) e.pinned = true;
   lease.base = e.base;
   return lease;
 }

@@ -1,7 +1,13 @@
 // Grow-only scratch device memory per (context, stream), for arrays the kernels of one call pass to each
-// other (the backward's LSE2, Delta and dQ accumulator; a prob_mod forward's per-row counts). Stream order
-// makes reusing the memory safe for later calls on the same stream, so the steady state allocates and
-// synchronises nothing.
+// other (the backward's LSE2, Delta and dQ accumulator; a prob_mod forward's per-row counts; the decode
+// family's split partials). Stream order makes reusing the memory safe for later calls on the same stream,
+// so the steady state allocates and synchronises nothing.
+//
+// CUDA graphs: a call captured into a graph bakes the lease's address into the graph, and capture forbids
+// both synchronising and (in torch's default global mode) plain allocation. A stream that is capturing
+// therefore gets its memory without a synchronisation (cuMemAlloc in relaxed capture mode) and its entry is
+// pinned: memory a capture used is never freed or reused by a larger lease later, since the graph may replay
+// at any time (a grown pinned entry leaves the old memory allocated, a bounded cost per capture size).
 #pragma once
 
 #include <cstddef>
@@ -34,6 +40,7 @@ class Workspace {
   struct Entry {
     CUdeviceptr base = 0;
     size_t bytes = 0;
+    bool pinned = false;  ///< a graph capture used this memory: never free it
   };
   std::mutex mutex_;
   std::map<std::pair<CUcontext, CUstream>, Entry> entries_;
