@@ -2,7 +2,8 @@
 # One device session: GPU tests, the Python module, the demo and the side-by-side benchmark; logs under $OUT.
 #   bench/device_run.sh [tests] [python] [selftest] [demo] [bench]   (default: all of them)
 #     tests     every C++ GPU test (forward, block masks, driver, backward), sharded over processes
-#     python    builds the pybind11 module against dist/lib and runs tests/python/test_gpu.py
+#     python    builds the pybind11 module against dist/lib and runs tests/python/test_gpu.py (PY_GPU_FILES:
+#               other test files, PY_GPU_K: a -k expression, PY_GPU_WORKERS: pytest-xdist processes)
 #     pybuild   only builds the module (for `bench` with BENCH_ARGS=--python-frontend)
 #     selftest  the nvcc-built forward self-test's timings, then `flexjit bench` on the same shapes
 #     demo      `flexjit demo`
@@ -16,6 +17,9 @@
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
 # GPU_TEST_FILTER narrows `tests` to a gtest filter (default: every GPU test).
+# Kernel cache across machines: dist/kcache.tar.gz (if carried) seeds $FLEXJIT_CACHE_DIR before anything runs;
+# KCACHE_OUT=1 packs the cache into $OUT/kcache.tar.gz at the end (when under the 16 MiB a returned file may
+# hold), so that the next call on a fresh machine runs kernels instead of compiling them again.
 # Expects dist/ (tools/make_dist.sh) in the working tree copy. The last lines printed are the summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +34,10 @@ note() { summary+=("$1"); }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 status=0
+if [[ -f dist/kcache.tar.gz ]]; then
+  mkdir -p "$FLEXJIT_CACHE_DIR" && tar -xzf dist/kcache.tar.gz -C "$FLEXJIT_CACHE_DIR" \
+    && echo "kernel cache: $(find "$FLEXJIT_CACHE_DIR" -type f | wc -l) entries from dist/kcache.tar.gz"
+fi
 
 if want python || want pybuild || want hooks || want lazy || want decode || want nsa; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
@@ -63,10 +71,10 @@ if want python || want pybuild || want hooks || want lazy || want decode || want
 fi
 
 if want python; then
-  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q tests/python/test_gpu.py ${PY_GPU_K:+-k "$PY_GPU_K"} \
+  timeout ${PY_TEST_TIMEOUT:-300} python3 -m pytest -q ${PY_GPU_FILES:-tests/python/test_gpu.py} ${PY_GPU_K:+-k "$PY_GPU_K"} ${PY_GPU_WORKERS:+-n $PY_GPU_WORKERS} \
     -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log" | tail -15
   rc=${PIPESTATUS[0]}
-  note "pytest test_gpu.py: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$out/pytest_gpu.log" | tail -1)"
+  note "pytest ${PY_GPU_FILES:-tests/python/test_gpu.py}: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$out/pytest_gpu.log" | tail -1)"
   [[ $rc == 0 ]] || status=1
 fi
 
@@ -119,6 +127,11 @@ fi
 
 if want bench; then
   python3 bench/run_bench.py --flexjit dist/bin/flexjit --out "$out" ${BENCH_ARGS:-} 2>"$out/bench.err" || { status=1; tail -20 "$out/bench.err"; }
+fi
+if [[ ${KCACHE_OUT:-0} == 1 && -d $FLEXJIT_CACHE_DIR ]]; then
+  tar -czf /tmp/kcache.tar.gz -C "$FLEXJIT_CACHE_DIR" . && size=$(stat -c %s /tmp/kcache.tar.gz)
+  if (( size < 16000000 )); then cp /tmp/kcache.tar.gz "$out/"; note "kernel cache packed: $size bytes"
+  else note "kernel cache not packed: $size bytes is over the 16 MB a returned file may hold"; fi
 fi
 printf '%s\n' "${summary[@]}"
 exit $status

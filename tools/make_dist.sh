@@ -11,5 +11,7 @@ cp "$build/bin/flexjit" "$build/tests/flexjit_tests" "$dist/bin/"
 # The seed whose own kernels bench/lazy_attention.py runs as the peer (read at run time, never committed).
 seed=$root/../shared/seeds/lazy_attention_000.txt
 [[ -f $seed ]] && mkdir -p "$dist/seeds" && cp "$seed" "$dist/seeds/"
+# A kernel cache a device call packed (bench/device_run.sh KCACHE_OUT=1), to seed the next machine's cache.
+[[ -n ${FLEXJIT_DIST_KCACHE:-} && -f $FLEXJIT_DIST_KCACHE ]] && cp "$FLEXJIT_DIST_KCACHE" "$dist/kcache.tar.gz"
 [[ ${FLEXJIT_DIST_STRIP:-1} == 1 ]] && strip --strip-unneeded "$dist/lib/libflexjit.so" "$dist/bin/"*
 du -sh "$dist"
