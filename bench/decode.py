@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--q-lens", default="1,4,16")
     ap.add_argument("--mods", default="none,alibi,softcap")
-    ap.add_argument("--peers", default="sdpa,flex,prefill")
+    ap.add_argument("--peers", default="sdpa,flex,prefill,paged")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     dev = "cuda"
@@ -92,10 +92,37 @@ def main():
             score_mod, mask_mod = mods(mod, H, offset, dev)
             mask = flexjit.create_block_mask(mask_mod, 1, 1, L, S, device=dev)
             run = lambda: flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, enable_gqa=True)
+            # The decode family, forced: the planner sends small Q_LEN to it only once it is the default
+            # (runtime/Planner.cpp, kDecodeByDefault); the prefill column below is the alternative.
+            os.environ["FLEXJIT_FWD_CONFIG"] = "decode=1"
             out = run()
             ref = sdpa_reference(q, k, v, score_mod, offset)
             err = (out.float() - ref.float()).abs().max().item()
             row = {"q_len": L, "mod": mod, "flexjit_us": bench_us(run), "max_error": err}
+            if "paged" in peers:
+                # The same K/V in pages of 256 rows, in a shuffled pool (the vLLM layout): the decode
+                # family reads them through the page table.
+                page = 256
+                pages = S // page
+                perm = torch.randperm(B * pages, generator=torch.Generator().manual_seed(1)).to(dev)
+                table = perm.view(B, pages).to(torch.int32)
+                pool_k = torch.empty(1, Hkv, B * pages * page, D, device=dev, dtype=k.dtype)
+                pool_v = torch.empty_like(pool_k)
+                for b in range(B):
+                    for i in range(pages):
+                        slot = int(table[b, i]) * page
+                        pool_k[0, :, slot:slot + page] = k[b, :, i * page:(i + 1) * page]
+                        pool_v[0, :, slot:slot + page] = v[b, :, i * page:(i + 1) * page]
+                paged = lambda: flexjit.flex_attention(q, pool_k, pool_v, score_mod=score_mod, block_mask=mask,
+                                                       enable_gqa=True, page_table=table, page_size=page)
+                try:
+                    with torch.no_grad():
+                        row["paged_error"] = (paged().float() - out.float()).abs().max().item()
+                        row["paged_us"] = bench_us(paged)
+                except Exception as e:  # noqa: BLE001 - reported, the table goes on
+                    row["paged_failure"] = f"{type(e).__name__}: {e}"[:200]
+                del pool_k, pool_v
+            del os.environ["FLEXJIT_FWD_CONFIG"]
             if "prefill" in peers:
                 os.environ["FLEXJIT_FWD_CONFIG"] = "decode=0"
                 run()
@@ -119,14 +146,14 @@ def main():
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(f"decode: B{B} Hq{H} Hkv{Hkv} KV_LEN {S} D{D} bf16, K/V {kv_bytes / 1e6:.0f} MB")
-    print(f"{'Q_LEN':>5} {'mod':>8} {'flexjit us':>10} {'TB/s':>6} {'FA2 us':>8} {'flex us':>8} {'prefill us':>10}"
-          f" {'FA2/fj':>7} {'flex/fj':>7} {'max err':>8}")
+    print(f"{'Q_LEN':>5} {'mod':>8} {'flexjit us':>10} {'TB/s':>6} {'paged us':>8} {'FA2 us':>8} {'flex us':>8}"
+          f" {'prefill us':>10} {'FA2/fj':>7} {'flex/fj':>7} {'max err':>8}")
     for r in rows:
         f = r["flexjit_us"]
-        fa, tf, pf = r.get("fa2_us"), r.get("torch_flex_us"), r.get("prefill_us")
+        pg, fa, tf, pf = r.get("paged_us"), r.get("fa2_us"), r.get("torch_flex_us"), r.get("prefill_us")
         fmt = lambda x: f"{x:8.1f}" if x else "       -"
         ratio = lambda x: f"{x / f:7.2f}" if x else "      -"
-        print(f"{r['q_len']:>5} {r['mod']:>8} {f:10.1f} {kv_bytes / f / 1e6:6.2f} {fmt(fa)} {fmt(tf)} "
+        print(f"{r['q_len']:>5} {r['mod']:>8} {f:10.1f} {kv_bytes / f / 1e6:6.2f} {fmt(pg)} {fmt(fa)} {fmt(tf)} "
               f"{(f'{pf:10.1f}' if pf else '         -')} {ratio(fa)} {ratio(tf)} {r['max_error']:8.4f}")
     if a.out:
         with open(os.path.join(a.out, "decode.json"), "w") as fh:

@@ -98,8 +98,6 @@ def test_a_decode_step_slices_the_prefill_mask(device, monkeypatch):
     """torch's decode recipe: the mask of the whole cache, its row block for the current position
     (mask[:, :, pos // BLOCK]), cropped to one query (_adjust), with the mask_mod shifted to the position; a
     step then gives that position's row of the full attention (on a GPU through the decode family)."""
-    if device == "cuda":
-        monkeypatch.setenv("FLEXJIT_FWD_CONFIG", "decode=1")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     L, BLOCK = 512, 128
     g = torch.Generator().manual_seed(3)
@@ -110,6 +108,8 @@ def test_a_decode_step_slices_the_prefill_mask(device, monkeypatch):
 
     full = flexjit.create_block_mask(window, 1, 1, L, L, device=device, BLOCK_SIZE=BLOCK)
     want = flexjit.flex_attention(q, k, v, block_mask=full)
+    if device == "cuda":  # the steps through the decode family, never a fallback (the prefill above is not one)
+        monkeypatch.setenv("FLEXJIT_FWD_CONFIG", "decode=1")
     for pos in (0, 130, 300, L - 1):
         step = full[:, :, pos // BLOCK]._adjust(1, L)
         step.mask_mod = lambda b, h, q_idx, kv_idx, pos=pos: window(b, h, q_idx + pos, kv_idx)
