@@ -140,19 +140,26 @@ def _importance(q, ck, lse, num_mem, cfg: NSAConfig, scale: float, num_sel: int,
     rows = max(sel, chunk_rows // sel * sel)
     for r0 in range(0, L, rows):
         r1 = min(L, r0 + rows)
+        # Causal: the chunk's queries see only the compressed blocks that end at or before its last row.
+        nc = int(min(Nc, max(0, (r1 - cfg.block) // cfg.stride + 1)))
+        if nc == 0:
+            continue
         # The scores in the inputs' precision (tensor cores on a GPU; the ranking needs no more), the rest in
-        # float32.
+        # float32, in place (the chunk's scores are the largest tensor here).
         qc = q[:, :, r0:r1, :].reshape(B, Hkv, group, r1 - r0, D)
-        s = torch.einsum("bhgid,bhjd->bhgij", qc, ckc).float() * scale
+        p = torch.einsum("bhgid,bhjd->bhgij", qc, ckc[:, :, :nc]).float()
         lse_c = lse[:, :, r0:r1].float().view(B, Hkv, group, r1 - r0, 1)
-        visible = ends.view(1, 1, 1, 1, -1) <= torch.arange(r0, r1, device=q.device).view(1, 1, 1, -1, 1)
-        # A row without a softmax (LSE = -inf: nothing visible yet) contributes nothing.
-        p = torch.where(visible & torch.isfinite(lse_c), torch.exp(s - lse_c), torch.zeros((), device=q.device))
-        p = p @ overlap  # [B, Hkv, group, rows, num_sel]
-        if r1 - r0 < rows and (r1 - r0) % sel:  # pad the last query block
+        visible = ends[:nc].view(1, 1, 1, 1, -1) <= torch.arange(r0, r1, device=q.device).view(1, 1, 1, -1, 1)
+        # A row without a softmax (LSE = -inf: nothing visible yet) contributes nothing (and its exp(s + inf)
+        # never reaches the sum).
+        p.mul_(scale).sub_(lse_c).exp_().masked_fill_(~(visible & torch.isfinite(lse_c)), 0.0)
+        if (r1 - r0) % sel:  # pad the last query block
             p = torch.nn.functional.pad(p, (0, 0, 0, sel - (r1 - r0) % sel))
-        p = p.view(B, Hkv, group, -1, sel, num_sel).sum(dim=4)  # per query block
-        p = p.sum(dim=2) if cfg.shared_selection else p.reshape(B, Hq, -1, num_sel)
+        # Summed over the queries of each block (and the heads of a shared group) before the overlap
+        # product, which then multiplies one row per query block instead of one per query.
+        p = p.view(B, Hkv, group, -1, sel, nc).sum(dim=4)  # [B, Hkv, group, blocks, nc]
+        p = p.sum(dim=2) if cfg.shared_selection else p.reshape(B, Hq, -1, nc)
+        p = p @ overlap[:nc]
         out[:, :, r0 // sel: r0 // sel + p.shape[2]] = p
     return out
 
