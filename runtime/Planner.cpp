@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "dsl/Error.h"
+#include "codegen/templates/decode/decode_params.h"
 #include "runtime/ConfigOverrides.h"
 
 namespace flexjit {
@@ -19,10 +20,17 @@ constexpr int kSm90FamilyCode = 90;
 
 /// decode= of FLEXJIT_FWD_CONFIG: not given (the planner decides), 0 (never) or 1 (required).
 constexpr int kDecodeAuto = -1;
-/// Whether the planner takes the decode family by itself where it applies. Off until its kernels have
-/// passed the GPU tests (tests/unit/decode_gpu_test.cpp, tests/python/test_gpu.py's decode shape) on a
-/// device: until then decode=1 asks for it.
-constexpr bool kDecodeByDefault = false;
+/// The planner takes the decode family by itself when the packed rows of one (batch, KV head) fit one
+/// decode CTA (Q_LEN x packed heads <= 16). Measured on the H200 (docs/performance.md, 2026-12-02: B4, 32
+/// query / 8 KV heads, KV 32768, D128): Q_LEN 1 and 4 (16 packed rows) run in 152-155 us against the
+/// prefill family's 415 us; Q_LEN 16 (64 rows, four CTAs each streaming the whole cache) in 435 us against
+/// 418, so wider problems stay on the prefill families. decode=1 / decode=0 override.
+constexpr int kDecodeAutoRows = fjk::kDecodeRows;
+
+/// The query heads one decode CTA would pack for `p` (a mask with lists per head keeps one head per CTA).
+int decodePackHeads(const ForwardProblem& p) {
+  return p.maskSameForEveryHead && p.headsKV > 0 ? std::max(p.headsQ / p.headsKV, 1) : 1;
+}
 
 /// What FLEXJIT_FWD_CONFIG asks of the family choice: family=80|90 (0 when not given) and decode=0|1.
 struct FamilyRequest {
@@ -128,11 +136,12 @@ ForwardPlan planForward(const ForwardProblem& p) {
   const std::string sm90Why = sm90ForwardUnsupported(p);
   if (requested == kSm90FamilyCode && !sm90Why.empty())
     throw Error(fmt::format("{}: family=90 cannot run this problem: {}", kFwdOverrideEnv, sm90Why));
-  const bool wantDecode = decodeOnly || request.decode == 1 || (request.decode == kDecodeAuto && kDecodeByDefault);
+  const bool decodeFits = static_cast<long long>(p.lenQ) * decodePackHeads(p) <= kDecodeAutoRows;
+  const bool wantDecode = decodeOnly || request.decode == 1 || (request.decode == kDecodeAuto && decodeFits);
   if (decodeWhy.empty() && wantDecode && requested == 0) {
     plan.config = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
     // Packed heads must walk the same kv blocks; a mask with lists per head keeps one head per CTA.
-    plan.decodePackHeads = p.maskSameForEveryHead && p.headsKV > 0 ? std::max(p.headsQ / p.headsKV, 1) : 1;
+    plan.decodePackHeads = decodePackHeads(p);
     plan.reason = fmt::format("decode family: Q_LEN = {} <= {}, split KV, {} query head(s) per CTA", p.lenQ,
                               kDecodeMaxQueries, plan.decodePackHeads);
   } else if (sm90Why.empty() && requested != kSm80FamilyCode) {

@@ -45,7 +45,7 @@ ForwardProblem decodeProblem(int lenQ = 1, int major = 9, int minor = 0) {
 }  // namespace
 
 TEST(DecodePlanner, FewQueryRowsGetTheDecodeFamily) {
-  ScopedEnv env("FLEXJIT_FWD_CONFIG", "decode=1");  // opt-in until GPU-validated (Planner.cpp)
+  ScopedEnv env("FLEXJIT_FWD_CONFIG", "decode=1");  // required, also where the default would not take it
   for (int lenQ : {1, 3, 16}) {
     for (auto [major, minor] : {std::pair{9, 0}, {8, 0}, {8, 9}}) {
       const ForwardPlan plan = planForward(decodeProblem(lenQ, major, minor));
@@ -82,12 +82,24 @@ TEST(DecodePlanner, FewQueryRowsGetTheDecodeFamily) {
   }
 }
 
-TEST(DecodePlanner, WithoutDecodeOneThePrefillFamiliesRun) {
-  for (const char* env : {"", "decode=0"}) {
-    ScopedEnv e("FLEXJIT_FWD_CONFIG", env);
-    EXPECT_EQ(planForward(decodeProblem()).config.family, KernelFamily::Sm90) << env;
-    EXPECT_EQ(planForward(decodeProblem(1, 8, 0)).config.family, KernelFamily::Sm80) << env;
+TEST(DecodePlanner, ByDefaultItRunsWhenThePackedRowsFitOneCta) {
+  // Q_LEN x GQA group <= 16 packed rows: the decode family (one CTA's rows stream the cache once); wider
+  // (Q_LEN 16 x group 4 = 64 rows) stays on the prefill families, which measured as fast there.
+  for (auto [major, minor] : {std::pair{9, 0}, {8, 0}}) {
+    for (int lenQ : {1, 4})
+      EXPECT_EQ(planForward(decodeProblem(lenQ, major, minor)).config.family, KernelFamily::Decode) << lenQ;
+    EXPECT_EQ(planForward(decodeProblem(16, major, minor)).config.family,
+              major == 9 ? KernelFamily::Sm90 : KernelFamily::Sm80);
   }
+  ForwardProblem perHead = decodeProblem(16);
+  perHead.maskSameForEveryHead = false;  // one head per CTA: 16 rows
+  EXPECT_EQ(planForward(perHead).config.family, KernelFamily::Decode);
+}
+
+TEST(DecodePlanner, DecodeZeroKeepsThePrefillFamilies) {
+  ScopedEnv e("FLEXJIT_FWD_CONFIG", "decode=0");
+  EXPECT_EQ(planForward(decodeProblem()).config.family, KernelFamily::Sm90);
+  EXPECT_EQ(planForward(decodeProblem(1, 8, 0)).config.family, KernelFamily::Sm80);
 }
 
 TEST(DecodePlanner, OverridesTurnItOffRequireItAndTuneIt) {
