@@ -92,8 +92,8 @@ def main():
             score_mod, mask_mod = mods(mod, H, offset, dev)
             mask = flexjit.create_block_mask(mask_mod, 1, 1, L, S, device=dev)
             run = lambda: flexjit.flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, enable_gqa=True)
-            # The decode family, forced: the planner sends small Q_LEN to it only once it is the default
-            # (runtime/Planner.cpp, kDecodeByDefault); the prefill column below is the alternative.
+            # The decode family, forced: the planner takes it by itself only when the packed rows fit one
+            # CTA (runtime/Planner.cpp); the prefill column below is the alternative.
             os.environ["FLEXJIT_FWD_CONFIG"] = "decode=1"
             out = run()
             ref = sdpa_reference(q, k, v, score_mod, offset)
