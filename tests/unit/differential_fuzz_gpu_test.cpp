@@ -69,12 +69,11 @@ int valueClass(double x) { return std::isnan(x) ? 3 : x == INFINITY ? 1 : x == -
 /// Where the mods of a case mean different things in float32 (the kernels) and float64 (the reference
 /// evaluates them in float64): a value finite in one and not in the other (exp2(130) overflows float32
 /// only), or two finite values further apart than bf16 rounding (x - float(x) of a large x). The reference
-/// cannot judge the kernel there, so such a case is counted and skipped, not failed. The raw scores are
-/// the reference's own (scale * q . k in float64, rounded to float32 for the float32 evaluation); a
-/// prob_mod is probed at p from 0 through tiny values (1 / p overflows float32 only) to 1. Returns a
-/// description of the first such position, or "".
-std::string float32Diverges(const FuzzCase& c, const std::vector<double>& q, const std::vector<double>& k,
-                            double scale) {
+/// cannot judge the kernel there, so such a case is counted and skipped, not failed. `raw` holds the
+/// reference's own scores (rawScores; rounded to float32 for the float32 evaluation); a prob_mod is probed
+/// at p from 0 through tiny values (1 / p overflows float32 only) to 1. Returns a description of the first
+/// such position, or "".
+std::string float32Diverges(const FuzzCase& c, const std::vector<double>& raw) {
   auto differ = [](double f32, double f64) {
     const int a = valueClass(f32), b = valueClass(f64);
     return a != b || (a == 0 && std::fabs(f32 - f64) > 4e-3 * std::max(1.0, std::fabs(f64)));
@@ -94,13 +93,10 @@ std::string float32Diverges(const FuzzCase& c, const std::vector<double>& q, con
           if (differ(f32, f64)) return fmt::format("sink at b{} h{} q{}: {} (float32) vs {} (float64)", b, h, i, f32, f64);
         }
         for (int32_t j = 0; j < kLkv; ++j) {
-          double dot = 0;
-          for (int64_t d = 0; d < kD; ++d)
-            dot += q[static_cast<size_t>(((b * kH + h) * kLq + i) * kD + d)] * k[static_cast<size_t>(((b * kH + h) * kLkv + j) * kD + d)];
-          const double raw = scale * dot;
+          const double x = raw[static_cast<size_t>(((b * kH + h) * kLq + i) * kLkv + j)];
           const Position at{b, h, i, j, kLkv};
-          const float f32 = score.scoreF32(static_cast<float>(raw), at);
-          const double f64 = score.scoreF64(raw, at);
+          const float f32 = score.scoreF32(static_cast<float>(x), at);
+          const double f64 = score.scoreF64(x, at);
           if (differ(f32, f64))
             return fmt::format("score at b{} h{} q{} kv{}: {} (float32) vs {} (float64)", b, h, i, j, f32, f64);
           if (prob)
@@ -110,6 +106,22 @@ std::string float32Diverges(const FuzzCase& c, const std::vector<double>& q, con
         }
       }
   return "";
+}
+
+/// scale * q . k in float64 for every (b, h, q, kv), [kB, kH, kLq, kLkv]: the raw scores the reference's
+/// score_mod sees (the same for every case).
+std::vector<double> rawScores(const Tensor& q, const Tensor& k, double scale) {
+  const std::vector<double> qd = asDoubles(q), kd = asDoubles(k);
+  std::vector<double> raw(static_cast<size_t>(kB * kH * kLq * kLkv));
+  for (int64_t bh = 0; bh < kB * kH; ++bh)
+    for (int64_t i = 0; i < kLq; ++i)
+      for (int64_t j = 0; j < kLkv; ++j) {
+        double dot = 0;
+        for (int64_t d = 0; d < kD; ++d)
+          dot += qd[static_cast<size_t>((bh * kLq + i) * kD + d)] * kd[static_cast<size_t>((bh * kLkv + j) * kD + d)];
+        raw[static_cast<size_t>((bh * kLq + i) * kLkv + j)] = scale * dot;
+      }
+  return raw;
 }
 
 // The cases are dealt to kChunks tests (case n to chunk n % kChunks), so that gtest sharding spreads the
@@ -127,7 +139,7 @@ TEST_P(DifferentialFuzzGpu, RandomModsThroughBothFamiliesMatchTheReference) {
   Tensor kc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
   Tensor vc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 3);
   Tensor q = qc.to(gpu), k = kc.to(gpu), v = vc.to(gpu);
-  const std::vector<double> qd = asDoubles(qc), kd = asDoubles(kc);
+  const std::vector<double> raw = rawScores(qc, kc, checkAttentionInputs(qc.view(), kc.view(), vc.view(), nullptr, {}).scale);
   int checked = 0, nanRows = 0, failures = 0, diverging = 0;
   for (uint64_t seed : chunkSeeds(GetParam(), kChunks)) {
     if (failures >= 8) break;
@@ -139,7 +151,7 @@ TEST_P(DifferentialFuzzGpu, RandomModsThroughBothFamiliesMatchTheReference) {
     placed.place(*c.env, Device::cpu());
     BlockMask cpuMask = createBlockMask(*c.mask, kB, kH, kLq, kLkv, Device::cpu());
     const AttentionShape s = checkAttentionInputs(qc.view(), kc.view(), vc.view(), &cpuMask, options);
-    if (const std::string where = float32Diverges(c, qd, kd, s.scale); !where.empty()) {
+    if (const std::string where = float32Diverges(c, raw); !where.empty()) {
       ++diverging;
       std::printf("[ fuzz gpu ] case %llu skipped: float32 and float64 disagree (%s)\n",
                   static_cast<unsigned long long>(c.seed), where.c_str());
