@@ -84,6 +84,20 @@ def main():
     v = torch.randn(B, Hkv, S, D, device=dev, dtype=torch.bfloat16, generator=gen)
     kv_bytes = k.numel() * k.element_size() * 2
     peers = a.peers.split(",")
+    if "paged" in peers:
+        # The same K/V in pages of 256 rows, in a shuffled pool (the vLLM layout), built once: the decode
+        # family reads them through the page table.
+        page = 256
+        pages = S // page
+        perm = torch.randperm(B * pages, generator=torch.Generator().manual_seed(1))
+        table = perm.view(B, pages).to(torch.int32).to(dev)
+        pool_k = torch.empty(1, Hkv, B * pages * page, D, device=dev, dtype=k.dtype)
+        pool_v = torch.empty_like(pool_k)
+        for b in range(B):
+            for i in range(pages):
+                slot = int(perm[b * pages + i]) * page
+                pool_k[0, :, slot:slot + page] = k[b, :, i * page:(i + 1) * page]
+                pool_v[0, :, slot:slot + page] = v[b, :, i * page:(i + 1) * page]
     rows = []
     for L in [int(x) for x in a.q_lens.split(",")]:
         q = torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16, generator=gen)
@@ -100,19 +114,6 @@ def main():
             err = (out.float() - ref.float()).abs().max().item()
             row = {"q_len": L, "mod": mod, "flexjit_us": bench_us(run), "max_error": err}
             if "paged" in peers:
-                # The same K/V in pages of 256 rows, in a shuffled pool (the vLLM layout): the decode
-                # family reads them through the page table.
-                page = 256
-                pages = S // page
-                perm = torch.randperm(B * pages, generator=torch.Generator().manual_seed(1)).to(dev)
-                table = perm.view(B, pages).to(torch.int32)
-                pool_k = torch.empty(1, Hkv, B * pages * page, D, device=dev, dtype=k.dtype)
-                pool_v = torch.empty_like(pool_k)
-                for b in range(B):
-                    for i in range(pages):
-                        slot = int(table[b, i]) * page
-                        pool_k[0, :, slot:slot + page] = k[b, :, i * page:(i + 1) * page]
-                        pool_v[0, :, slot:slot + page] = v[b, :, i * page:(i + 1) * page]
                 paged = lambda: flexjit.flex_attention(q, pool_k, pool_v, score_mod=score_mod, block_mask=mask,
                                                        enable_gqa=True, page_table=table, page_size=page)
                 try:
@@ -121,7 +122,6 @@ def main():
                         row["paged_us"] = bench_us(paged)
                 except Exception as e:  # noqa: BLE001 - reported, the table goes on
                     row["paged_failure"] = f"{type(e).__name__}: {e}"[:200]
-                del pool_k, pool_v
             del os.environ["FLEXJIT_FWD_CONFIG"]
             if "prefill" in peers:
                 os.environ["FLEXJIT_FWD_CONFIG"] = "decode=0"
