@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include "codegen/FunctionEmitter.h"
-#include "llvm/ADT/SmallPtrSet.h"
 #include "compiler/Dialect.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "dsl/Error.h"
 #include "codegen/templates/decode/decode_params.h"
+#include "dsl/Error.h"
 #include "runtime/ConfigOverrides.h"
 
 namespace flexjit {

@@ -30,8 +30,6 @@ Workspace::Lease Workspace::acquire(CUcontext context, CUstream stream, size_t b
       driver.memFree(e.base);
     }
     // Pinned or capturing: the old memory stays allocated (a graph may read it; capture cannot wait).
-    e.base = 0;
-    e.bytes = 0;
     e.pinned = false;
     e.base = capturing ? driver.memAllocDuringCapture(bytes) : driver.memAlloc(bytes);
     e.bytes = bytes;
