@@ -4,8 +4,15 @@
 // Each thread owns kRows accumulator rows (two per 16-row m-tile: fragment rows g and g + 8) and, per
 // row, a slice of the columns; the 4 lanes of a quad together hold a full row of a tile. Scores arrive
 // in "x units" with a per-kernel factor: exp(score) == 2^(x * factor). Without a score_mod x is the raw
-// q.k dot product and factor = scale * log2(e), so the scale folds into the one FFMA that feeds ex2;
-// with a score_mod x is the modded score and factor = log2(e).
+// q.k dot product and factor = scale * log2(e); with a score_mod x is the modded score and factor =
+// log2(e).
+//
+// Each exponent is (x - m) * factor, not FlashAttention's single FFMA x * factor - m * factor: the FFMA
+// leaves the rounding residual of m * factor, up to half an ulp of it, in the max's own term, so for
+// large scores (|m * factor| >= 2^31, e.g. a score_mod 1e30 / score) the max's 2^0 became 2^-128 = 0 or
+// 2^128 = inf and the row came out 0 / 0 = NaN from finite inputs (the GPU fuzzer's case 20261421), and
+// from |m * factor| ~ 2^17 on it was off by more than bf16's precision. x - m is exact for the max, so
+// its term is exactly 1 and l >= 1 for every row with a finite score.
 //
 // Running state per row: m = max of x so far, l = sum of 2^((x - m) * factor) over this thread's
 // columns (the quad sum is taken once, at the end). O is rescaled by 2^((m_old - m_new) * factor)
@@ -56,16 +63,16 @@ __device__ __forceinline__ void update_row_stats(float (&s)[kMmaM][kTilesN][4], 
       // A row with every score so far masked keeps m_new == -inf. Subtracting it would give
       // (-inf) - (-inf) = NaN in both exponents below; subtracting 0 instead gives 2^-inf = 0 for the
       // masked entries and for the (still zero) history, so the row stays exactly O = 0, l = 0.
-      const float m_scaled = m_new == neg_inf() ? 0.0f : m_new * factor;
+      const float m_ref = m_new == neg_inf() ? 0.0f : m_new;
       // m_old == -inf (nothing seen yet) gives corr = 2^-inf = 0, which clears nothing but zeros.
-      corr[r] = fj::fastExp2(st.max[r] * factor - m_scaled);
+      corr[r] = fj::fastExp2((st.max[r] - m_ref) * factor);
       st.max[r] = m_new;
       float row_sum = 0.0f;
 #pragma unroll
       for (int j = 0; j < kTilesN; ++j) {
 #pragma unroll
         for (int e = 2 * half; e < 2 * half + 2; ++e) {
-          const float p = fj::fastExp2(fmaf(s[i][j][e], factor, -m_scaled));
+          const float p = fj::fastExp2((s[i][j][e] - m_ref) * factor);
           s[i][j][e] = p;
           row_sum += p;
         }
@@ -101,7 +108,7 @@ __device__ __forceinline__ void finalize_row_stats(const RowStats<kRows>& st, fl
     // Fully masked row (every score -inf, so every term is 2^-inf = 0 and l == 0 exactly): torch's
     // flex_attention returns O = 0 and LSE = -inf. Testing l == 0 rather than dividing keeps
     // 0 * (1/0) = NaN and log(0) out of the output. If any score is finite, its max term contributes
-    // 2^0 = 1, so l >= 1 and the normal path is safe. A NaN score (NaN in q or k, or a score_mod that
+    // exactly 2^0 = 1 (update_row_stats), so l >= 1 and the normal path is safe. A NaN score (NaN in q or k, or a score_mod that
     // returns NaN) makes l NaN: that row is not "masked" and must come out NaN (O and LSE), as torch's
     // does, so the test is l == 0 and never !(l > 0). fmaxf ignores NaN, so the max alone cannot tell.
     const bool empty = l == 0.0f;
