@@ -87,7 +87,8 @@ int maxSharedMemoryPerBlock(int archMajor, int archMinor) {
 }
 
 int fwdSharedMemoryBytes(const FwdKernelConfig& c) {
-  if (c.family == KernelFamily::Decode) return fjk::decode_smem_bytes(c.headDim, c.headDimV, c.blockN, c.numWarps);
+  if (c.family == KernelFamily::Decode)
+    return fjk::decode_smem_bytes(c.headDim, c.headDimV, c.blockN, c.numWarps, decodeRowTiles(c), c.stages);
   if (c.family == KernelFamily::Sm90)
     return fjk::sm90_fwd_layout(c.headDim, c.headDimV, c.blockM, c.blockN, c.stages).bytes;
   const int qPitch = c.headDim + kRowPadElems;

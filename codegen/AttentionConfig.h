@@ -103,9 +103,14 @@ FwdKernelConfig defaultSm90FwdConfig(DType dtype, int headDim, int headDimV, int
 FwdKernelConfig fwdConfigFor(KernelFamily family, DType dtype, int headDim, int headDimV, int archMajor,
                              int archMinor);
 
-/// The decode family's tiles (codegen/templates/decode/attention_decode.cuh): 16 packed rows per CTA
-/// (blockM), kv tiles of 32 rows per warp (blockN), 4 warps, two tiles in flight per warp.
-FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
+/// The decode family's tiles (codegen/templates/decode/attention_decode.cuh) for `packedRows` query rows
+/// per (batch, head group) (Q_LEN x packed heads): blockM = 16, 32 or 64 packed rows per CTA (the fewest
+/// row tiles of 16 that hold them, at most 4), kv tiles of 32 rows (blockN), 4 warps (kv slots of blockM / 16
+/// warps each), a ring of two K/V tiles per kv slot (three for 64 rows).
+FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
+                                    long long packedRows);
+/// Row tiles of 16 packed rows in a decode CTA of `config` (blockM / 16).
+int decodeRowTiles(const FwdKernelConfig& config);
 
 /// Launch geometry of the decode family: the split kernel's grid (splits * rowGroups, Hq / packHeads, B)
 /// and the combine kernel's (one warp per output row).
@@ -121,9 +126,9 @@ struct DecodeLaunch {
 /// Decode CTAs of `config` that fit one SM's shared memory at once.
 int decodeCtasPerSm(const FwdKernelConfig& config);
 /// kv splits for `ctas` CTAs before splitting and `tiles` kv tiles per row: enough CTAs to fill every SM
-/// slot (smCount * ctasPerSm) once, never fewer than two tiles per warp in a split, at most
+/// slot (smCount * ctasPerSm) once, never fewer than two tiles per kv slot in a split, at most
 /// fjk::kDecodeMaxSplits.
-int decodeSplits(long long ctas, long long tiles, int smCount, int ctasPerSm, int warps);
+int decodeSplits(long long ctas, long long tiles, int smCount, int ctasPerSm, int kvSlots);
 /// The geometry for B x Hq query heads of Q_LEN rows, packHeads heads per CTA (1 or Hq / Hkv) and Lkv keys
 /// (walked in tiles of config.blockN) on a GPU of smCount SMs. Throws flexjit::Error past CUDA's grid limits.
 DecodeLaunch decodeLaunch(const FwdKernelConfig& config, int batch, int headsQ, int packHeads, int lenQ, int lenKV,

@@ -21,16 +21,20 @@ constexpr int kSm90FamilyCode = 90;
 /// decode= of FLEXJIT_FWD_CONFIG: not given (the planner decides), 0 (never) or 1 (required).
 constexpr int kDecodeAuto = -1;
 /// The planner takes the decode family by itself when the packed rows of one (batch, KV head) fit one
-/// decode CTA (Q_LEN x packed heads <= 16). Measured on the H200 (docs/performance.md, 2026-12-02: B4, 32
-/// query / 8 KV heads, KV 32768, D128): Q_LEN 1 and 4 (16 packed rows) run in 152-155 us against the
-/// prefill family's 415 us; Q_LEN 16 (64 rows, four CTAs each streaming the whole cache) in 435 us against
-/// 418, so wider problems stay on the prefill families. decode=1 / decode=0 override.
-constexpr int kDecodeAutoRows = fjk::kDecodeRows;
+/// decode CTA (Q_LEN x packed heads <= 64, four row tiles). Measured on the H200 (docs/performance.md,
+/// 2026-12-02: B4, 32 query / 8 KV heads, KV 32768, D128): Q_LEN 1 and 4 (16 packed rows) run in 152-155 us
+/// against the prefill family's 415 us; Q_LEN 16 (64 rows) took 435 us in four 16-row CTAs that each
+/// streamed the whole cache, which the 64-row CTA replaces. Wider problems stay on the prefill families.
+/// decode=1 / decode=0 override.
+constexpr int kDecodeAutoRows = fjk::kDecodeRows * fjk::kDecodeMaxRowTiles;
 
 /// The query heads one decode CTA would pack for `p` (a mask with lists per head keeps one head per CTA).
 int decodePackHeads(const ForwardProblem& p) {
   return p.maskSameForEveryHead && p.headsKV > 0 ? std::max(p.headsQ / p.headsKV, 1) : 1;
 }
+
+/// Q_LEN x packed heads: the rows one (batch, head group) gives the decode family.
+long long decodePackedRows(const ForwardProblem& p) { return static_cast<long long>(p.lenQ) * decodePackHeads(p); }
 
 /// What FLEXJIT_FWD_CONFIG asks of the family choice: family=80|90 (0 when not given) and decode=0|1.
 struct FamilyRequest {
@@ -50,6 +54,7 @@ FamilyRequest requestedFamily() {
                                          {"decideSubTiles", &ignored},
                                          {"stages", &ignored},
                                          {"blockN", &ignored},
+                                         {"blockM", &ignored},
                                          {"warps", &ignored}});
   if (r.family != 0 && r.family != kSm80FamilyCode && r.family != kSm90FamilyCode)
     throw Error(fmt::format("{}: family={} is not a kernel family; use family=80 (mma.sync) or family=90 "
@@ -79,7 +84,12 @@ void applyTunables(FwdKernelConfig& c) {
     return;
   }
   if (c.family == KernelFamily::Decode) {
-    applyConfigOverrides(kFwdOverrideEnv, {{"decode", &decode}, {"blockN", &c.blockN}, {"warps", &c.numWarps}});
+    applyConfigOverrides(kFwdOverrideEnv,
+                         {{"decode", &decode},
+                          {"blockM", &c.blockM},
+                          {"blockN", &c.blockN},
+                          {"warps", &c.numWarps},
+                          {"stages", &c.stages}});
     c.subN = c.blockN;
     return;
   }
@@ -113,7 +123,7 @@ std::string decodeForwardUnsupported(const ForwardProblem& p) {
   if (p.lenQ > p.maskBlockQ)
     return fmt::format("Q_LEN = {} spans more than one BlockMask row block ({} rows)", p.lenQ, p.maskBlockQ);
   if (p.facts.hasProb) return "a prob_mod needs the statistics and apply passes of the prefill families";
-  FwdKernelConfig c = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+  FwdKernelConfig c = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, decodePackedRows(p));
   if (p.pageSize > 0 && p.pageSize % c.blockN != 0)
     return fmt::format("the page size {} is not a multiple of the decode tiles' {} keys", p.pageSize, c.blockN);
   if (FwdConfigCheck check = checkFwdConfig(c); !check.ok()) return check.message;
@@ -136,10 +146,10 @@ ForwardPlan planForward(const ForwardProblem& p) {
   const std::string sm90Why = sm90ForwardUnsupported(p);
   if (requested == kSm90FamilyCode && !sm90Why.empty())
     throw Error(fmt::format("{}: family=90 cannot run this problem: {}", kFwdOverrideEnv, sm90Why));
-  const bool decodeFits = static_cast<long long>(p.lenQ) * decodePackHeads(p) <= kDecodeAutoRows;
+  const bool decodeFits = decodePackedRows(p) <= kDecodeAutoRows;
   const bool wantDecode = decodeOnly || request.decode == 1 || (request.decode == kDecodeAuto && decodeFits);
   if (decodeWhy.empty() && wantDecode && requested == 0) {
-    plan.config = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+    plan.config = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, decodePackedRows(p));
     // Packed heads must walk the same kv blocks; a mask with lists per head keeps one head per CTA.
     plan.decodePackHeads = decodePackHeads(p);
     plan.reason = fmt::format("decode family: Q_LEN = {} <= {}, split KV, {} query head(s) per CTA", p.lenQ,

@@ -4,12 +4,12 @@
 // `flexjit compile` and the demo all ask it, so what they build is what runs.
 //
 // Today's families: the decode family (split KV, GQA heads packed into rows) for a few query rows
-// (Q_LEN <= kDecodeMaxQueries) over any GPU from sm_80 (opt-in with decode=1 until it has passed the GPU
-// tests, see Planner.cpp's kDecodeByDefault), otherwise the sm90 forward (wgmma + TMA, Hopper)
-// where it applies, otherwise the sm80 forward (mma.sync, any GPU from sm_80). FLEXJIT_FWD_CONFIG
-// overrides the choice (decode=0 never takes the decode family, decode=1 requires it; family=80 or
-// family=90 for the prefill families) and the family's tunables (sm80: subN, qInRegs, decideSubTiles;
-// sm90: stages; decode: blockN, warps).
+// (Q_LEN <= kDecodeMaxQueries) over any GPU from sm_80, by default where one (batch, KV head)'s packed
+// rows fit one decode CTA (Q_LEN x group <= 64, Planner.cpp's kDecodeAutoRows); otherwise the sm90 forward
+// (wgmma + TMA, Hopper) where it applies, otherwise the sm80 forward (mma.sync, any GPU from sm_80).
+// FLEXJIT_FWD_CONFIG overrides the choice (decode=0 never takes the decode family, decode=1 requires it;
+// family=80 or family=90 for the prefill families) and the family's tunables (sm80: subN, qInRegs,
+// decideSubTiles; sm90: stages; decode: blockM, blockN, warps, stages).
 #pragma once
 
 #include <string>

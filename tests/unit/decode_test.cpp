@@ -83,17 +83,24 @@ TEST(DecodePlanner, FewQueryRowsGetTheDecodeFamily) {
 }
 
 TEST(DecodePlanner, ByDefaultItRunsWhenThePackedRowsFitOneCta) {
-  // Q_LEN x GQA group <= 16 packed rows: the decode family (one CTA's rows stream the cache once); wider
-  // (Q_LEN 16 x group 4 = 64 rows) stays on the prefill families, which measured as fast there.
+  // Q_LEN x GQA group <= 64 packed rows: the decode family, with the fewest row tiles that hold them (one
+  // CTA's rows stream the cache once); wider stays on the prefill families.
   for (auto [major, minor] : {std::pair{9, 0}, {8, 0}}) {
-    for (int lenQ : {1, 4})
-      EXPECT_EQ(planForward(decodeProblem(lenQ, major, minor)).config.family, KernelFamily::Decode) << lenQ;
-    EXPECT_EQ(planForward(decodeProblem(16, major, minor)).config.family,
-              major == 9 ? KernelFamily::Sm90 : KernelFamily::Sm80);
+    for (auto [lenQ, blockM] : {std::pair{1, 16}, {4, 16}, {5, 32}, {16, 64}}) {
+      const FwdKernelConfig c = planForward(decodeProblem(lenQ, major, minor)).config;
+      EXPECT_EQ(c.family, KernelFamily::Decode) << lenQ;
+      EXPECT_EQ(c.blockM, blockM) << lenQ;
+    }
+    ForwardProblem wideGroup = decodeProblem(16, major, minor);
+    wideGroup.headsKV = 4;  // a group of 8: 128 packed rows
+    EXPECT_EQ(planForward(wideGroup).config.family, major == 9 ? KernelFamily::Sm90 : KernelFamily::Sm80);
+    wideGroup.lenQ = 8;     // 64 rows again
+    EXPECT_EQ(planForward(wideGroup).config.family, KernelFamily::Decode);
   }
   ForwardProblem perHead = decodeProblem(16);
   perHead.maskSameForEveryHead = false;  // one head per CTA: 16 rows
   EXPECT_EQ(planForward(perHead).config.family, KernelFamily::Decode);
+  EXPECT_EQ(planForward(perHead).config.blockM, 16);
 }
 
 TEST(DecodePlanner, DecodeZeroKeepsThePrefillFamilies) {
@@ -115,6 +122,15 @@ TEST(DecodePlanner, OverridesTurnItOffRequireItAndTuneIt) {
     EXPECT_EQ(c.blockN, 64);
     EXPECT_EQ(c.numWarps, 2);
   }
+  {
+    // Four 16-row CTAs instead of one of 64 rows (what ran before the wide CTA, for comparisons).
+    ScopedEnv env("FLEXJIT_FWD_CONFIG", "decode=1,blockM=16,warps=2,stages=4");
+    const FwdKernelConfig c = planForward(decodeProblem(16)).config;
+    EXPECT_EQ(c.blockM, 16);
+    EXPECT_EQ(c.stages, 4);
+    EXPECT_TRUE(checkFwdConfig(c).ok()) << checkFwdConfig(c).message;
+    EXPECT_EQ(decodeLaunch(c, 4, 32, 4, 16, 32768, 132).rowGroups, 4);
+  }
   struct Bad {
     const char* env;
     int lenQ;
@@ -123,7 +139,9 @@ TEST(DecodePlanner, OverridesTurnItOffRequireItAndTuneIt) {
   for (const Bad& bad : {Bad{"decode=1", 128, "decode=1 cannot run this problem: Q_LEN = 128"},
                          Bad{"decode=2", 1, "must be 0"}, Bad{"decode=1,family=90", 1, "two families"},
                          Bad{"decode=1,blockN=48", 1, "invalid decode tiles"},
-                         Bad{"decode=1,stages=3", 1, "among blockN, decode, warps"},
+                         Bad{"decode=1,subN=32", 1, "among blockM, blockN, decode, stages, warps"},
+                         Bad{"decode=1,stages=5", 1, "2 to 4 stages"},
+                         Bad{"decode=1,blockM=64,warps=2", 1, "a multiple of blockM / 16"},
                          Bad{"blockN=64", 128, "among decode, family, stages"}}) {
     ScopedEnv env("FLEXJIT_FWD_CONFIG", bad.env);
     try {
@@ -136,8 +154,9 @@ TEST(DecodePlanner, OverridesTurnItOffRequireItAndTuneIt) {
 }
 
 TEST(DecodeLaunch, SplitsFillOneWaveAndKeepEveryWarpBusy) {
-  const FwdKernelConfig c = defaultDecodeConfig(DType::BF16, 128, 128, 9, 0);
+  const FwdKernelConfig c = defaultDecodeConfig(DType::BF16, 128, 128, 9, 0, 16);
   EXPECT_EQ(c.numWarps, 4);
+  EXPECT_EQ(c.blockM, 16);
   const int perSm = decodeCtasPerSm(c);
   EXPECT_GE(perSm, 1);
   // The case: 32 CTAs (8 head groups x 4 batches, 4 heads packed per CTA) over 1024 tiles of 32 keys.
@@ -158,6 +177,24 @@ TEST(DecodeLaunch, SplitsFillOneWaveAndKeepEveryWarpBusy) {
   EXPECT_EQ(decodeSplits(1, 1 << 20, 132, 1, 4), fjk::kDecodeMaxSplits);
   EXPECT_EQ(decodeSplits(1000, 1 << 20, 132, 1, 4), 1);
   EXPECT_EQ(decodeLaunch(c, 1, 8, 8, 1, 0, 132).splits, 1);  // no keys: one split with nothing to do
+  // Q_LEN 16 x a group of 4: one 64-row CTA per (batch, head group), so the cache is streamed once; one kv
+  // slot (4 warps, one per row tile) with a ring of three tiles, at least two per split.
+  const FwdKernelConfig wide = defaultDecodeConfig(DType::BF16, 128, 128, 9, 0, 64);
+  EXPECT_EQ(wide.blockM, 64);
+  EXPECT_EQ(wide.numWarps, 4);
+  EXPECT_EQ(wide.stages, 3);
+  EXPECT_EQ(decodeRowTiles(wide), 4);
+  EXPECT_TRUE(checkFwdConfig(wide).ok()) << checkFwdConfig(wide).message;
+  const DecodeLaunch w = decodeLaunch(wide, 4, 32, 4, 16, 32768, 132);
+  EXPECT_EQ(w.rowGroups, 1);
+  EXPECT_EQ(w.block[0], 128u);
+  EXPECT_GT(w.splits, 1);
+  EXPECT_LE(static_cast<long long>(w.grid[0]) * w.grid[1] * w.grid[2], 132LL * decodeCtasPerSm(wide));
+  EXPECT_EQ(decodeLaunch(wide, 1, 8, 8, 16, 32768, 132).rowGroups, 2);  // 128 rows: two 64-row CTAs
+  EXPECT_EQ(decodeLaunch(wide, 1, 8, 8, 1, 60, 132).splits, 1);        // 2 tiles: one split's worth
+  // 17-32 rows take two row tiles, 33-64 four (three round up: one kernel fewer).
+  EXPECT_EQ(defaultDecodeConfig(DType::BF16, 128, 128, 9, 0, 24).blockM, 32);
+  EXPECT_EQ(defaultDecodeConfig(DType::BF16, 128, 128, 9, 0, 40).blockM, 64);
   try {
     decodeLaunch(c, 70000, 8, 8, 1, 4096, 132);
     ADD_FAILURE() << "a batch beyond the grid's limit was accepted";
@@ -168,10 +205,15 @@ TEST(DecodeLaunch, SplitsFillOneWaveAndKeepEveryWarpBusy) {
 
 TEST(DecodeLaunch, WideHeadsTakeFewerWarpsToFitSharedMemory) {
   for (auto [major, minor] : {std::pair{9, 0}, {8, 0}}) {
-    const FwdKernelConfig c = defaultDecodeConfig(DType::BF16, 256, 256, major, minor);
+    const FwdKernelConfig c = defaultDecodeConfig(DType::BF16, 256, 256, major, minor, 1);
     EXPECT_TRUE(checkFwdConfig(c).ok()) << checkFwdConfig(c).message;
     EXPECT_LE(fwdSharedMemoryBytes(c) + kFwdStaticSmemBytes, maxSharedMemoryPerBlock(major, minor));
     EXPECT_LT(c.numWarps, 4);
+    // 64 rows keep their four row tiles (one warp each) and give up kv slots instead.
+    const FwdKernelConfig wide = defaultDecodeConfig(DType::BF16, 256, 256, major, minor, 64);
+    EXPECT_TRUE(checkFwdConfig(wide).ok()) << checkFwdConfig(wide).message;
+    EXPECT_LE(fwdSharedMemoryBytes(wide) + kFwdStaticSmemBytes, maxSharedMemoryPerBlock(major, minor));
+    EXPECT_EQ(wide.numWarps % decodeRowTiles(wide), 0);
   }
 }
 
@@ -239,24 +281,39 @@ TEST(DecodeCompile, SeedVariantsAndASinkCompileForSm80AndSm90a) {
     examples::SeedVariant v = examples::makeSeedVariant(seed);
     Variant variant = generateVariant(v.score, v.mask, {false});
     for (auto [major, minor] : {std::pair{9, 0}, {8, 0}}) {
-      ForwardBuild build = forwardKernel(variant, defaultDecodeConfig(DType::BF16, 128, 128, major, minor),
+      // 16 packed rows, and 64 (four row tiles sharing each K/V tile of two kv slots).
+      const long long rows = std::string(seed) == "alibi" || std::string(seed) == "document" ? 64 : 16;
+      ForwardBuild build = forwardKernel(variant, defaultDecodeConfig(DType::BF16, 128, 128, major, minor, rows),
                                          std::string("decode_test_") + seed);
-      const std::string what = std::string(seed) + " sm_" + std::to_string(major) + std::to_string(minor);
+      const std::string what = std::string(seed) + " sm_" + std::to_string(major) + std::to_string(minor) +
+                               " blockM " + std::to_string(build.config.blockM);
       EXPECT_EQ(build.config.family, KernelFamily::Decode) << what;
       EXPECT_FALSE(build.kernel->cubin.empty()) << what;
       EXPECT_EQ(build.spillBytes, 0) << what;
       EXPECT_NE(build.kernel->ptx.find(kDecodeCombineKernelName), std::string::npos) << what;
-      std::printf("[ resources ] decode %-12s sm_%d%d: %3d registers (split), %3d (combine)\n", seed, major, minor,
+      std::printf("[ resources ] decode %-12s sm_%d%d blockM %2d: %3d registers (split), %3d (combine)\n", seed, major,
+                  minor, build.config.blockM,
                   static_cast<int>(build.kernel->usage(kFwdKernelName).registers),
                   static_cast<int>(build.kernel->usage(kDecodeCombineKernelName).registers));
     }
+  }
+  // Deeper rings (FLEXJIT_FWD_CONFIG stages=3 / 4) compile without spills too.
+  {
+    examples::SeedVariant v = examples::makeSeedVariant("alibi");
+    Variant variant = generateVariant(v.score, v.mask, {false});
+    FwdKernelConfig c = defaultDecodeConfig(DType::BF16, 128, 128, 9, 0, 64);
+    c.stages = 4;
+    ASSERT_TRUE(checkFwdConfig(c).ok()) << checkFwdConfig(c).message;
+    ForwardBuild build = forwardKernel(variant, c, "decode_test_stages");
+    EXPECT_FALSE(build.kernel->cubin.empty());
+    EXPECT_EQ(build.spillBytes, 0);
   }
   // A sink joins the combine kernel's denominator.
   std::vector<float> values{0.7f, -1.3f, 2.1f, -0.2f};
   CapturedTensor sinks("sinks", TensorView(values.data(), DType::F32, Device::cpu(), {4}), false);
   SinkMod sink("per_head", [&](Expr, Expr h, Expr) { return sinks[h]; });
   Variant variant = generateVariant(ScoreMod::noop(), MaskMod::noop(), {false}, ExtraHooks{sink, std::nullopt});
-  ForwardBuild build = forwardKernel(variant, defaultDecodeConfig(DType::F16, 64, 64, 9, 0), "decode_test_sink");
+  ForwardBuild build = forwardKernel(variant, defaultDecodeConfig(DType::F16, 64, 64, 9, 0, 32), "decode_test_sink");
   EXPECT_FALSE(build.kernel->cubin.empty());
   EXPECT_EQ(build.spillBytes, 0);
 }

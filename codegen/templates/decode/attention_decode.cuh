@@ -3,15 +3,19 @@
 //
 // Rows: the query heads of one GQA group share their K/V, so a CTA packs them: packed row r of head group y
 // is head y * pack_heads + r / Q_LEN, query r % Q_LEN (pack_heads is the group size, or 1 when the block
-// mask differs between heads). A CTA takes kDecodeRows = 16 packed rows (one mma m-tile); more rows take
-// more CTAs (row groups).
+// mask differs between heads). A CTA takes kRowTiles row tiles of kDecodeRows = 16 packed rows (one mma
+// m-tile, one warp each); more rows take more CTAs (row groups). One CTA per (batch, head group) is what
+// keeps the cache streamed from memory once: four CTAs of 16 rows each read all of it (measured 435 us
+// against 152 for 16 rows on the H200, docs/performance.md 2026-12-02).
 //
 // KV: a (batch, head group)'s kv tiles (the block-sparse walk of its block mask, block_walk.cuh) are cut
 // into `splits` contiguous ranges, one CTA each, so that B * H_kv is no limit on the parallelism. Inside a
-// CTA each warp takes every kWarps-th tile of the range through its own double-buffered cp.async slots and
-// keeps its own online softmax over the 16 rows (common/); the warps then merge in shared memory and the
-// CTA writes its split's float32 (O, LSE) per row. A second kernel of the program (attention_decode_combine)
-// merges the splits of each row (common/split_merge.h), adds the sink, and writes O, LSE and max scores.
+// CTA the warps form kSlots kv slots of kRowTiles warps: slot s takes every kSlots-th tile of the range
+// through its own double-buffered cp.async stages, which its warps load together and each warp multiplies
+// with its own 16 rows, keeping its own online softmax (common/). The slots then merge in shared memory and
+// the CTA writes its split's float32 (O, LSE) per row. A second kernel of the program
+// (attention_decode_combine) merges the splits of each row (common/split_merge.h), adds the sink, and
+// writes O, LSE and max scores.
 //
 // The hooks are the shared tile hooks over PackedRows (each row its own head and query). The row / column
 // split of the mods is turned off here (a column part may read h, which differs between packed rows).
@@ -21,6 +25,7 @@
 // and columns masked.
 #pragma once
 
+#include "codegen/templates/common/barrier.cuh"
 #include "codegen/templates/common/online_softmax.cuh"
 #include "codegen/templates/common/split_merge.h"
 #include "codegen/templates/common/tile_hooks.cuh"
@@ -31,16 +36,19 @@
 
 namespace fjk {
 
-template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kWarps_>
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kBlockN_, int kWarps_, int kRowTiles_, int kStages_>
 struct DecodeTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kHeadDimV = kHeadDimV_;
-  static constexpr int kBlockN = kBlockN_;  ///< kv rows of one warp's tile
+  static constexpr int kBlockN = kBlockN_;  ///< kv rows of one slot's tile
   static constexpr int kWarps = kWarps_;
   static constexpr int kNThreads = kWarps * kWarpSize;
-  static constexpr int kRows = kDecodeRows;
-  static constexpr int kStages = kDecodeStages;  ///< tiles in flight per warp
+  static constexpr int kRowTiles = kRowTiles_;          ///< warps per kv slot, 16 rows each
+  static constexpr int kSlots = kWarps / kRowTiles;     ///< kv slots, each its own stream of tiles
+  static constexpr int kSlotThreads = kRowTiles * kWarpSize;
+  static constexpr int kRows = kRowTiles * kDecodeRows;  ///< packed rows of the CTA
+  static constexpr int kStages = kStages_;  ///< the slot's ring of K/V tiles: kStages - 1 in flight
   static constexpr int kStepsD = kHeadDim / kMmaK;
   static constexpr int kTilesDv = kHeadDimV / kMmaCols;
   /// Row pitches padded by 16 bytes: an odd number of 16-byte units, so ldmatrix phases hit distinct banks.
@@ -50,14 +58,18 @@ struct DecodeTraits {
   static constexpr int kQBytes = kRows * kQPitch * kElemBytes;
   static constexpr int kKStageBytes = kBlockN * kKPitch * kElemBytes;
   static constexpr int kVStageBytes = kBlockN * kVPitch * kElemBytes;
-  static constexpr int kWarpBytes = kStages * (kKStageBytes + kVStageBytes);
-  static constexpr int kKvOffset = decode_kv_offset(kHeadDim);
-  /// The warps' merge staging (reusing the K/V region): O [kWarps][kRows][Dv] and (m, l) [kWarps][kRows].
-  static constexpr int kMergeBytes = kWarps * kRows * (kHeadDimV + 2) * 4;
-  static constexpr int kSmemBytes = decode_smem_bytes(kHeadDim, kHeadDimV, kBlockN, kWarps);
-  static_assert(kKvOffset >= kQBytes && kSmemBytes >= kKvOffset + kWarps * kWarpBytes &&
+  static constexpr int kSlotBytes = kStages * (kKStageBytes + kVStageBytes);
+  static constexpr int kKvOffset = decode_kv_offset(kHeadDim, kRowTiles);
+  /// The slots' merge staging (reusing the K/V region): O [kSlots][kRows][Dv] and (m, l) [kSlots][kRows].
+  static constexpr int kMergeBytes = kSlots * kRows * (kHeadDimV + 2) * 4;
+  static constexpr int kSmemBytes = decode_smem_bytes(kHeadDim, kHeadDimV, kBlockN, kWarps, kRowTiles, kStages);
+  static_assert(kStages >= 2 && kStages <= kDecodeMaxStages, "decode stages");
+  static_assert(kKvOffset >= kQBytes && kSmemBytes >= kKvOffset + kSlots * kSlotBytes &&
                     kSmemBytes >= kKvOffset + kMergeBytes,
                 "decode_smem_bytes must cover the layout");
+  // Slot s synchronises its warps on named barrier 1 + s (0 is __syncthreads).
+  static_assert(kRowTiles >= 1 && kRowTiles <= kDecodeMaxRowTiles && kWarps % kRowTiles == 0 && kSlots <= 15,
+                "warps must be row tiles x kv slots");
   /// One warp's S tile (16 rows x kBlockN), in the shared accumulator layout.
   using STile = AccTile<kIsBf16, 1, kBlockN / kMmaCols>;
 
@@ -94,17 +106,18 @@ __device__ __forceinline__ const unsigned short* kv_tile_rows(const DecodeParams
   return base + ((long long)page * P.page_size + kv0 % P.page_size) * stride;
 }
 
-/// Copies one warp's tile of kRows rows x kCols elements from `rows` (row r at rows + r * stride) into
-/// shared memory (row pitch kPitch); rows r >= valid are zero-filled: their copy reads nothing and is given
-/// `inside`, an address of the tensor, instead of one past the sequence or the page.
-template <int kRows, int kCols, int kPitch>
+/// Copies one slot's tile of kRows rows x kCols elements from `rows` (row r at rows + r * stride) into
+/// shared memory (row pitch kPitch) with the slot's kThreads threads (`idx` is this thread's index among
+/// them); rows r >= valid are zero-filled: their copy reads nothing and is given `inside`, an address of
+/// the tensor, instead of one past the sequence or the page.
+template <int kRows, int kCols, int kPitch, int kThreads>
 __device__ __forceinline__ void load_kv_rows(unsigned dst, const unsigned short* rows, long long stride, int valid,
-                                             const unsigned short* inside, int lane) {
+                                             const unsigned short* inside, int idx) {
   constexpr int kChunksPerRow = kCols / kElemsPerCopy;
-  if constexpr (kWarpSize % kChunksPerRow == 0) {
-    // Each lane copies one fixed column of rows r, r + kRowStep, ...: one pointer bumped by a 64-bit step.
-    constexpr int kRowStep = kWarpSize / kChunksPerRow;
-    const int r0 = lane / kChunksPerRow, col = (lane % kChunksPerRow) * kElemsPerCopy;
+  if constexpr (kThreads % kChunksPerRow == 0) {
+    // Each thread copies one fixed column of rows r, r + kRowStep, ...: one pointer bumped by a 64-bit step.
+    constexpr int kRowStep = kThreads / kChunksPerRow;
+    const int r0 = idx / kChunksPerRow, col = (idx % kChunksPerRow) * kElemsPerCopy;
     const unsigned short* g = rows + r0 * stride + col;
     const unsigned d = dst + (r0 * kPitch + col) * kElemBytes;
 #pragma unroll
@@ -114,7 +127,7 @@ __device__ __forceinline__ void load_kv_rows(unsigned dst, const unsigned short*
     }
   } else {
 #pragma unroll 1
-    for (int c = lane; c < kRows * kChunksPerRow; c += kWarpSize) {
+    for (int c = idx; c < kRows * kChunksPerRow; c += kThreads) {
       const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * kElemsPerCopy;
       const bool ok = r < valid;
       cp_async_16(dst + (r * kPitch + col) * kElemBytes, ok ? rows + r * stride + col : inside, ok);
@@ -122,13 +135,14 @@ __device__ __forceinline__ void load_kv_rows(unsigned dst, const unsigned short*
   }
 }
 
-__device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int b, int group, int row_group, int lane) {
+/// The packed rows of a warp whose 16 rows start at packed row `first`.
+__device__ __forceinline__ PackedRows packed_rows(const DecodeParams& P, int b, int group, int first, int lane) {
   const FwdParams& p = P.p;
   const int n_rows = P.pack_heads * p.len_q;
   PackedRows rows;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int r = row_group * kDecodeRows + (lane >> 2) + half * (kMmaRows / 2);
+    const int r = first + (lane >> 2) + half * (kMmaRows / 2);
     const int rr = r < n_rows ? r : n_rows - 1;
     rows.h[half] = group * P.pack_heads + rr / p.len_q;
     rows.q[half] = rr % p.len_q;
@@ -148,7 +162,7 @@ __device__ __forceinline__ void load_packed_q(unsigned s_q, const DecodeParams& 
 #pragma unroll 1
   for (int c = tid; c < Tr::kRows * kChunksPerRow; c += Tr::kNThreads) {
     const int row = c / kChunksPerRow, col = (c % kChunksPerRow) * kElemsPerCopy;
-    const int r = row_group * kDecodeRows + row;
+    const int r = row_group * Tr::kRows + row;
     const bool valid = r < n_rows;
     const int h = group * P.pack_heads + (valid ? r / p.len_q : 0), q = valid ? r % p.len_q : 0;
     const unsigned short* src = static_cast<const unsigned short*>(p.q) + b * p.q_stride.b + h * p.q_stride.h +
@@ -199,29 +213,30 @@ __device__ __forceinline__ void decode_tile(float (&o)[1][Tr::kTilesDv][4], RowS
   warp_gemm_rs<Tr::kIsBf16, 1, Tr::kTilesDv, ST::kStepsN, true, Tr::kVPitch>(o, pa, s_v, lane);
 }
 
-/// Merges the warps' (m, l, O) of the CTA's rows into this split's float32 partials. Every thread has
-/// finished its tiles and the K/V region is free (the caller's barrier).
+/// Merges the slots' (m, l, O) of the CTA's rows into this split's float32 partials. Every thread has
+/// finished its tiles and the K/V region is free (the caller's barrier). This warp holds rows
+/// row_tile * 16 .. + 15 of the CTA for kv slot `slot`.
 template <class Tr>
-__device__ __forceinline__ void decode_merge_warps(const float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st,
+__device__ __forceinline__ void decode_merge_slots(const float (&o)[1][Tr::kTilesDv][4], const RowStats<2>& st,
                                                    unsigned char* smem, const DecodeParams& P, int b, int group,
-                                                   int row_group, int split, float factor, int warp, int lane,
-                                                   int tid) {
+                                                   int row_group, int split, float factor, int slot, int row_tile,
+                                                   int lane, int tid) {
   const FwdParams& p = P.p;
-  float* o_s = reinterpret_cast<float*>(smem + Tr::kKvOffset);              // [kWarps][kRows][Dv]
-  float* m_s = o_s + Tr::kWarps * Tr::kRows * Tr::kHeadDimV;                // [kWarps][kRows]
-  float* l_s = m_s + Tr::kWarps * Tr::kRows;                                // [kWarps][kRows]
+  float* o_s = reinterpret_cast<float*>(smem + Tr::kKvOffset);              // [kSlots][kRows][Dv]
+  float* m_s = o_s + Tr::kSlots * Tr::kRows * Tr::kHeadDimV;                // [kSlots][kRows]
+  float* l_s = m_s + Tr::kSlots * Tr::kRows;                                // [kSlots][kRows]
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int row = g + half * (kMmaRows / 2);
+    const int row = row_tile * kDecodeRows + g + half * (kMmaRows / 2);
     const float l = quad_sum(st.sum[half]);  // every lane of the quad calls it
     if (t == 0) {
-      m_s[warp * Tr::kRows + row] = st.max[half];
-      l_s[warp * Tr::kRows + row] = l;
+      m_s[slot * Tr::kRows + row] = st.max[half];
+      l_s[slot * Tr::kRows + row] = l;
     }
 #pragma unroll
     for (int j = 0; j < Tr::kTilesDv; ++j) {
-      float* at = o_s + (warp * Tr::kRows + row) * Tr::kHeadDimV + j * kMmaCols + 2 * t;
+      float* at = o_s + (slot * Tr::kRows + row) * Tr::kHeadDimV + j * kMmaCols + 2 * t;
       at[0] = o[0][j][2 * half];
       at[1] = o[0][j][2 * half + 1];
     }
@@ -231,19 +246,21 @@ __device__ __forceinline__ void decode_merge_warps(const float (&o)[1][Tr::kTile
 #pragma unroll 1
   for (int e = tid; e < Tr::kRows * Tr::kHeadDimV; e += Tr::kNThreads) {
     const int row = e / Tr::kHeadDimV, col = e % Tr::kHeadDimV;
-    const int r = row_group * kDecodeRows + row;
+    const int r = row_group * Tr::kRows + row;
     if (r >= n_rows) continue;
     float top = neg_inf();
 #pragma unroll
-    for (int w = 0; w < Tr::kWarps; ++w) top = fmaxf(top, m_s[w * Tr::kRows + row]);
-    // Every warp's rows empty (top = -inf): 0 instead of (-inf) - (-inf) = NaN below, so that the split
+    for (int w = 0; w < Tr::kSlots; ++w) top = fmaxf(top, m_s[w * Tr::kRows + row]);
+    // Every slot's rows empty (top = -inf): 0 instead of (-inf) - (-inf) = NaN below, so that the split
     // comes out with l = 0 (no key). A NaN score reached l and O as NaN (fmaxf drops it from the max), and
     // stays NaN through the sums.
-    const float top_scaled = top == neg_inf() ? 0.0f : top * factor;
+    const float top_ref = top == neg_inf() ? 0.0f : top;
+    const float top_scaled = top_ref * factor;
     float l = 0.0f, acc = 0.0f;
 #pragma unroll
-    for (int w = 0; w < Tr::kWarps; ++w) {
-      const float c = fj::fastExp2(m_s[w * Tr::kRows + row] * factor - top_scaled);
+    for (int w = 0; w < Tr::kSlots; ++w) {
+      // (m - top) * factor: exact 0 for the top slot (see online_softmax.cuh on the FFMA's residual).
+      const float c = fj::fastExp2((m_s[w * Tr::kRows + row] - top_ref) * factor);
       l += c * l_s[w * Tr::kRows + row];
       acc += c * o_s[(w * Tr::kRows + row) * Tr::kHeadDimV + col];
     }
@@ -265,9 +282,19 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
   const int split = blockIdx.x % P.splits, row_group = blockIdx.x / P.splits;
   const int group = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / kWarpSize, lane = tid % kWarpSize;
+  const int row_tile = warp % Tr::kRowTiles, slot = warp / Tr::kRowTiles;
+  const int slot_tid = row_tile * kWarpSize + lane;  // this thread among its slot's kSlotThreads
   unsigned char* smem = reinterpret_cast<unsigned char*>(fjk_dynamic_smem);
   const unsigned s_q = smem_addr(smem);
-  const unsigned s_warp = s_q + Tr::kKvOffset + warp * Tr::kWarpBytes;
+  const unsigned s_slot = s_q + Tr::kKvOffset + slot * Tr::kSlotBytes;
+  // The slot's warps meet here before reading a stage they loaded together and before refilling it.
+  auto slot_sync = [&]() {
+    if constexpr (Tr::kRowTiles == 1) {
+      __syncwarp();
+    } else {
+      named_barrier_sync(1 + slot, Tr::kSlotThreads);
+    }
+  };
   const int h0 = group * P.pack_heads;  // every packed head has this head's block lists (the planner's rule)
   const int h_kv = h0 / p.q_per_kv;
   const unsigned short* k_ptr = static_cast<const unsigned short*>(p.k) + b * p.k_stride.b + h_kv * p.k_stride.h;
@@ -278,32 +305,37 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
   const KvTileCursor cursor = make_kv_cursor(p, b, h0, 0, Tr::kBlockN);
   const int t_begin = (int)((long long)split * cursor.num_tiles / P.splits);
   const int t_end = (int)((long long)(split + 1) * cursor.num_tiles / P.splits);
-  // This warp's tiles: t_begin + warp, + kWarps, ... (warp-uniform).
-  const int mine = t_end - t_begin > warp ? (t_end - t_begin - warp + Tr::kWarps - 1) / Tr::kWarps : 0;
+  // This slot's tiles: t_begin + slot, + kSlots, ... (slot-uniform).
+  const int mine = t_end - t_begin > slot ? (t_end - t_begin - slot + Tr::kSlots - 1) / Tr::kSlots : 0;
   const int len_kv = sequence_kv_len(P, b);
   auto load_tile = [&](int j, int stage) {
-    const int kv0 = cursor.kv_start(t_begin + warp + j * Tr::kWarps);
-    const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
+    const int kv0 = cursor.kv_start(t_begin + slot + j * Tr::kSlots);
+    const unsigned s_k = s_slot + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
     // Rows past the sequence (or of a bad page) are zero-filled: no memory is read for them.
     const unsigned short* k_rows = kv_tile_rows(P, k_ptr, p.k_stride.l, b, kv0);
     const unsigned short* v_rows = kv_tile_rows(P, v_ptr, p.v_stride.l, b, kv0);
     const int left = len_kv - kv0;
     const int valid = k_rows == nullptr ? 0 : (left < 0 ? 0 : (left < Tr::kBlockN ? left : Tr::kBlockN));
-    load_kv_rows<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch>(s_k, k_rows, p.k_stride.l, valid, k_ptr, lane);
-    load_kv_rows<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch>(s_k + Tr::kKStageBytes, v_rows, p.v_stride.l, valid, v_ptr,
-                                                          lane);
+    load_kv_rows<Tr::kBlockN, Tr::kHeadDim, Tr::kKPitch, Tr::kSlotThreads>(s_k, k_rows, p.k_stride.l, valid, k_ptr,
+                                                                           slot_tid);
+    load_kv_rows<Tr::kBlockN, Tr::kHeadDimV, Tr::kVPitch, Tr::kSlotThreads>(s_k + Tr::kKStageBytes, v_rows,
+                                                                            p.v_stride.l, valid, v_ptr, slot_tid);
   };
-  if (mine > 0) load_tile(0, 0);
-  cp_async_commit();
-  cp_async_wait<1>();  // the Q group; tile 0 may still be in flight
+  // Prologue: tiles 0 .. kStages - 2 in flight (one commit group each, empty past the slot's tiles).
+#pragma unroll
+  for (int j = 0; j < Tr::kStages - 1; ++j) {
+    if (j < mine) load_tile(j, j);
+    cp_async_commit();
+  }
+  cp_async_wait<Tr::kStages - 1>();  // the Q group; the tiles may still be in flight
   __syncthreads();
   unsigned qf[1][Tr::kStepsD][4];
   {
-    const unsigned a = s_q + a_lane_offset<Tr::kQPitch, false>(lane);
+    const unsigned a = s_q + row_tile * kDecodeRows * Tr::kQPitch * kElemBytes + a_lane_offset<Tr::kQPitch, false>(lane);
 #pragma unroll
     for (int kk = 0; kk < Tr::kStepsD; ++kk) load_a_frag<Tr::kQPitch, false>(qf[0][kk], a, 0, kk);
   }
-  const PackedRows rows = packed_rows(P, b, group, row_group, lane);
+  const PackedRows rows = packed_rows(P, b, group, row_group * Tr::kRows + row_tile * kDecodeRows, lane);
   const float factor = Var::kScoreModIsNoop ? p.scale * fj::kLog2e : fj::kLog2e;
   float o[1][Tr::kTilesDv][4];
   zero_acc(o);
@@ -312,24 +344,25 @@ __device__ __forceinline__ void attention_decode(const DecodeParams& P) {
 #pragma unroll 1
   for (int j = 0; j < mine; ++j) {
     const int stage = j % Tr::kStages;
-    if (j + 1 < mine) load_tile(j + 1, (j + 1) % Tr::kStages);
+    // Into the stage tile j - 1 used: every warp of the slot left it at the end of the last iteration.
+    if (j + Tr::kStages - 1 < mine) load_tile(j + Tr::kStages - 1, (j + Tr::kStages - 1) % Tr::kStages);
     cp_async_commit();
-    cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
-    __syncwarp();        // ... and every lane's
-    const int t = t_begin + warp + j * Tr::kWarps;
+    cp_async_wait<Tr::kStages - 1>();  // tile j has landed (this thread's copies) ...
+    slot_sync();         // ... and those of every thread of the slot
+    const int t = t_begin + slot + j * Tr::kSlots;
     const int kv0 = cursor.kv_start(t);
-    const unsigned s_k = s_warp + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
+    const unsigned s_k = s_slot + stage * (Tr::kKStageBytes + Tr::kVStageBytes);
     // A tile past the sequence's keys (a mask made for a longer cache, kv_lengths) has nothing to add.
     if (kv0 < len_kv) {
       const bool poisoned = P.page_table != nullptr && kv_tile_rows(P, k_ptr, 0, b, kv0) == nullptr;
       decode_tile<Tr, Var>(o, st, qf, s_k, s_k + Tr::kKStageBytes, p, b, rows, kv0, t < cursor.partial_tiles,
                            poisoned, factor, lane);
     }
-    __syncwarp();  // every lane is done with this stage before the next iteration refills it
+    slot_sync();  // every warp of the slot is done with this stage before the next iteration refills it
   }
   cp_async_wait<0>();
   __syncthreads();  // the K/V region becomes the merge staging
-  decode_merge_warps<Tr>(o, st, smem, P, b, group, row_group, split, factor, warp, lane, tid);
+  decode_merge_slots<Tr>(o, st, smem, P, b, group, row_group, split, factor, slot, row_tile, lane, tid);
 }
 
 /// The combine kernel: one warp per output row (b, h, q), kWarps rows per CTA over B * Hq * Q_LEN rows.

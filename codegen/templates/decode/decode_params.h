@@ -7,27 +7,35 @@
 
 namespace fjk {
 
-/// Packed query rows per CTA: one mma m-tile.
+/// Packed query rows of one row tile (one mma m-tile, one warp's rows). A CTA holds 1 to
+/// kDecodeMaxRowTiles row tiles (FwdKernelConfig::blockM = 16 x row tiles): the warps of a CTA are row
+/// tiles x kv slots, the row tiles of a slot sharing each K/V tile it loads.
 constexpr int kDecodeRows = 16;
+constexpr int kDecodeMaxRowTiles = 4;
 /// Most kv splits of one row (the combine kernel's loops and the host's choice respect it).
 constexpr int kDecodeMaxSplits = 64;
 
-/// Dynamic shared memory of a decode CTA: the Q rows, then per warp kStages K and V tiles (rows padded by
-/// 8 elements), the region reused at the end for the warps' merge (float O and (m, l) per warp and row).
-/// Host and kernel both compute it here (DecodeTraits::kSmemBytes).
+/// Dynamic shared memory of a decode CTA of `warps` warps and `row_tiles` row tiles (so warps / row_tiles
+/// kv slots): the Q rows, then per kv slot `stages` K and V tiles (rows padded by 8 elements), the region
+/// reused at the end for the slots' merge (float O and (m, l) per slot and row). Host and kernel both
+/// compute it here (DecodeTraits::kSmemBytes). kDecodeStages is the default depth (2 to kDecodeMaxStages).
 constexpr int kDecodeStages = 2;
-constexpr int decode_kv_offset(int head_dim) { return (kDecodeRows * (head_dim + 8) * 2 + 127) / 128 * 128; }
-constexpr int decode_smem_bytes(int head_dim, int head_dim_v, int block_n, int warps) {
-  return decode_kv_offset(head_dim) +
-         (warps * kDecodeStages * block_n * (head_dim + head_dim_v + 16) * 2 > warps * kDecodeRows * (head_dim_v + 2) * 4
-              ? warps * kDecodeStages * block_n * (head_dim + head_dim_v + 16) * 2
-              : warps * kDecodeRows * (head_dim_v + 2) * 4);
+constexpr int kDecodeMaxStages = 4;
+constexpr int decode_kv_offset(int head_dim, int row_tiles) {
+  return (row_tiles * kDecodeRows * (head_dim + 8) * 2 + 127) / 128 * 128;
+}
+constexpr int decode_smem_bytes(int head_dim, int head_dim_v, int block_n, int warps, int row_tiles, int stages) {
+  return decode_kv_offset(head_dim, row_tiles) +
+         (warps / row_tiles * stages * block_n * (head_dim + head_dim_v + 16) * 2 >
+                  warps / row_tiles * row_tiles * kDecodeRows * (head_dim_v + 2) * 4
+              ? warps / row_tiles * stages * block_n * (head_dim + head_dim_v + 16) * 2
+              : warps / row_tiles * row_tiles * kDecodeRows * (head_dim_v + 2) * 4);
 }
 
 struct DecodeParams {
   FwdParams p;
   int pack_heads;  ///< query heads whose rows share a CTA: the GQA group size, or 1 (see the planner)
-  int row_groups;  ///< CTAs along the packed rows: ceil(pack_heads * len_q / kDecodeRows)
+  int row_groups;  ///< CTAs along the packed rows: ceil(pack_heads * len_q / rows per CTA)
   int splits;      ///< kv ranges per (batch, head group), 1 .. kDecodeMaxSplits
   /// [B * Hq * Lq, splits, Dv]: each split's O normalised over its own keys (0 for a split with none).
   float* part_o;

@@ -1,5 +1,6 @@
 // Hopper (sm_90a) synchronisation and copy primitives as thin inline-PTX verbs: mbarriers, TMA tile loads
-// and stores (cp.async.bulk.tensor), proxy fences, named barriers and register reallocation (setmaxnreg).
+// and stores (cp.async.bulk.tensor), proxy fences and register reallocation (setmaxnreg); the named barriers
+// it uses are common/barrier.cuh.
 //
 // Written as inline PTX because the kernels are compiled by NVRTC without the toolkit headers. Every
 // shared-memory address here is a 32-bit shared-state-space address (fjk::smem_addr).
@@ -9,6 +10,7 @@
 // wait on an "empty" barrier passes before any consumer has released the slot.
 #pragma once
 
+#include "codegen/templates/common/barrier.cuh"
 #include "codegen/templates/sm90/fwd_params.h"
 
 namespace fjk {
@@ -74,16 +76,6 @@ __device__ __forceinline__ void tma_prefetch_map(const TmaMap& map) {
 /// them; needed before a TMA store of data written with st.shared.
 __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-/// Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads, a multiple of the warp size.
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-/// Arrives on barrier `id` without waiting (the other `threads` - 32 * warps of this group sync on it).
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 /// Register reallocation between warpgroups (every thread of the warpgroup executes it): the producer
