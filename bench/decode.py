@@ -72,6 +72,9 @@ def main():
     ap.add_argument("--q-lens", default="1,4,16")
     ap.add_argument("--mods", default="none,alibi,softcap")
     ap.add_argument("--peers", default="sdpa,flex,prefill,paged")
+    ap.add_argument("--sweep", default="",
+                    help="decode tile settings to time next to the default, ';'-separated FLEXJIT_FWD_CONFIG keys "
+                         "(e.g. 'stages=3;stages=4;warps=4,stages=4'); mod none, every Q_LEN")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     dev = "cuda"
@@ -145,6 +148,19 @@ def main():
                     row["torch_flex_error"] = f"{type(e).__name__}: {e}"[:200]
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+    sweep = []
+    for cfg in [c for c in a.sweep.split(";") if c]:
+        for L in [int(x) for x in a.q_lens.split(",")]:
+            q = torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16, generator=gen)
+            mask = flexjit.create_block_mask(mods("none", H, S - L, dev)[1], 1, 1, L, S, device=dev)
+            run = lambda: flexjit.flex_attention(q, k, v, block_mask=mask, enable_gqa=True)
+            os.environ["FLEXJIT_FWD_CONFIG"] = "decode=1," + cfg
+            try:
+                err = (run().float() - sdpa_reference(q, k, v, None, S - L).float()).abs().max().item()
+                sweep.append((cfg, L, bench_us(run), err))
+            except Exception as e:  # noqa: BLE001 - reported, the sweep goes on
+                print(f"sweep {cfg} Q_LEN {L}: {type(e).__name__}: {e}"[:300])
+            del os.environ["FLEXJIT_FWD_CONFIG"]
     print(f"decode: B{B} Hq{H} Hkv{Hkv} KV_LEN {S} D{D} bf16, K/V {kv_bytes / 1e6:.0f} MB")
     print(f"{'Q_LEN':>5} {'mod':>8} {'flexjit us':>10} {'TB/s':>6} {'paged us':>8} {'FA2 us':>8} {'flex us':>8}"
           f" {'prefill us':>10} {'FA2/fj':>7} {'flex/fj':>7} {'max err':>8}")
@@ -155,6 +171,8 @@ def main():
         ratio = lambda x: f"{x / f:7.2f}" if x else "      -"
         print(f"{r['q_len']:>5} {r['mod']:>8} {f:10.1f} {kv_bytes / f / 1e6:6.2f} {fmt(pg)} {fmt(fa)} {fmt(tf)} "
               f"{(f'{pf:10.1f}' if pf else '         -')} {ratio(fa)} {ratio(tf)} {r['max_error']:8.4f}")
+    for cfg, L, us, err in sweep:
+        print(f"sweep decode=1,{cfg:<22} Q_LEN {L:>2}: {us:8.1f} us {kv_bytes / us / 1e6:5.2f} TB/s  max err {err:.4f}")
     if a.out:
         with open(os.path.join(a.out, "decode.json"), "w") as fh:
             json.dump(rows, fh, indent=1)
