@@ -6,7 +6,9 @@ flexjit runs the seed's maths: a learned relative bias bias[h, clamp(i - j, 0, 1
 per-head softmax-denominator term norm_bias (sink_mod), the adaptive offset relu(p - |offset[h] + 1| / n_i)
 (prob_mod, n_i = the row's visible keys), causal. The seed's Triton kernel (read from the seed file given
 by --seed at run time; none of its code is part of flexjit) computes the same without norm_bias, over the
-whole square (it masks causally instead of skipping blocks). The eager version materialises the scores.
+whole square (it masks causally instead of skipping blocks). It does not compile as written (shape errors
+around K's transposed load): the smallest fixes (SEED_TRITON_FIXES) are applied at load time and printed,
+and its output is checked against the eager maths. The eager version materialises the scores.
 
     python3 bench/lazy_attention.py --seed PATH [--batch 8] [--heads 16] [--seq 8192] [--out DIR]
 
@@ -18,6 +20,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import textwrap
 
 import torch
@@ -27,16 +30,38 @@ import flexjit
 BIAS_LEN = 1024
 
 
+# The seed's Triton kernels do not compile as written (triton 3.6, and by their shapes in any version): K is
+# loaded as a [HEAD_DIM, BLOCK_N] tile (offs_n[None, :], offs_d[:, None]) and then transposed again, so
+# tl.dot(q, k.T) multiplies [BLOCK_M, D] by [BLOCK_N, D] ("input and other must have equal reduction
+# dimensions", forward line 46 and backward line 60). The smallest change that gives the maths the seed
+# describes is applied, and printed with the results: (text in the seed, replacement, why).
+SEED_TRITON_FIXES = [
+    ("tl.dot(q, k.T)", "tl.dot(q, k)", "K is already loaded as [D, BLOCK_N]"),
+    ("tl.dot(ds, k)", "tl.dot(ds, tl.trans(k))", "dQ = dS K needs K as [BLOCK_N, D]"),
+    ("tl.atomic_add(dk_ptrs, tl.dot(ds_t, q))", "tl.atomic_add(dk_ptrs, tl.trans(tl.dot(ds_t, q)))",
+     "dK's pointers are laid out [D, BLOCK_N] like K's"),
+]
+
+
 def load_seed_triton(path):
     """The seed's Triton autograd Function (SWAttentionTritonFunction), executed from the seed text."""
     text = open(path, encoding="utf-8").read()
     start = text.index("# Triton Kernels for SWAttention")
     end = text.index("class SWAttention(nn.Module)", start)  # the eager version defines one earlier
     source = textwrap.dedent(re.sub(r"[ \t]+$", "", text[start:end], flags=re.M))
+    for wrong, right, why in SEED_TRITON_FIXES:
+        if wrong not in source:
+            raise RuntimeError(f"the seed's Triton text changed: '{wrong}' ({why}) is not in it")
+        source = source.replace(wrong, right)
     import triton
     import triton.language as tl
-    scope = {"torch": torch, "triton": triton, "tl": tl, "math": math, "HAS_TRITON": True}
-    exec(compile(source, path, "exec"), scope)
+    # triton.jit reads each kernel's source back through inspect (by file name and line): the dedented text
+    # must be a file of its own, not the seed, whose lines are indented under `if HAS_TRITON:`.
+    fd, module_path = tempfile.mkstemp(prefix="seed_lazy_triton_", suffix=".py")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(source)
+    scope = {"torch": torch, "triton": triton, "tl": tl, "math": math, "HAS_TRITON": True, "__name__": "seed_lazy_triton"}
+    exec(compile(source, module_path, "exec"), scope)
     return scope["SWAttentionTritonFunction"]
 
 
@@ -131,9 +156,23 @@ def main():
                 row[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"}
                 torch.cuda.empty_cache()
         rows.append(row)
+    checks = {}
+    if "seed triton" in impls:
+        # The patched seed kernel against the eager maths without norm_bias (the seed's Triton has none):
+        # a sink of -inf adds exp(-inf) = 0 to the denominator. One sequence (the eager one materialises S^2).
+        with torch.no_grad():
+            try:
+                got = seed.apply(q[:1], k[:1], v[:1], bias, offset, scale).float()
+                want = eager_lazy(q[:1], k[:1], v[:1], bias, torch.full_like(norm_bias, float("-inf")), offset,
+                                  scale).float()
+                checks["seed triton max |out - eager|"] = (got - want).abs().max().item()
+            except Exception as e:  # noqa: BLE001 - reported with the table
+                checks["seed triton check"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+        torch.cuda.empty_cache()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "lazy_attention.json"), "w") as f:
-        json.dump({"B": B, "H": H, "S": S, "D": D, "rows": rows}, f, indent=1)
+        json.dump({"B": B, "H": H, "S": S, "D": D, "rows": rows, "checks": checks,
+                   "seed_triton_fixes": SEED_TRITON_FIXES}, f, indent=1)
     print(f"Lazy Attention B{B} H{H} S{S} D{D} bf16 causal: ms (peak GiB above the inputs)")
     for r in rows:
         cells = []
@@ -141,6 +180,11 @@ def main():
             e = r[key]
             cells.append(f"{key} {e['ms']:.2f} ms ({e['peak_gib']:.2f} GiB)" if "ms" in e else f"{key} {e['error']}")
         print(f"  {r['impl']:<22} " + ", ".join(cells))
+    if "seed triton" in impls:
+        print("  seed triton: the seed's kernels with these fixes (they do not compile as written): " +
+              "; ".join(f"'{w}' -> '{r}'" for w, r, _ in SEED_TRITON_FIXES))
+    for name, value in checks.items():
+        print(f"  {name}: {value}")
 
 
 if __name__ == "__main__":
