@@ -17,7 +17,7 @@
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
 # GPU_TEST_FILTER narrows `tests` to a gtest filter (default: every GPU test).
-# Kernel cache across machines: dist/kcache.tar.gz (if carried) seeds $FLEXJIT_CACHE_DIR before anything runs;
+# Kernel cache across machines: dist/kcache.tar.gz / .tar.xz (if carried) seed $FLEXJIT_CACHE_DIR before anything runs;
 # KCACHE_OUT=1 packs the cache into $OUT/kcache.tar.gz at the end (when under the 16 MiB a returned file may
 # hold), so that the next call on a fresh machine runs kernels instead of compiling them again.
 # Expects dist/ (tools/make_dist.sh) in the working tree copy. The last lines printed are the summary.
@@ -34,10 +34,11 @@ note() { summary+=("$1"); }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 status=0
-if [[ -f dist/kcache.tar.gz ]]; then
-  mkdir -p "$FLEXJIT_CACHE_DIR" && tar -xzf dist/kcache.tar.gz -C "$FLEXJIT_CACHE_DIR" \
-    && echo "kernel cache: $(find "$FLEXJIT_CACHE_DIR" -type f | wc -l) entries from dist/kcache.tar.gz"
-fi
+for cache in dist/kcache.tar.gz dist/kcache.tar.xz; do
+  [[ -f $cache ]] || continue
+  mkdir -p "$FLEXJIT_CACHE_DIR" && tar -xaf "$cache" -C "$FLEXJIT_CACHE_DIR" \
+    && echo "kernel cache: $(find "$FLEXJIT_CACHE_DIR" -name '*.kernel' | wc -l) entries after $cache"
+done
 
 if want python || want pybuild || want hooks || want lazy || want decode || want nsa; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \

@@ -4,15 +4,25 @@
 // the NaN rows (a NaN score, a NaN sink) must be the reference's. FLEXJIT_FUZZ_GPU_CASES changes the count,
 // FLEXJIT_FUZZ_GPU_SEEDS=s1,s2 replays the cases of those seeds. A case whose mods mean different things in
 // float32 (the kernels) and float64 (the reference) is skipped and counted (float32Diverges).
+//
+// The run is compile-bound (two NVRTC programs per case). FLEXJIT_FUZZ_GPU_PRECOMPILE=90 on a machine
+// without a GPU builds the kernels the cases would run on an sm_90 GPU into the disk cache instead
+// (FLEXJIT_CACHE_DIR), the same sources and keys, so that a cache carried to the GPU machine
+// (tools/make_dist.sh, FLEXJIT_DIST_KCACHE) lets the device run kernels instead of compiling them.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 
 #include "AttentionTestUtil.h"
 #include "FuzzGen.h"
+#include "codegen/Variant.h"
 #include "dsl/Interpreter.h"
+#include "runtime/Captures.h"
+#include "runtime/KernelBuild.h"
+#include "runtime/Planner.h"
 #include "runtime/Reference.h"
 #include "runtime_test_support.h"
 
@@ -125,15 +135,66 @@ std::vector<double> rawScores(const Tensor& q, const Tensor& k, double scale) {
 }
 
 // The cases are dealt to kChunks tests (case n to chunk n % kChunks), so that gtest sharding spreads the
-// kernel compiles over processes: 1000 NVRTC compiles in one process would take most of a device call.
-constexpr int kChunks = 16;
+// kernel compiles over processes. The run is compile-bound: the kernels inline each mod once per
+// accumulator element of every pass, and cases with a prob_mod (three passes) and costly ops (nested int64
+// loads, tan) took 30-110 s to build on the development machine, about 18 s per case on average, so 500
+// cases are about 9000 CPU-seconds of NVRTC. On the H200 machine (16 cores) one device call ran 16 chunks
+// of 31 cases in parallel and only one finished within 470 s: 32 chunks of about 16 cases take two calls
+// (filters Chunks/DifferentialFuzzGpu.*/0 .. /15, then /16 .. /31), each under the call's limit.
+constexpr int kChunks = 32;
 
 class DifferentialFuzzGpu : public ::testing::TestWithParam<int> {};
 
 }  // namespace
 
+/// FLEXJIT_FUZZ_GPU_PRECOMPILE's arch (90 for sm_90), or 0.
+int precompileArch() {
+  const char* env = std::getenv("FLEXJIT_FUZZ_GPU_PRECOMPILE");
+  return env ? std::atoi(env) : 0;
+}
+
+/// Builds the two forward kernels of each of this chunk's cases as the GPU run would plan them on a GPU of
+/// compute capability arch / 10 . arch % 10 (both families, the planner's inputs as flex_attention fills
+/// them for these shapes), without a GPU.
+void precompileChunk(int chunk, int arch) {
+  Tensor qc = randomTensor(DType::BF16, {kB, kH, kLq, kD}, Device::cpu(), 1);
+  Tensor kc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
+  Tensor vc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 3);
+  const std::vector<double> raw = rawScores(qc, kc, checkAttentionInputs(qc.view(), kc.view(), vc.view(), nullptr, {}).scale);
+  int built = 0;
+  for (uint64_t seed : chunkSeeds(chunk, kChunks)) {
+    FuzzCase c = makeFuzzCase(seed);
+    PlacedCaptures placed;
+    placed.place(*c.env, Device::cpu());
+    if (!float32Diverges(c, raw).empty()) continue;
+    const auto start = std::chrono::steady_clock::now();
+    std::shared_ptr<const Variant> variant = cachedVariant(*c.score, *c.mask, false, c.extra());
+    for (const char* family : {"", "family=80"}) {
+      ScopedEnv env("FLEXJIT_FWD_CONFIG", std::string(family));
+      ForwardProblem p;
+      p.headDim = p.headDimV = static_cast<int>(kD);
+      p.archMajor = arch / 10;
+      p.archMinor = arch % 10;
+      p.facts = variant->facts;
+      p.batch = static_cast<int>(kB);
+      p.headsQ = p.headsKV = static_cast<int>(kH);
+      p.lenQ = static_cast<int>(kLq);
+      p.lenKV = static_cast<int>(kLkv);
+      forwardKernel(*variant, planForward(p).config, variantTag(*c.score, *c.mask));
+      ++built;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // The slow compiles are what makes the device run compile-bound: name them.
+    if (seconds > 10) std::printf("[ fuzz gpu ] case %llu took %.1f s to build\n%s\n", static_cast<unsigned long long>(seed), seconds, c.describe().c_str());
+  }
+  std::printf("[ fuzz gpu ] chunk %d: %d kernels built for sm_%d into the disk cache\n", chunk, built, arch);
+}
+
 TEST_P(DifferentialFuzzGpu, RandomModsThroughBothFamiliesMatchTheReference) {
-  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  if (!haveGpu()) {
+    if (const int arch = precompileArch()) return precompileChunk(GetParam(), arch);
+    GTEST_SKIP() << "no CUDA GPU";
+  }
   const Device gpu = Device::cuda(0);
   Tensor qc = randomTensor(DType::BF16, {kB, kH, kLq, kD}, Device::cpu(), 1);
   Tensor kc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
