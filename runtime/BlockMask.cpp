@@ -9,6 +9,8 @@
 
 #include "dsl/Interpreter.h"
 #include "runtime/BlockMaskBuild.h"
+#include "runtime/CudaDriver.h"
+#include "runtime/Device.h"
 
 namespace flexjit {
 
@@ -130,7 +132,33 @@ BlockMask blockMaskFromClasses(const std::vector<uint8_t>& classes, const BlockM
   return m;
 }
 
+BlockMaskBuildFence::BlockMaskBuildFence(int deviceOrdinal, CUstream stream) : device_(deviceOrdinal) {
+  ScopedContext context(device_);
+  // Timing off: the cheapest event, only waited on.
+  event_ = CudaDriver::get().eventCreate(CU_EVENT_DISABLE_TIMING);
+  CudaDriver::get().eventRecord(event_, stream);
+}
+
+BlockMaskBuildFence::~BlockMaskBuildFence() {
+  try {
+    ScopedContext context(device_);
+    CudaDriver::get().eventDestroy(event_);
+  } catch (const std::exception&) {
+    // At process exit the driver may already be shut down: the event goes with the context.
+  }
+}
+
+void BlockMaskBuildFence::wait() const {
+  ScopedContext context(device_);
+  CudaDriver::get().eventSynchronize(event_);
+}
+
+void BlockMask::waitForLists() const {
+  if (pendingBuild) pendingBuild->wait();
+}
+
 std::vector<uint8_t> blockClasses(const BlockMask& m) {
+  m.waitForLists();
   BlockMaskShape s = blockMaskShape(nullptr, m.batch, m.heads, m.lenQ, m.lenKV, m.blockQ, m.blockKV);
   s.storedB = m.storedBatch();
   s.storedH = m.storedHeads();
@@ -157,10 +185,10 @@ BlockMask createBlockMaskReference(const MaskMod& mask, int64_t B, int64_t H, in
 }
 
 BlockMask createBlockMask(const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv, Device device,
-                          int blockQ, int blockKV) {
+                          int blockQ, int blockKV, void* stream, bool wait) {
   BlockMaskShape s = blockMaskShape(&mask, B, H, Lq, Lkv, blockQ, blockKV);
   if (device.kind == DeviceKind::CUDA) {
-    BlockMask m = buildBlockMaskOnGpu(mask, s, device);
+    BlockMask m = buildBlockMaskOnGpu(mask, s, device, stream, wait);
     m.mask = mask;
     return m;
   }
@@ -173,6 +201,7 @@ BlockMask fullBlockMask(int64_t Lq, int64_t Lkv, Device device, int blockQ, int 
 }
 
 double BlockMask::sparsity() const {
+  waitForLists();
   auto sum = [](const Tensor& t) {
     std::vector<int32_t> v = t.toVector<int32_t>();
     return std::accumulate(v.begin(), v.end(), int64_t{0});
@@ -219,7 +248,9 @@ std::string BlockMask::toString(int maxWidth, int maxHeads) const {
 }
 
 BlockMask BlockMask::to(Device d) const {
+  waitForLists();
   BlockMask m = *this;
+  m.pendingBuild.reset();  // the copies below run after the wait, on the legacy stream, synchronously
   for (Tensor* t : {&m.kvNumBlocks, &m.kvIndices, &m.fullKvNumBlocks, &m.fullKvIndices, &m.qNumBlocks, &m.qIndices,
                     &m.fullQNumBlocks, &m.fullQIndices})
     *t = t->to(d);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,9 @@ struct BlockMaskListViews {
   TensorView kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx;
 };
 
+/// The end of an asynchronous GPU build (createBlockMask without `wait`): an event recorded on its stream.
+class BlockMaskBuildFence;
+
 struct BlockMask {
   int64_t batch = 1, heads = 1;  ///< sizes the mask describes (stored dims may be 1: broadcast)
   int64_t lenQ = 0, lenKV = 0;
@@ -36,6 +40,12 @@ struct BlockMask {
   Tensor kvNumBlocks, kvIndices, fullKvNumBlocks, fullKvIndices;  ///< int32 [Bs, Hs, nQ] / [Bs, Hs, nQ, nKV]
   Tensor qNumBlocks, qIndices, fullQNumBlocks, fullQIndices;      ///< int32 [Bs, Hs, nKV] / [Bs, Hs, nKV, nQ]
   std::optional<MaskMod> mask;  ///< the mask_mod it was made from (absent for fromKvBlocks without one)
+  /// Set while the lists may still be being written by a build on another stream: every host read of the
+  /// lists here (sparsity, toString, toDense, to, blockClasses) waits for it first, since their copies run
+  /// on the legacy default stream, which a non-blocking stream's work does not precede.
+  std::shared_ptr<const BlockMaskBuildFence> pendingBuild;
+  /// Waits for pendingBuild (nothing when the lists are complete).
+  void waitForLists() const;
 
   Device device() const { return kvNumBlocks.device(); }
   int64_t storedBatch() const { return kvNumBlocks.shape().at(0); }
@@ -73,9 +83,15 @@ struct BlockMask {
 /// block pair from the mod's interval form (O(1) per block) and evaluates only undecided blocks
 /// element-wise; the dense mask is never materialised. On the CPU the same algorithm runs in the
 /// interpreter. Captured tensors of the mask must be on `device`.
+///
+/// On a GPU the kernels run on `stream` (a CUstream; nullptr is the legacy default stream). With `wait` the
+/// call returns once the lists are complete; without, it returns at once and the lists are ready for work
+/// enqueued after it on `stream` (or on a stream that waits for it), torch's behaviour, so that building a
+/// mask never waits for the host (the Python API). The lists live in flexjit's own allocation, which is
+/// not stream-ordered: build masks outside a CUDA-graph capture.
 BlockMask createBlockMask(const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv,
                           Device device = Device::cpu(), int blockQ = kDefaultMaskBlock,
-                          int blockKV = kDefaultMaskBlock);
+                          int blockKV = kDefaultMaskBlock, void* stream = nullptr, bool wait = true);
 
 /// The oracle: classifies every block by evaluating mask_mod at every position (CPU; small sizes).
 BlockMask createBlockMaskReference(const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv,

@@ -1,6 +1,8 @@
 // Internals shared by the block-mask builders (CPU, GPU, from_kv_blocks).
 #pragma once
 
+#include <cuda.h>
+
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -26,14 +28,29 @@ struct BlockMaskShape {
 /// Validates sizes and works out the block counts (mask may be null: then nothing is broadcast-detected).
 BlockMaskShape blockMaskShape(const MaskMod* mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv, int blockQ,
                               int blockKV);
+/// An event recorded on a build's stream, destroyed with the last mask that shares it.
+class BlockMaskBuildFence {
+ public:
+  BlockMaskBuildFence(int deviceOrdinal, CUstream stream);
+  ~BlockMaskBuildFence();
+  BlockMaskBuildFence(const BlockMaskBuildFence&) = delete;
+  BlockMaskBuildFence& operator=(const BlockMaskBuildFence&) = delete;
+  void wait() const;
+
+ private:
+  int device_;
+  CUevent event_ = nullptr;
+};
+
 /// A BlockMask with the sizes of `shape` and no tensors yet.
 BlockMask blockMaskWithShape(const BlockMaskShape& shape);
 /// Builds all eight index tensors from per-block classes [storedB, storedH, nQ, nKV] (host).
 BlockMask blockMaskFromClasses(const std::vector<uint8_t>& classes, const BlockMaskShape& shape, Device device);
 /// The per-block classes of a block mask (host copy).
 std::vector<uint8_t> blockClasses(const BlockMask& mask);
-/// The GPU builder (BlockMaskGpu.cpp).
-BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& shape, Device device);
+/// The GPU builder (BlockMaskGpu.cpp), on `stream`, waiting for it when `wait` (createBlockMask).
+BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& shape, Device device, void* stream,
+                              bool wait);
 /// from_kv_blocks: validates the user's lists (BlockMaskFromKv.cpp).
 BlockMask blockMaskFromKvLists(const TensorView& kvNum, const TensorView& kvIdx, const TensorView* fullNum,
                                const TensorView* fullIdx, int blockQ, int blockKV, int64_t lenQ, int64_t lenKV,

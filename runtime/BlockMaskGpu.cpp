@@ -23,15 +23,17 @@ constexpr unsigned kMaxGridYZ = 65535;
 
 int* ints(const Tensor& t) { return static_cast<int*>(t.data()); }
 
-void launch(const CompiledKernel& kernel, const char* fn, Dim3 grid, Dim3 block, BlockMaskParams& p) {
+void launch(const CompiledKernel& kernel, const char* fn, Dim3 grid, Dim3 block, BlockMaskParams& p, CUstream stream) {
   LoadedKernel k = ModuleCache::global().load(kernel, 0, fn);
   void* args[] = {&p};
-  CudaDriver::get().launchKernel(k.function, grid, block, 0, nullptr, args);
+  CudaDriver::get().launchKernel(k.function, grid, block, 0, stream, args);
 }
 
 }  // namespace
 
-BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Device device) {
+BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Device device, void* streamHandle,
+                              bool wait) {
+  CUstream stream = static_cast<CUstream>(streamHandle);
   if (s.storedB > kMaxGridYZ || s.storedH > kMaxGridYZ)
     throw Error(fmt::format("create_block_mask: at most {} batches and heads per mask on the GPU", kMaxGridYZ));
   ScopedContext context(device.index);
@@ -50,7 +52,7 @@ BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Devi
   const size_t indexBytes = static_cast<size_t>(rows * s.numQ * s.numKV * 4) * sizeof(int32_t);
   const size_t classBytes = static_cast<size_t>(rows * s.numQ * s.numKV);
   Tensor arena = Tensor::empty(DType::Bool, {static_cast<int64_t>(countBytes + indexBytes + classBytes)}, device);
-  CudaDriver::get().memsetD8Async(reinterpret_cast<CUdeviceptr>(arena.data()), 0, countBytes + indexBytes, nullptr);
+  CudaDriver::get().memsetD8Async(reinterpret_cast<CUdeviceptr>(arena.data()), 0, countBytes + indexBytes, stream);
   size_t at = 0;
   auto take = [&](std::vector<int64_t> shape) {
     Tensor t = Tensor::viewInto(arena, at, DType::I32, std::move(shape));
@@ -89,11 +91,18 @@ BlockMask buildBlockMaskOnGpu(const MaskMod& mask, const BlockMaskShape& s, Devi
 
   launch(kernel, "flexjit_block_mask_classify",
          Dim3{static_cast<unsigned>(s.numQ), static_cast<unsigned>(s.storedH), static_cast<unsigned>(s.storedB)},
-         Dim3{static_cast<unsigned>(fjk::kClassifyThreads), 1, 1}, p);
+         Dim3{static_cast<unsigned>(fjk::kClassifyThreads), 1, 1}, p, stream);
   auto linesGrid = [](int64_t lines) { return Dim3{static_cast<unsigned>((lines + kLinesPerBlock - 1) / kLinesPerBlock), 1, 1}; };
-  launch(kernel, "flexjit_block_mask_rows", linesGrid(s.storedB * s.storedH * s.numQ), Dim3{kCompactThreads, 1, 1}, p);
-  launch(kernel, "flexjit_block_mask_cols", linesGrid(s.storedB * s.storedH * s.numKV), Dim3{kCompactThreads, 1, 1}, p);
-  CudaDriver::get().streamSynchronize(nullptr);  // the mask is ready when the call returns, like torch's
+  launch(kernel, "flexjit_block_mask_rows", linesGrid(s.storedB * s.storedH * s.numQ), Dim3{kCompactThreads, 1, 1}, p,
+         stream);
+  launch(kernel, "flexjit_block_mask_cols", linesGrid(s.storedB * s.storedH * s.numKV), Dim3{kCompactThreads, 1, 1}, p,
+         stream);
+  // Without `wait` the arena's lifetime needs no care: it is freed with cuMemFree, which waits for the
+  // device's pending work. The captured tensors' packed table (p.cap) is passed by value in the launch.
+  if (wait)
+    CudaDriver::get().streamSynchronize(stream);
+  else
+    m.pendingBuild = std::make_shared<const BlockMaskBuildFence>(device.index, stream);
   return m;
 }
 

@@ -17,7 +17,7 @@ from ._cache import resolve
 from ._errors import FlexjitError
 from ._sym import SymValue, constant
 from ._block_lists import check_kv_lists, lists_from_kv
-from ._tensors import contiguous_view, flexjit_device, from_owned
+from ._tensors import contiguous_view, flexjit_device, from_owned, stream_handle
 from ._trace import MASK_MOD, SCORE_AS_MASK
 
 try:
@@ -416,13 +416,16 @@ def _ordered_to_dense(num_blocks, indices):
 
 def create_block_mask(mask_mod, B, H, Q_LEN, KV_LEN, device=None, BLOCK_SIZE=_DEFAULT_BLOCK_SIZE, _compile=False):
     """A BlockMask for `mask_mod` over [B, H, Q_LEN, KV_LEN] (B or H None: 1, broadcast), like torch's.
-    `device` defaults to cuda when available, else cpu; tensors the mask_mod captures must be there."""
+    `device` defaults to cuda when available, else cpu; tensors the mask_mod captures must be there. On a
+    GPU the lists are built on torch's current stream and the call does not wait for them (as torch's),
+    so work enqueued after it on that stream sees the finished mask."""
     device = _default_device(device)
     block_q, block_kv = _block_sizes(BLOCK_SIZE)
     B, H = _batch_or_heads(B, "B", "create_block_mask"), _batch_or_heads(H, "H", "create_block_mask")
     Q_LEN, KV_LEN = _size(Q_LEN, "Q_LEN", "create_block_mask"), _size(KV_LEN, "KV_LEN", "create_block_mask")
     bound = resolve(MASK_MOD, mask_mod).bind()
-    cpp = _flexjit.create_block_mask(bound.mod, B, H, Q_LEN, KV_LEN, flexjit_device(device), block_q, block_kv)
+    cpp = _flexjit.create_block_mask(bound.mod, B, H, Q_LEN, KV_LEN, flexjit_device(device), block_q, block_kv,
+                                     stream=stream_handle(device), wait=False)
     lists = [from_owned(getattr(cpp, name)) for name in _LIST_NAMES]
     return BlockMask(lists, (B, H, Q_LEN, KV_LEN, block_q, block_kv), bound, mask_mod, cpp)
 

@@ -103,10 +103,11 @@ void bindBlockMask(py::module_& m) {
       .def("to", [](const BlockMask& b, Device d) { return std::make_shared<BlockMask>(b.to(d)); })
       .def("to_dense", &BlockMask::toDense);
   m.def("create_block_mask", [](const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv, Device device,
-                                int blockQ, int blockKV) {
-    return std::make_shared<BlockMask>(createBlockMask(mask, B, H, Lq, Lkv, device, blockQ, blockKV));
+                                int blockQ, int blockKV, uintptr_t stream, bool wait) {
+    return std::make_shared<BlockMask>(
+        createBlockMask(mask, B, H, Lq, Lkv, device, blockQ, blockKV, toPointer(stream), wait));
   }, py::arg("mask"), py::arg("B"), py::arg("H"), py::arg("len_q"), py::arg("len_kv"), py::arg("device"),
-     py::arg("block_q"), py::arg("block_kv"));
+     py::arg("block_q"), py::arg("block_kv"), py::arg("stream") = 0, py::arg("wait") = true);
   m.def("create_block_mask_reference", [](const MaskMod& mask, int64_t B, int64_t H, int64_t Lq, int64_t Lkv,
                                           int blockQ, int blockKV) {
     return std::make_shared<BlockMask>(createBlockMaskReference(mask, B, H, Lq, Lkv, blockQ, blockKV));

@@ -96,6 +96,28 @@ def test_block_mask_lists_on_the_gpu_match_cpu():
     torch.testing.assert_close(on_gpu.to("cpu").full_kv_num_blocks, on_cpu.full_kv_num_blocks)
 
 
+def test_create_block_mask_does_not_wait_and_follows_the_current_stream():
+    """Built on a side stream behind half a second of GPU work, the mask call returns while that work still
+    runs (no host synchronisation), and the lists are right once the stream has run (stream order); a host
+    read of the lists (sparsity) waits for the build by itself."""
+    def causal(b, h, q_idx, kv_idx):
+        return q_idx >= kv_idx
+
+    want = flexjit.create_block_mask(causal, 1, 1, 3000, 3000, device="cpu")
+    flexjit.create_block_mask(causal, 1, 1, 3000, 3000, device=DEVICE)  # compiled and loaded beforehand
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(1_000_000_000)  # about half a second of cycles at the H200's clocks
+        mask = flexjit.create_block_mask(causal, 1, 1, 3000, 3000, device=DEVICE)
+        assert not stream.query(), "create_block_mask waited for the stream"
+        assert mask.sparsity() == want.sparsity()  # waits for the build, not for later work
+        kv = mask.kv_num_blocks.clone()  # enqueued on the same stream, after the build
+    stream.synchronize()
+    torch.testing.assert_close(kv.cpu(), want.kv_num_blocks)
+    torch.testing.assert_close(mask.full_kv_indices.cpu(), want.full_kv_indices)
+
+
 def test_float32_inputs_are_refused_on_the_gpu():
     q, k, v = _inputs(SHAPES[0], torch.float32)
     with pytest.raises(flexjit.FlexjitError, match="use float16 or bfloat16"):
