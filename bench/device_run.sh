@@ -94,10 +94,21 @@ fi
 
 if want sanitize; then
   filter=${SANITIZE_FILTER:-Families/AttentionGpuFamily.EverySeedVariant*:AttentionBackwardGpu.*:BlockMaskGpu*:DecodeGpu.*}
+  # The kernels first, compiled in 8 sharded processes without the tool (under compute-sanitizer one
+  # process compiled them one after the other: 300 s were not enough, 2026-12-02); then both tools side
+  # by side on the warm cache.
+  for i in $(seq 0 7); do
+    GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$i timeout ${SANITIZE_WARM_TIMEOUT:-240} dist/bin/flexjit_tests \
+      --gtest_filter="$filter" > /dev/null 2>&1 &
+  done
+  wait
   for tool in memcheck racecheck; do
-    timeout 500 compute-sanitizer --tool $tool --error-exitcode 3 dist/bin/flexjit_tests --gtest_filter="$filter" \
-      > "$out/sanitize_$tool.log" 2>&1
-    rc=$?
+    (timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool --error-exitcode 3 dist/bin/flexjit_tests \
+       --gtest_filter="$filter" > "$out/sanitize_$tool.log" 2>&1; echo "rc=$?" >> "$out/sanitize_$tool.log") &
+  done
+  wait
+  for tool in memcheck racecheck; do
+    rc=$(tail -1 "$out/sanitize_$tool.log" | sed 's/rc=//')
     errors=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitize_$tool.log" | tail -1)
     note "compute-sanitizer $tool: rc $rc, ${errors:-no summary} ($(grep -c '^\[       OK \]' "$out/sanitize_$tool.log") tests ran)"
     [[ $rc == 0 ]] || status=1
