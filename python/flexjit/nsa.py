@@ -117,6 +117,51 @@ def _overlap_matrix(num_cmp: int, num_sel: int, cfg: NSAConfig, device) -> torch
     return (overlap / cfg.block).to(torch.float32)
 
 
+def _block_sums(s, lse_c, row0, ends, scale: float, sel: int):
+    """sum over the `sel` queries of each query block of exp(s * scale - LSE), where visible and the row has a
+    softmax: s [B, Hkv, group, R, nc] (R a multiple of sel) scores of rows row0 .. row0 + R - 1 against the
+    compressed blocks ending at `ends` [nc]; lse_c [B, Hkv, group, R, 1] float32. Compiled with dynamic
+    shapes, so R, nc and row0 (an int) vary without recompiling.
+    Returns [B, Hkv, group, R / sel, nc] float32. Written as one expression so that torch.compile fuses it
+    into a single pass over s (_fused_block_sums)."""
+    B, H, g, R, nc = s.shape
+    rows = torch.arange(R, device=s.device) + row0
+    # A row without a softmax (LSE = -inf: nothing visible yet) contributes nothing; `where` drops its
+    # exp(s + inf) = inf instead of multiplying it by 0.
+    keep = (ends.view(1, 1, 1, 1, -1) <= rows.view(1, 1, 1, -1, 1)) & torch.isfinite(lse_c)
+    p = torch.where(keep, torch.exp(s.float() * scale - lse_c), 0.0)
+    return p.view(B, H, g, R // sel, sel, nc).sum(dim=4)
+
+
+_FUSED = {}
+
+
+def _fused_block_sums(device: torch.device):
+    """_block_sums compiled by torch.compile on a GPU (one fused kernel that reads the scores once instead of
+    the six passes of eager float32 ops, which took about 200 ms of the 226 ms NSA forward at 64k tokens on
+    the H200, docs/performance.md 2026-12-02), else the eager function. A compile failure falls back to eager
+    with one warning."""
+    if device.type != "cuda":
+        return _block_sums
+    if "fn" not in _FUSED:
+        _FUSED["fn"] = torch.compile(_block_sums, dynamic=True)
+    return _FUSED["fn"]
+
+
+def _call_block_sums(s, lse_c, row0, ends, scale, sel):
+    fn = _fused_block_sums(s.device)
+    if fn is _block_sums:
+        return fn(s, lse_c, row0, ends, scale, sel)
+    try:
+        return fn(s, lse_c, row0, ends, scale, sel)
+    except Exception as e:  # noqa: BLE001 - inductor missing or failing: the same maths eagerly
+        import warnings
+        warnings.warn(f"flexjit.nsa: torch.compile of the selection scores failed ({type(e).__name__}: {e}); "
+                      f"computing them eagerly (slower)")
+        _FUSED["fn"] = _block_sums
+        return _block_sums(s, lse_c, row0, ends, scale, sel)
+
+
 @torch.no_grad()
 def _importance(q, ck, lse, num_mem, cfg: NSAConfig, scale: float, num_sel: int, group: int,
                 chunk_rows: int = 4096) -> torch.Tensor:
@@ -145,19 +190,17 @@ def _importance(q, ck, lse, num_mem, cfg: NSAConfig, scale: float, num_sel: int,
         if nc == 0:
             continue
         # The scores in the inputs' precision (tensor cores on a GPU; the ranking needs no more), the rest in
-        # float32, in place (the chunk's scores are the largest tensor here).
+        # float32 inside _block_sums (the chunk's scores are the largest tensor here).
         qc = q[:, :, r0:r1, :].reshape(B, Hkv, group, r1 - r0, D)
-        p = torch.einsum("bhgid,bhjd->bhgij", qc, ckc[:, :, :nc]).float()
+        sc = torch.einsum("bhgid,bhjd->bhgij", qc, ckc[:, :, :nc])
         lse_c = lse[:, :, r0:r1].float().view(B, Hkv, group, r1 - r0, 1)
-        visible = ends[:nc].view(1, 1, 1, 1, -1) <= torch.arange(r0, r1, device=q.device).view(1, 1, 1, -1, 1)
-        # A row without a softmax (LSE = -inf: nothing visible yet) contributes nothing (and its exp(s + inf)
-        # never reaches the sum).
-        p.mul_(scale).sub_(lse_c).exp_().masked_fill_(~(visible & torch.isfinite(lse_c)), 0.0)
-        if (r1 - r0) % sel:  # pad the last query block
-            p = torch.nn.functional.pad(p, (0, 0, 0, sel - (r1 - r0) % sel))
+        if (r1 - r0) % sel:  # pad the last query block with rows that have no softmax (LSE = -inf)
+            pad = sel - (r1 - r0) % sel
+            sc = torch.nn.functional.pad(sc, (0, 0, 0, pad))
+            lse_c = torch.nn.functional.pad(lse_c, (0, 0, 0, pad), value=float("-inf"))
         # Summed over the queries of each block (and the heads of a shared group) before the overlap
         # product, which then multiplies one row per query block instead of one per query.
-        p = p.view(B, Hkv, group, -1, sel, nc).sum(dim=4)  # [B, Hkv, group, blocks, nc]
+        p = _call_block_sums(sc, lse_c, r0, ends[:nc], scale, sel)
         p = p.sum(dim=2) if cfg.shared_selection else p.reshape(B, Hq, -1, nc)
         p = p @ overlap[:nc]
         out[:, :, r0 // sel: r0 // sel + p.shape[2]] = p
