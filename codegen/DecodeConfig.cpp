@@ -35,7 +35,9 @@ FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int 
   FwdKernelConfig c = fwdConfigFor(KernelFamily::Decode, dtype, headDim, headDimV, archMajor, archMinor);
   // The rows of one (batch, head group) in one CTA where they fit, so that its K/V is read once (each
   // further row group streams the whole cache again); 3 row tiles round up to 4 (one kernel fewer).
-  const int rowTiles = packedRows <= fjk::kDecodeRows ? 1 : packedRows <= 2 * fjk::kDecodeRows ? 2 : fjk::kDecodeMaxRowTiles;
+  const int rowTiles = packedRows <= fjk::kDecodeRows       ? 1
+                       : packedRows <= 2 * fjk::kDecodeRows ? 2
+                                                            : fjk::kDecodeMaxRowTiles;
   c.blockM = rowTiles * fjk::kDecodeRows;
   c.blockN = kDecodeBlockN;
   c.subN = kDecodeBlockN;

@@ -123,7 +123,8 @@ std::string decodeForwardUnsupported(const ForwardProblem& p) {
   if (p.lenQ > p.maskBlockQ)
     return fmt::format("Q_LEN = {} spans more than one BlockMask row block ({} rows)", p.lenQ, p.maskBlockQ);
   if (p.facts.hasProb) return "a prob_mod needs the statistics and apply passes of the prefill families";
-  FwdKernelConfig c = defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, decodePackedRows(p));
+  FwdKernelConfig c =
+      defaultDecodeConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, decodePackedRows(p));
   if (p.pageSize > 0 && p.pageSize % c.blockN != 0)
     return fmt::format("the page size {} is not a multiple of the decode tiles' {} keys", p.pageSize, c.blockN);
   if (FwdConfigCheck check = checkFwdConfig(c); !check.ok()) return check.message;

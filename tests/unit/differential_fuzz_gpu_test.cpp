@@ -147,6 +147,16 @@ class DifferentialFuzzGpu : public ::testing::TestWithParam<int> {};
 
 }  // namespace
 
+namespace {
+
+/// The run's q, k, v (host) and the reference's raw scores of them: the same for every case.
+struct FuzzInputs {
+  Tensor q = randomTensor(DType::BF16, {kB, kH, kLq, kD}, Device::cpu(), 1);
+  Tensor k = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
+  Tensor v = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 3);
+  std::vector<double> raw = rawScores(q, k, checkAttentionInputs(q.view(), k.view(), v.view(), nullptr, {}).scale);
+};
+
 /// FLEXJIT_FUZZ_GPU_PRECOMPILE's arch (90 for sm_90), or 0.
 int precompileArch() {
   const char* env = std::getenv("FLEXJIT_FUZZ_GPU_PRECOMPILE");
@@ -157,16 +167,13 @@ int precompileArch() {
 /// compute capability arch / 10 . arch % 10 (both families, the planner's inputs as flex_attention fills
 /// them for these shapes), without a GPU.
 void precompileChunk(int chunk, int arch) {
-  Tensor qc = randomTensor(DType::BF16, {kB, kH, kLq, kD}, Device::cpu(), 1);
-  Tensor kc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
-  Tensor vc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 3);
-  const std::vector<double> raw = rawScores(qc, kc, checkAttentionInputs(qc.view(), kc.view(), vc.view(), nullptr, {}).scale);
+  const FuzzInputs in;
   int built = 0;
   for (uint64_t seed : chunkSeeds(chunk, kChunks)) {
     FuzzCase c = makeFuzzCase(seed);
     PlacedCaptures placed;
     placed.place(*c.env, Device::cpu());
-    if (!float32Diverges(c, raw).empty()) continue;
+    if (!float32Diverges(c, in.raw).empty()) continue;
     const auto start = std::chrono::steady_clock::now();
     std::shared_ptr<const Variant> variant = cachedVariant(*c.score, *c.mask, false, c.extra());
     for (const char* family : {"", "family=80"}) {
@@ -185,10 +192,14 @@ void precompileChunk(int chunk, int arch) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     // The slow compiles are what makes the device run compile-bound: name them.
-    if (seconds > 10) std::printf("[ fuzz gpu ] case %llu took %.1f s to build\n%s\n", static_cast<unsigned long long>(seed), seconds, c.describe().c_str());
+    if (seconds > 10)
+      std::printf("[ fuzz gpu ] case %llu took %.1f s to build\n%s\n", static_cast<unsigned long long>(seed), seconds,
+                  c.describe().c_str());
   }
   std::printf("[ fuzz gpu ] chunk %d: %d kernels built for sm_%d into the disk cache\n", chunk, built, arch);
 }
+
+}  // namespace
 
 TEST_P(DifferentialFuzzGpu, RandomModsThroughBothFamiliesMatchTheReference) {
   if (!haveGpu()) {
@@ -196,11 +207,10 @@ TEST_P(DifferentialFuzzGpu, RandomModsThroughBothFamiliesMatchTheReference) {
     GTEST_SKIP() << "no CUDA GPU";
   }
   const Device gpu = Device::cuda(0);
-  Tensor qc = randomTensor(DType::BF16, {kB, kH, kLq, kD}, Device::cpu(), 1);
-  Tensor kc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 2);
-  Tensor vc = randomTensor(DType::BF16, {kB, kH, kLkv, kD}, Device::cpu(), 3);
+  const FuzzInputs in;
+  const Tensor &qc = in.q, &kc = in.k, &vc = in.v;
+  const std::vector<double>& raw = in.raw;
   Tensor q = qc.to(gpu), k = kc.to(gpu), v = vc.to(gpu);
-  const std::vector<double> raw = rawScores(qc, kc, checkAttentionInputs(qc.view(), kc.view(), vc.view(), nullptr, {}).scale);
   int checked = 0, nanRows = 0, failures = 0, diverging = 0;
   for (uint64_t seed : chunkSeeds(GetParam(), kChunks)) {
     if (failures >= 8) break;

@@ -11,7 +11,7 @@
 // KV: a (batch, head group)'s kv tiles (the block-sparse walk of its block mask, block_walk.cuh) are cut
 // into `splits` contiguous ranges, one CTA each, so that B * H_kv is no limit on the parallelism. Inside a
 // CTA the warps form kSlots kv slots of kRowTiles warps: slot s takes every kSlots-th tile of the range
-// through its own double-buffered cp.async stages, which its warps load together and each warp multiplies
+// through its own ring of kStages cp.async stages, which its warps load together and each warp multiplies
 // with its own 16 rows, keeping its own online softmax (common/). The slots then merge in shared memory and
 // the CTA writes its split's float32 (O, LSE) per row. A second kernel of the program
 // (attention_decode_combine) merges the splits of each row (common/split_merge.h), adds the sink, and
