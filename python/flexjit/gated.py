@@ -14,8 +14,9 @@ same block or in adjacent ones, and
     G_q - G_kv = r_q - r_kv + (D_{blk(q)} if blk(q) != blk(kv) else 0)
 
 in terms of magnitude W |g| at most: exact to float32 rounding at any sequence length. r and D come from one
-block-wise cumulative sum in float32 (torch operations on the gates' device); their gradients (flexjit's
-captured-tensor gradients) flow back to the gate logits through that sum by autograd.
+block-wise cumulative sum in float32 (torch operations on the gates' device; on a GPU one torch.compile'd
+pass, the paper's "fused one-pass gate preprocessing"); their gradients (flexjit's captured-tensor
+gradients) flow back to the gate logits through that sum by autograd.
 """
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ def gated_decay_bias(gate_logits: torch.Tensor, window: int, block: int | None =
     if not isinstance(block, int) or block < window:
         raise FlexjitError(f"gated_decay_bias: block ({block!r}) must be an int >= window ({window}): the bias "
                            "is exact only between keys of the same or adjacent blocks")
+    prefix, block_sums = _preprocess(gate_logits)(gate_logits, block)
+    return GatedDecay(prefix=prefix, block_sums=block_sums, block=block, window=window)
+
+
+def _gate_prefix_sums(gate_logits: torch.Tensor, block: int):
+    """(prefix [B, H, L], block_sums [B, H, nblocks]) of the gate logits, in float32 (see the module text)."""
     B, H, L = gate_logits.shape
     nblocks = max(1, -(-L // block))
     g = F.logsigmoid(gate_logits.float())  # log of the gate, <= 0, in float32
@@ -79,5 +86,29 @@ def gated_decay_bias(gate_logits: torch.Tensor, window: int, block: int | None =
     r = torch.cumsum(g, dim=-1)  # within-block prefix
     # D_j = the whole of block j - 1 (the last prefix of that block); D_0 = 0.
     d = F.pad(r[..., :-1, -1], (1, 0))
-    return GatedDecay(prefix=r.reshape(B, H, -1)[..., :L].contiguous(), block_sums=d.contiguous(), block=block,
-                      window=window)
+    return r.reshape(B, H, -1)[..., :L].contiguous(), d.contiguous()
+
+
+_COMPILED = {}
+
+
+def _preprocess(gate_logits: torch.Tensor):
+    """The preprocessing for these gates: on a GPU _gate_prefix_sums compiled by torch.compile (logsigmoid,
+    the block-wise scan and the block sums in one fused pass, and its backward likewise), elsewhere eager. A
+    compile failure falls back to eager with one warning."""
+    if gate_logits.device.type != "cuda":
+        return _gate_prefix_sums
+    if "fn" not in _COMPILED:
+        compiled = torch.compile(_gate_prefix_sums, dynamic=True)
+
+        def guarded(logits, block):
+            try:
+                return compiled(logits, block)
+            except Exception as e:  # noqa: BLE001 - inductor missing or failing: the same maths eagerly
+                import warnings
+                warnings.warn(f"flexjit.gated: torch.compile of the gate preprocessing failed "
+                              f"({type(e).__name__}: {e}); running it eagerly")
+                _COMPILED["fn"] = _gate_prefix_sums
+                return _gate_prefix_sums(logits, block)
+        _COMPILED["fn"] = guarded
+    return _COMPILED["fn"]
