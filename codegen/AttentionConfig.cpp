@@ -286,10 +286,10 @@ std::string fwdEntryPoints(const FwdKernelConfig& c, const std::string& params, 
     const char* pass;
   };
   std::vector<Entry> entries = {{kFwdKernelName, "fjk::kPassOnline"}};
-  if (c.probPasses)
-    entries = {{kFwdKernelName, "fjk::kPassStats"},
-               {kFwdApplyKernelName, "fjk::kPassApply"},
-               {kFwdDeltaKernelName, "fjk::kPassDeltaWeights"}};
+  if (c.probPasses) {
+    entries = {{kFwdKernelName, "fjk::kPassStats"}, {kFwdApplyKernelName, "fjk::kPassApply"}};
+    if (c.probDelta) entries.push_back({kFwdDeltaKernelName, "fjk::kPassDeltaWeights"});
+  }
   std::ostringstream s;
   for (const Entry& e : entries) {
     std::string call = body;

@@ -49,6 +49,10 @@ struct FwdKernelConfig {
   /// The variant has a prob_mod: the program defines its three passes (common/prob_pass.cuh), the
   /// statistics pass as kFwdKernelName, then kFwdApplyKernelName and kFwdDeltaKernelName.
   bool probPasses = false;
+  /// With probPasses: the program also defines the delta-weights pass, which only a forward that saves
+  /// the backward's state runs. Without it (inference, a forward without gradients) the program is one
+  /// kernel shorter: the delta pass inlines g'(p), often the largest piece of code (NVRTC time).
+  bool probDelta = false;
 
   /// Calls f(name, field) for every field, in declaration order (field is an lvalue of its own type).
   template <class Self, class F>
@@ -56,7 +60,7 @@ struct FwdKernelConfig {
     f("family", c.family), f("dtype", c.dtype), f("D", c.headDim), f("Dv", c.headDimV), f("archMajor", c.archMajor),
         f("archMinor", c.archMinor), f("blockM", c.blockM), f("blockN", c.blockN), f("subN", c.subN),
         f("numWarps", c.numWarps), f("qInRegs", c.qInRegs), f("decideSubTiles", c.decideSubTiles),
-        f("stages", c.stages), f("probPasses", c.probPasses);
+        f("stages", c.stages), f("probPasses", c.probPasses), f("probDelta", c.probDelta);
   }
   bool operator==(const FwdKernelConfig& o) const;
   /// "family=sm90 dtype=bf16 D=128 ...": every field, for messages, dumps and index keys.

@@ -66,6 +66,7 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
                             (!blockMask.fullKvNumBlocks.defined() || blockMask.fullKvNumBlocks.shape().at(1) == 1);
   fp.pageSize = options.paged ? static_cast<int>(options.paged->pageSize) : 0;
   fp.kvLengths = options.kvLengths.has_value();
+  fp.probDelta = outputs.probDelta != nullptr;
   return fp;
 }
 

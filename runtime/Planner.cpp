@@ -169,6 +169,7 @@ ForwardPlan planForward(const ForwardProblem& p) {
     throw Error(fmt::format("{}: blockN={} does not divide the page size {}: a tile must lie in one page",
                             kFwdOverrideEnv, plan.config.blockN, p.pageSize));
   plan.config.probPasses = p.facts.hasProb;
+  plan.config.probDelta = p.facts.hasProb && p.probDelta;
   if (FwdConfigCheck check = checkFwdConfig(plan.config); !check.ok())
     throw Error(std::string(std::getenv(kFwdOverrideEnv) ? "FLEXJIT_FWD_CONFIG: " : "") + check.message);
   if (FwdConfigCheck check = checkFwdMaskBlocks(plan.config, p.maskBlockQ, p.maskBlockKV); !check.ok())

@@ -47,6 +47,9 @@ struct ForwardProblem {
   /// A paged KV cache (its page size) or per-sequence kv lengths: only the decode family reads them.
   int pageSize = 0;
   bool kvLengths = false;
+  /// A prob_mod variant's forward saves the backward's state (its delta weights): the program needs the
+  /// delta-weights pass (FwdKernelConfig::probDelta). True unless the caller knows it does not.
+  bool probDelta = true;
 };
 
 /// Query rows per head up to which the planner takes the decode family (the decode range).

@@ -187,6 +187,7 @@ void precompileChunk(int chunk, int arch) {
       p.headsQ = p.headsKV = static_cast<int>(kH);
       p.lenQ = static_cast<int>(kLq);
       p.lenKV = static_cast<int>(kLkv);
+      p.probDelta = false;  // the GPU run saves no backward state
       forwardKernel(*variant, planForward(p).config, variantTag(*c.score, *c.mask));
       ++built;
     }

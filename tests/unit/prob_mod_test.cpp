@@ -221,6 +221,7 @@ TEST(ProbModCompile, LazyAttentionCompilesForBothFamiliesAndTheBackward) {
   EXPECT_NE(fwd.prelude.find("prob_mod_dp("), std::string::npos) << "the forward's delta pass needs g'(p)";
   for (FwdKernelConfig c : {defaultFwdConfig(DType::BF16, 128, 128, 9, 0), defaultSm90FwdConfig(DType::BF16, 128, 128, 9, 0)}) {
     c.probPasses = true;
+    c.probDelta = true;
     ForwardBuild build = forwardKernel(fwd, c, "prob_test");
     ASSERT_FALSE(build.kernel->cubin.empty()) << familyName(c.family);
     for (const char* entry : {kFwdKernelName, kFwdApplyKernelName, kFwdDeltaKernelName})
@@ -228,6 +229,11 @@ TEST(ProbModCompile, LazyAttentionCompilesForBothFamiliesAndTheBackward) {
     if (c.family == KernelFamily::Sm90) {
       EXPECT_EQ(build.spillBytes, 0) << "sm90 prob passes spill";
     }
+    // A forward that saves no backward state (inference) gets the program without the delta pass.
+    c.probDelta = false;
+    ForwardBuild inference = forwardKernel(fwd, c, "prob_test");
+    EXPECT_NE(inference.kernel->ptx.find(std::string(".entry ") + kFwdApplyKernelName), std::string::npos);
+    EXPECT_EQ(inference.kernel->ptx.find(std::string(".entry ") + kFwdDeltaKernelName), std::string::npos);
   }
   // A prob_mod that ignores num_visible makes the statistics pass count nothing.
   ProbMod square("square", [](Expr p, Expr, Expr, Expr, Expr, Expr) { return p * p; });
