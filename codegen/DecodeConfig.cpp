@@ -46,9 +46,10 @@ FwdKernelConfig defaultDecodeConfig(DType dtype, int headDim, int headDimV, int 
   c.stages = rowTiles == fjk::kDecodeMaxRowTiles ? kDecodeWideStages : fjk::kDecodeStages;
   // Wide heads: fewer kv slots (each holds two K/V tiles) so that one CTA fits the GPU's shared memory.
   const int limit = maxSharedMemoryPerBlock(archMajor, archMinor) - kFwdStaticSmemBytes;
-  while (c.numWarps > std::max(2, rowTiles) &&
-         fjk::decode_smem_bytes(headDim, headDimV, c.blockN, c.numWarps, rowTiles, c.stages) > limit)
-    c.numWarps /= 2;
+  auto bytes = [&] { return fjk::decode_smem_bytes(headDim, headDimV, c.blockN, c.numWarps, rowTiles, c.stages); };
+  while (c.numWarps > std::max(2, rowTiles) && bytes() > limit) c.numWarps /= 2;
+  // One kv slot left (64 rows): a shorter ring before giving up (sm_86's 99 KB at D = 192).
+  while (c.stages > 2 && bytes() > limit) --c.stages;
   return c;
 }
 

@@ -215,6 +215,11 @@ TEST(DecodeLaunch, WideHeadsTakeFewerWarpsToFitSharedMemory) {
     EXPECT_LE(fwdSharedMemoryBytes(wide) + kFwdStaticSmemBytes, maxSharedMemoryPerBlock(major, minor));
     EXPECT_EQ(wide.numWarps % decodeRowTiles(wide), 0);
   }
+  // sm_86's 99 KB: 64 rows at D = 192 keep one slot and shorten the ring to fit (at D = 256 not even two
+  // stages fit: the planner then runs the prefill families, decodeForwardUnsupported says why).
+  const FwdKernelConfig small = defaultDecodeConfig(DType::BF16, 192, 192, 8, 6, 64);
+  EXPECT_TRUE(checkFwdConfig(small).ok()) << checkFwdConfig(small).message;
+  EXPECT_EQ(small.stages, 2);
 }
 
 TEST(SplitMerge, MatchesTheFloat64Formula) {
