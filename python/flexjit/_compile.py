@@ -268,7 +268,7 @@ def _torch_mask(block_mask, device):
 
 
 def flex_attention_compiled(query, key, value, score_mod, block_mask, scale, enable_gqa, return_lse, return_aux,
-                            sink_mod, prob_mod):
+                            sink_mod, prob_mod, deterministic=False):
     """flexjit.flex_attention as dynamo traces it (see the module docstring)."""
     check_inputs(query, key, value, enable_gqa)
     check_block_mask_type(block_mask)
@@ -296,5 +296,6 @@ def flex_attention_compiled(query, key, value, score_mod, block_mask, scale, ena
     training = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad or
                                             any(t.requires_grad for t in captures))
     out, lse, row_max, _, _ = torch.ops.flexjit.flex_attention(query, key, value, captures, lists, list(hooks), sizes,
-                                                               checked_scale(scale), want_max, training)
+                                                               checked_scale(scale), want_max, training,
+                                                               deterministic)
     return outputs(out, lse, row_max, return_lse, return_aux)

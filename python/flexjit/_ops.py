@@ -88,7 +88,8 @@ def _saves_prob_state(hooks, training) -> bool:
 @torch.library.custom_op("flexjit::flex_attention", mutates_args=())
 def flex_attention_op(query: Tensor, key: Tensor, value: Tensor, captures: List[Tensor], block_lists: List[Tensor],
                       hooks: List[int], mask_sizes: List[int], scale: Optional[float], max_scores: bool,
-                      training: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                      training: bool, deterministic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    # `deterministic` is the backward's (kernel_options): the forward only hands it to _setup_context.
     from .attention import _forward
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
     out, lse, row_max, (prob_delta, row_visible) = _forward(call, query, key, value, training=training,
@@ -101,7 +102,7 @@ def flex_attention_op(query: Tensor, key: Tensor, value: Tensor, captures: List[
 
 
 @flex_attention_op.register_fake
-def _(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training):
+def _(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training, deterministic):
     rows = (query.size(0), query.size(1), query.size(2))
     out = query.new_empty((*rows, value.size(3)))
     lse = query.new_empty(rows, dtype=torch.float32)
@@ -114,9 +115,10 @@ def _(query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_sc
 def flex_attention_backward_op(query: Tensor, key: Tensor, value: Tensor, out: Tensor, lse: Tensor, grad_out: Tensor,
                                grad_lse: Optional[Tensor], prob_delta: Tensor, row_visible: Tensor,
                                captures: List[Tensor], block_lists: List[Tensor], hooks: List[int],
-                               mask_sizes: List[int], scale: Optional[float]) -> List[Tensor]:
+                               mask_sizes: List[int], scale: Optional[float], deterministic: bool) -> List[Tensor]:
     from .attention import _backward
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
+    call.deterministic = deterministic
     prob_state = (prob_delta, row_visible) if prob_delta.numel() or row_visible.numel() else (None, None)
     dq, dk, dv, capture_grads = _backward(call, query, key, value, out, lse, grad_out, grad_lse, prob_state)
     return [dq, dk, dv, *capture_grads]
@@ -124,18 +126,18 @@ def flex_attention_backward_op(query: Tensor, key: Tensor, value: Tensor, out: T
 
 @flex_attention_backward_op.register_fake
 def _(query, key, value, out, lse, grad_out, grad_lse, prob_delta, row_visible, captures, block_lists, hooks,
-      mask_sizes, scale):
+      mask_sizes, scale, deterministic):
     call = op_call(hooks, captures, block_lists, mask_sizes, scale)
     grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (query, key, value)]
     return grads + [t.new_empty(t.shape) for t in call.gradient_tensors()]
 
 
 def _setup_context(ctx, inputs, output):
-    query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training = inputs
+    query, key, value, captures, block_lists, hooks, mask_sizes, scale, max_scores, training, deterministic = inputs
     out, lse, row_max, prob_delta, row_visible = output
     ctx.save_for_backward(query, key, value, out, lse, prob_delta, row_visible, *captures, *block_lists)
     ctx.num_captures, ctx.num_lists = len(captures), len(block_lists)
-    ctx.hooks, ctx.mask_sizes, ctx.scale = tuple(hooks), list(mask_sizes), scale
+    ctx.hooks, ctx.mask_sizes, ctx.scale, ctx.deterministic = tuple(hooks), list(mask_sizes), scale, deterministic
     ctx.mark_non_differentiable(row_max, prob_delta, row_visible)
     ctx.set_materialize_grads(False)
 
@@ -143,15 +145,16 @@ def _setup_context(ctx, inputs, output):
 def _backward_formula(ctx, grad_out, grad_lse, _grad_max, _grad_delta, _grad_visible):
     query, key, value, out, lse, prob_delta, row_visible, *rest = ctx.saved_tensors
     captures, block_lists = rest[:ctx.num_captures], rest[ctx.num_captures:]
-    # Gradients of: query, key, value, captures, block_lists, then five arguments that are not tensors (torch
+    # Gradients of: query, key, value, captures, block_lists, then six arguments that are not tensors (torch
     # matches the structure: an empty list, mask_sizes without a block mask, takes an empty list).
-    no_grads = ([None] * ctx.num_lists, None, [] if not ctx.mask_sizes else None) + (None,) * 3
+    no_grads = ([None] * ctx.num_lists, None, [] if not ctx.mask_sizes else None) + (None,) * 4
     if grad_out is None and grad_lse is None:
         return (None,) * 3 + ([None] * ctx.num_captures,) + no_grads
     if grad_out is None:   # a loss of the LSE alone
         grad_out = torch.zeros_like(out)
     grads = flex_attention_backward_op(query, key, value, out, lse, grad_out, grad_lse, prob_delta, row_visible,
-                                       list(captures), list(block_lists), list(ctx.hooks), ctx.mask_sizes, ctx.scale)
+                                       list(captures), list(block_lists), list(ctx.hooks), ctx.mask_sizes, ctx.scale,
+                                       ctx.deterministic)
     capture_grads = [None] * ctx.num_captures
     for position, g in zip(_gradient_positions(ctx.hooks), grads[3:]):
         capture_grads[position] = g

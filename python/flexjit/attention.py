@@ -256,7 +256,8 @@ def _call_op(call: _Call, q, k, v, max_scores, training):
     hooks = [_hooks.hook_id(call.score.traced), _hooks.optional_id(call.sink.traced if call.sink else None),
              _hooks.optional_id(call.prob.traced if call.prob else None), mask_hook]
     out, lse, row_max, _, _ = torch.ops.flexjit.flex_attention(q, k, v, call.tensors() + mask_tensors, lists, hooks,
-                                                               sizes, call.scale, max_scores, training)
+                                                               sizes, call.scale, max_scores, training,
+                                                               call.deterministic)
     return out, lse, row_max
 
 
@@ -310,12 +311,9 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
                                      return_lse, kernel_options, return_aux, sink_mod, prob_mod)
     deterministic = _deterministic(kernel_options)
     if torch.compiler.is_compiling():
-        if deterministic:
-            raise FlexjitError("flex_attention: kernel_options={'deterministic': True} is not supported inside "
-                               "torch.compile yet; call the attention eagerly for a deterministic backward")
         from ._compile import flex_attention_compiled
         return flex_attention_compiled(query, key, value, score_mod, block_mask, scale, enable_gqa, return_lse,
-                                       return_aux, sink_mod, prob_mod)
+                                       return_aux, sink_mod, prob_mod, deterministic)
     check_inputs(query, key, value, enable_gqa)
     want_max = wants_max_scores(return_aux)
     call = _make_call(score_mod, block_mask, scale, sink_mod, prob_mod)
@@ -324,9 +322,6 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     training = torch.is_grad_enabled() and bool(grad_tensors or query.requires_grad or key.requires_grad or
                                                 value.requires_grad)
     if _runs_through_op((query, key, value, *call.tensors())):
-        if deterministic and training:
-            raise FlexjitError("flex_attention: kernel_options={'deterministic': True} is not supported on the "
-                               "custom-op route (tensor subclasses, dispatch modes) yet; call it on plain tensors")
         out, lse, row_max = _call_op(call, query, key, value, want_max, training)
     elif training:
         out, lse, row_max = _FlexAttentionFunction.apply(query, key, value, call, want_max, *grad_tensors)

@@ -1,6 +1,6 @@
 """kernel_options: torch's tile keys are accepted and ignored; flexjit's {"deterministic": True} reaches the
-backward (on the CPU, whose reference is deterministic anyway, the gradients are the same; on a GPU, skipped
-here, two runs give the same bits)."""
+backward, eagerly, inside torch.compile and on the custom-op route (on the CPU, whose reference is
+deterministic anyway, the gradients are the same; on a GPU, skipped here, two runs give the same bits)."""
 import pytest
 import torch
 
@@ -26,6 +26,33 @@ def test_deterministic_reaches_the_backward_and_torch_keys_are_ignored():
     for options in ({"deterministic": True}, {"BLOCK_M": 64, "num_stages": 2}, {"deterministic": False}):
         for a, b in zip(_grads(options), plain):
             assert torch.equal(a, b), options
+
+
+@pytest.mark.parametrize("route", ["compile", "op"])
+def test_deterministic_reaches_the_backward_through_torch_compile_and_the_op(route, monkeypatch):
+    """Inside torch.compile(fullgraph=True) and on the custom-op route the flag travels with the op to its
+    backward (it was refused there before); the gradients are eager's."""
+    import flexjit.attention as attention
+    seen = []
+    real = attention._backward
+
+    def spy(call, *args, **kwargs):
+        seen.append(call.deterministic)
+        return real(call, *args, **kwargs)
+    monkeypatch.setattr(attention, "_backward", spy)
+    if route == "op":  # the route tensor subclasses and dispatch modes take
+        monkeypatch.setattr(attention, "_runs_through_op", lambda tensors: True)
+    q, k, v = _qkv()
+    bias = torch.zeros(2, requires_grad=True)
+
+    def f(q, k, v, bias):
+        return flexjit.flex_attention(q, k, v, score_mod=lambda s, b, h, q_idx, kv_idx: s + bias[h],
+                                      kernel_options={"deterministic": True})
+    run = torch.compile(f, fullgraph=True, backend="aot_eager") if route == "compile" else f
+    run(q, k, v, bias).float().square().sum().backward()
+    assert seen == [True]
+    for a, b in zip([t.grad for t in (q, k, v, bias)], _grads(None)):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("options, says", [
