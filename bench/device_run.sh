@@ -14,6 +14,7 @@
 #     sanitize  compute-sanitizer memcheck and racecheck over the seed variants' forward (both families),
 #               backward and block-mask GPU tests (SANITIZE_FILTER narrows them)
 #     nsa       bench/nsa.py: Native Sparse Attention and each branch against FA2 causal (NSA_ARGS adds options)
+#     overhead  bench/compile_overhead.py: microseconds per call, direct vs the custom op, compiled, CUDA graphs
 #     gated     bench/gated.py: GatedFWA's gated window against the plain window (GATED_ARGS adds options)
 #     lazy      bench/lazy_attention.py against the seed's Triton and eager versions (needs the seed file at
 #               dist/seeds/lazy_attention_000.txt: tools/make_dist.sh copies it from ../shared/seeds)
@@ -41,7 +42,7 @@ for cache in dist/kcache.tar.gz dist/kcache.tar.xz; do
     && echo "kernel cache: $(find "$FLEXJIT_CACHE_DIR" -name '*.kernel' | wc -l) entries after $cache"
 done
 
-if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated; then  # configure and build in the background while the C++ tests run
+if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated || want overhead; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
      -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
   py_build=$!
@@ -67,7 +68,7 @@ if want tests; then
   [[ $failed == 0 ]] || status=1
 fi
 
-if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated; then
+if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated || want overhead; then
   wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
   export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
 fi
@@ -119,6 +120,11 @@ fi
 if want nsa; then
   timeout 300 python3 bench/nsa.py --out "$out" ${NSA_ARGS:-} 2>"$out/nsa.err" | tee "$out/nsa.log" \
     || { status=1; tail -20 "$out/nsa.err"; }
+fi
+
+if want overhead; then
+  timeout 300 python3 bench/compile_overhead.py ${OVERHEAD_ARGS:-} 2>"$out/overhead.err" | tee "$out/overhead.log" \
+    || { status=1; tail -20 "$out/overhead.err"; }
 fi
 
 if want gated; then
