@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ._errors import FlexjitError
+from ._fused import GpuCompiled
 
 __all__ = ["GatedDecay", "gated_decay_bias"]
 
@@ -73,7 +74,7 @@ def gated_decay_bias(gate_logits: torch.Tensor, window: int, block: int | None =
     if not isinstance(block, int) or block < window:
         raise FlexjitError(f"gated_decay_bias: block ({block!r}) must be an int >= window ({window}): the bias "
                            "is exact only between keys of the same or adjacent blocks")
-    prefix, block_sums = _preprocess(gate_logits)(gate_logits, block)
+    prefix, block_sums = _preprocess(gate_logits, block)
     return GatedDecay(prefix=prefix, block_sums=block_sums, block=block, window=window)
 
 
@@ -89,26 +90,5 @@ def _gate_prefix_sums(gate_logits: torch.Tensor, block: int):
     return r.reshape(B, H, -1)[..., :L].contiguous(), d.contiguous()
 
 
-_COMPILED = {}
-
-
-def _preprocess(gate_logits: torch.Tensor):
-    """The preprocessing for these gates: on a GPU _gate_prefix_sums compiled by torch.compile (logsigmoid,
-    the block-wise scan and the block sums in one fused pass, and its backward likewise), elsewhere eager. A
-    compile failure falls back to eager with one warning."""
-    if gate_logits.device.type != "cuda":
-        return _gate_prefix_sums
-    if "fn" not in _COMPILED:
-        compiled = torch.compile(_gate_prefix_sums, dynamic=True)
-
-        def guarded(logits, block):
-            try:
-                return compiled(logits, block)
-            except Exception as e:  # noqa: BLE001 - inductor missing or failing: the same maths eagerly
-                import warnings
-                warnings.warn(f"flexjit.gated: torch.compile of the gate preprocessing failed "
-                              f"({type(e).__name__}: {e}); running it eagerly")
-                _COMPILED["fn"] = _gate_prefix_sums
-                return _gate_prefix_sums(logits, block)
-        _COMPILED["fn"] = guarded
-    return _COMPILED["fn"]
+# On a GPU logsigmoid, the block-wise scan and the block sums as one fused pass (and the backward likewise).
+_preprocess = GpuCompiled(_gate_prefix_sums, "flexjit.gated: the gate preprocessing")

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 import torch
 
 from ._errors import FlexjitError
+from ._fused import GpuCompiled
 from .attention import flex_attention
 from .block_mask import BlockMask, create_block_mask
 
@@ -133,33 +134,9 @@ def _block_sums(s, lse_c, row0, ends, scale: float, sel: int):
     return p.view(B, H, g, R // sel, sel, nc).sum(dim=4)
 
 
-_FUSED = {}
-
-
-def _fused_block_sums(device: torch.device):
-    """_block_sums compiled by torch.compile on a GPU (one fused kernel that reads the scores once instead of
-    the six passes of eager float32 ops, which took about 200 ms of the 226 ms NSA forward at 64k tokens on
-    the H200, docs/performance.md 2026-12-02), else the eager function. A compile failure falls back to eager
-    with one warning."""
-    if device.type != "cuda":
-        return _block_sums
-    if "fn" not in _FUSED:
-        _FUSED["fn"] = torch.compile(_block_sums, dynamic=True)
-    return _FUSED["fn"]
-
-
-def _call_block_sums(s, lse_c, row0, ends, scale, sel):
-    fn = _fused_block_sums(s.device)
-    if fn is _block_sums:
-        return fn(s, lse_c, row0, ends, scale, sel)
-    try:
-        return fn(s, lse_c, row0, ends, scale, sel)
-    except Exception as e:  # noqa: BLE001 - inductor missing or failing: the same maths eagerly
-        import warnings
-        warnings.warn(f"flexjit.nsa: torch.compile of the selection scores failed ({type(e).__name__}: {e}); "
-                      f"computing them eagerly (slower)")
-        _FUSED["fn"] = _block_sums
-        return _block_sums(s, lse_c, row0, ends, scale, sel)
+# On a GPU one fused kernel that reads the scores once instead of the six passes of eager float32 ops, which
+# took about 200 ms of the 226 ms NSA forward at 64k tokens on the H200 (docs/performance.md, 2026-12-02).
+_fused_block_sums = GpuCompiled(_block_sums, "flexjit.nsa: the selection scores")
 
 
 @torch.no_grad()
@@ -200,7 +177,7 @@ def _importance(q, ck, lse, num_mem, cfg: NSAConfig, scale: float, num_sel: int,
             lse_c = torch.nn.functional.pad(lse_c, (0, 0, 0, pad), value=float("-inf"))
         # Summed over the queries of each block (and the heads of a shared group) before the overlap
         # product, which then multiplies one row per query block instead of one per query.
-        p = _call_block_sums(sc, lse_c, r0, ends[:nc], scale, sel)
+        p = _fused_block_sums(sc, lse_c, r0, ends[:nc], scale, sel)
         p = p.sum(dim=2) if cfg.shared_selection else p.reshape(B, Hq, -1, nc)
         p = p @ overlap[:nc]
         out[:, :, r0 // sel: r0 // sel + p.shape[2]] = p
