@@ -42,7 +42,11 @@ for cache in dist/kcache.tar.gz dist/kcache.tar.xz; do
     && echo "kernel cache: $(find "$FLEXJIT_CACHE_DIR" -name '*.kernel' | wc -l) entries after $cache"
 done
 
-if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated || want overhead; then  # configure and build in the background while the C++ tests run
+# The modes that run Python against the module built here.
+needs_py=0
+for mode in python pybuild hooks lazy decode nsa gated overhead; do want $mode && needs_py=1; done
+
+if [[ $needs_py == 1 ]]; then  # configure and build in the background while the C++ tests run
   (cmake -S python -B /tmp/build-py -G Ninja -DFLEXJIT_PREBUILT_LIB=$PWD/dist/lib/libflexjit.so \
      -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/build-py -j8) > "$out/python_build.log" 2>&1 &
   py_build=$!
@@ -68,7 +72,7 @@ if want tests; then
   [[ $failed == 0 ]] || status=1
 fi
 
-if want python || want pybuild || want hooks || want lazy || want decode || want nsa || want gated || want overhead; then
+if [[ $needs_py == 1 ]]; then
   wait $py_build || { tail -20 "$out/python_build.log"; status=1; }
   export PYTHONPATH=/tmp/build-py${PYTHONPATH:+:$PYTHONPATH}
 fi

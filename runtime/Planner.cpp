@@ -24,7 +24,8 @@ constexpr int kDecodeAuto = -1;
 /// decode CTA (Q_LEN x packed heads <= 64, four row tiles). Measured on the H200 (docs/performance.md,
 /// 2026-12-02: B4, 32 query / 8 KV heads, KV 32768, D128): Q_LEN 1 and 4 (16 packed rows) run in 152-155 us
 /// against the prefill family's 415 us; Q_LEN 16 (64 rows) took 435 us in four 16-row CTAs that each
-/// streamed the whole cache, which the 64-row CTA replaces. Wider problems stay on the prefill families.
+/// streamed the whole cache, 197 us in one 64-row CTA (the decode default since). Wider problems stay on the
+/// prefill families.
 /// decode=1 / decode=0 override.
 constexpr int kDecodeAutoRows = fjk::kDecodeRows * fjk::kDecodeMaxRowTiles;
 

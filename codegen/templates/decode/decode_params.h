@@ -25,11 +25,10 @@ constexpr int decode_kv_offset(int head_dim, int row_tiles) {
   return (row_tiles * kDecodeRows * (head_dim + 8) * 2 + 127) / 128 * 128;
 }
 constexpr int decode_smem_bytes(int head_dim, int head_dim_v, int block_n, int warps, int row_tiles, int stages) {
-  return decode_kv_offset(head_dim, row_tiles) +
-         (warps / row_tiles * stages * block_n * (head_dim + head_dim_v + 16) * 2 >
-                  warps / row_tiles * row_tiles * kDecodeRows * (head_dim_v + 2) * 4
-              ? warps / row_tiles * stages * block_n * (head_dim + head_dim_v + 16) * 2
-              : warps / row_tiles * row_tiles * kDecodeRows * (head_dim_v + 2) * 4);
+  const int slots = warps / row_tiles;
+  const int rings = slots * stages * block_n * (head_dim + head_dim_v + 16) * 2;
+  const int merge = slots * row_tiles * kDecodeRows * (head_dim_v + 2) * 4;
+  return decode_kv_offset(head_dim, row_tiles) + (rings > merge ? rings : merge);
 }
 
 struct DecodeParams {
