@@ -12,9 +12,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "AttentionTestUtil.h"
 #include "FuzzGen.h"
@@ -78,11 +81,31 @@ int valueClass(double x) { return std::isnan(x) ? 3 : x == INFINITY ? 1 : x == -
 
 /// Where the mods of a case mean different things in float32 (the kernels) and float64 (the reference
 /// evaluates them in float64): a value finite in one and not in the other (exp2(130) overflows float32
-/// only), or two finite values further apart than bf16 rounding (x - float(x) of a large x). The reference
+/// only), two finite values further apart than bf16 rounding (x - float(x) of a large x), or a row whose
+/// float32 scores are shifted against the float64 ones by amounts that differ by more than kRowSpread
+/// among the positions that carry weight (a softmax sees only the differences inside a row: scores near
+/// 2.7e8 are float32 multiples of 32, so an O(1) term of the mod vanishes in float32; seed 20261696). The reference
 /// cannot judge the kernel there, so such a case is counted and skipped, not failed. `raw` holds the
 /// reference's own scores (rawScores; rounded to float32 for the float32 evaluation); a prob_mod is probed
 /// at p from 0 through tiny values (1 / p overflows float32 only) to 1. Returns a description of the first
 /// such position, or "".
+/// How far float32 rounding may move the scores of one row against each other (natural-log units: 2% on a
+/// probability) before the case is out of the reference's reach.
+constexpr double kRowSpread = 0.02;
+/// Scores this far below the row's largest carry a weight under e^-30 and do not count.
+constexpr double kNegligibleBelowMax = 30.0;
+
+/// max - min of the float32 - float64 differences over the positions of a row within kNegligibleBelowMax
+/// of its largest float64 score (pairs of (score, difference)); 0 for an empty row.
+double weightedShiftSpread(const std::vector<std::pair<double, double>>& row) {
+  double top = -INFINITY;
+  for (const auto& [score, diff] : row) top = std::max(top, score);
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& [score, diff] : row)
+    if (score >= top - kNegligibleBelowMax) lo = std::min(lo, diff), hi = std::max(hi, diff);
+  return hi >= lo ? hi - lo : 0.0;
+}
+
 std::string float32Diverges(const FuzzCase& c, const std::vector<double>& raw) {
   auto differ = [](double f32, double f64) {
     const int a = valueClass(f32), b = valueClass(f64);
@@ -102,6 +125,7 @@ std::string float32Diverges(const FuzzCase& c, const std::vector<double>& raw) {
           const double f64 = sink->scoreF64(0.0, at);
           if (differ(f32, f64)) return fmt::format("sink at b{} h{} q{}: {} (float32) vs {} (float64)", b, h, i, f32, f64);
         }
+        std::vector<std::pair<double, double>> row;  // (float64 score, float32 - float64) of finite scores
         for (int32_t j = 0; j < kLkv; ++j) {
           const double x = raw[static_cast<size_t>(((b * kH + h) * kLq + i) * kLkv + j)];
           const Position at{b, h, i, j, kLkv};
@@ -109,11 +133,15 @@ std::string float32Diverges(const FuzzCase& c, const std::vector<double>& raw) {
           const double f64 = score.scoreF64(x, at);
           if (differ(f32, f64))
             return fmt::format("score at b{} h{} q{} kv{}: {} (float32) vs {} (float64)", b, h, i, j, f32, f64);
+          if (valueClass(f64) == 0) row.emplace_back(f64, static_cast<double>(f32) - f64);
           if (prob)
             for (double pr : {0.0, 1e-42, 1e-30, 1e-8, 1e-3, 0.25, 0.5, 1.0})
               if (differ(prob->scoreF32(static_cast<float>(pr), at), prob->scoreF64(pr, at)))
                 return fmt::format("prob_mod at b{} h{} q{} kv{} p {}", b, h, i, j, pr);
         }
+        if (const double spread = weightedShiftSpread(row); spread > kRowSpread)
+          return fmt::format("scores of row b{} h{} q{}: float32 rounding moves them against each other by {}", b, h,
+                             i, spread);
       }
   return "";
 }
