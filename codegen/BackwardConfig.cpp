@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "codegen/AttentionConfig.h"
+#include "codegen/templates/sm90/bwd_layout.h"
 #include "dsl/Error.h"
 
 namespace flexjit {
@@ -66,6 +67,32 @@ bool isPositiveMultiple(int value, int unit) { return unit > 0 && value >= unit 
 
 BwdConfigCheck fail(const std::string& message, const std::string& advice = "") { return {false, message, advice}; }
 
+/// Threads of the sm90 dK/dV kernel: a producer and two consumer warpgroups (fjk::Sm90BwdTraits).
+constexpr int kSm90BwdThreads = 3 * 128;
+
+/// What the sm90 dK/dV kernel's static_asserts require, as messages (fjk::Sm90BwdTraits).
+BwdConfigCheck checkSm90BwdConfig(const BwdKernelConfig& c) {
+  if (c.archMajor != 9 || c.archMinor != 0)
+    return fail("flex_attention_backward: the sm90 family needs an sm_90 GPU, found sm_" + std::to_string(c.archMajor) +
+                    std::to_string(c.archMinor),
+                "; use FLEXJIT_BWD_CONFIG=family=80");
+  auto dimOk = [](int d) { return d == 64 || d == 128; };
+  if (!dimOk(c.headDim) || !dimOk(c.headDimV))
+    return fail("flex_attention_backward: the sm90 family takes head dims 64 and 128 (got D=" +
+                    std::to_string(c.headDim) + ", Dv=" + std::to_string(c.headDimV) + ")",
+                "; use FLEXJIT_BWD_CONFIG=family=80 (every head dim)");
+  if (c.blockM != fjk::kSm90BwdBlockM || c.blockN != fjk::kSm90BwdBlockN || c.numWarps * kWarpSize != kSm90BwdThreads ||
+      c.stages < 1 || c.stages > 3 || !c.atomicDq || c.gradWindows != 0)
+    return fail("flex_attention_backward: the sm90 family runs blockM=64 blockN=128 warps=12, stages 1 to 3, dQ by "
+                "reductions and no gradient windows (got " + describeBwdConfig(c) + ")");
+  const int limit = maxSharedMemoryPerBlock(c.archMajor, c.archMinor);
+  if (bwdDkDvSharedMemoryBytes(c) > limit)
+    return fail("flex_attention_backward: the sm90 tiles need " + std::to_string(bwdDkDvSharedMemoryBytes(c)) +
+                " bytes of shared memory, more than the " + std::to_string(limit) + " this GPU allows",
+                "; use fewer stages");
+  return {};
+}
+
 /// Whether `rows` x `cols` splits into warpsRows x (numWarps / warpsRows) warp tiles of whole 16-row
 /// m-tiles and an even number of 8-column n-tiles (ldmatrix.x4 loads two at a time).
 bool gridFits(int rows, int cols, int numWarps, int warpsRows) {
@@ -106,7 +133,7 @@ void chooseGrids(BwdKernelConfig& c) {
 }  // namespace
 
 bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
-  return dtype == o.dtype && headDim == o.headDim && headDimV == o.headDimV && archMajor == o.archMajor &&
+  return family == o.family && dtype == o.dtype && headDim == o.headDim && headDimV == o.headDimV && archMajor == o.archMajor &&
          archMinor == o.archMinor && blockM == o.blockM && blockN == o.blockN && numWarps == o.numWarps &&
          sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
          gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
@@ -124,6 +151,7 @@ const char* bwdKindName(BwdKernelKind kind) {
 }
 
 int bwdDkDvSharedMemoryBytes(const BwdKernelConfig& c) {
+  if (c.family == KernelFamily::Sm90) return fjk::sm90_bwd_layout(c.headDim, c.headDimV, c.stages).bytes;
   const int qPitch = c.headDim + kRowPadElems, vPitch = c.headDimV + kRowPadElems;
   const int kv = c.blockN * (qPitch + vPitch) * kElemBytes;
   const int qdo = c.stages * c.blockM * (qPitch + vPitch) * kElemBytes;
@@ -206,9 +234,26 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
   return c;
 }
 
+BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
+  BwdKernelConfig c;
+  c.family = KernelFamily::Sm90;
+  c.dtype = dtype;
+  c.headDim = headDim;
+  c.headDimV = headDimV;
+  c.archMajor = archMajor;
+  c.archMinor = archMinor;
+  c.blockM = fjk::kSm90BwdBlockM;
+  c.blockN = fjk::kSm90BwdBlockN;
+  c.numWarps = kSm90BwdThreads / kWarpSize;
+  c.stages = 2;
+  c.atomicDq = true;
+  return c;
+}
+
 BwdConfigCheck checkBwdConfig(const BwdKernelConfig& c) {
   if (c.dtype != DType::F16 && c.dtype != DType::BF16)
     return fail("flex_attention_backward: q, k and v must be float16 or bfloat16");
+  if (c.family == KernelFamily::Sm90) return checkSm90BwdConfig(c);
   auto badDim = [](int d) { return !isPositiveMultiple(d, kMmaK) || d > kMaxHeadDim; };
   if (badDim(c.headDim) || badDim(c.headDimV))
     return fail("flex_attention_backward: head dims must be multiples of 16 between 16 and 256 (got D=" +
@@ -242,6 +287,7 @@ BwdConfigCheck checkBwdConfig(const BwdKernelConfig& c) {
 }
 
 BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& c, int maskBlockQ, int maskBlockKV) {
+  // (The sm90 family's tiles are fixed at 64 x 128: the same rule, with those tiles.)
   bool ok = maskBlockQ > 0 && maskBlockKV > 0 && maskBlockQ % c.blockM == 0 && maskBlockKV % c.blockN == 0;
   if (!c.atomicDq) ok = ok && maskBlockQ % c.dqBlockM == 0 && maskBlockKV % c.dqBlockN == 0;
   if (!ok)
@@ -254,7 +300,7 @@ BwdConfigCheck checkBwdMaskBlocks(const BwdKernelConfig& c, int maskBlockQ, int 
 
 std::string describeBwdConfig(const BwdKernelConfig& c) {
   std::ostringstream out;
-  out << "blockM=" << c.blockM << " blockN=" << c.blockN << " warps=" << c.numWarps << " sdpWarpsM=" << c.sdpWarpsM
+  out << "family=" << familyName(c.family) << " blockM=" << c.blockM << " blockN=" << c.blockN << " warps=" << c.numWarps << " sdpWarpsM=" << c.sdpWarpsM
       << " dkvWarpsN=" << c.dkvWarpsN << " dqWarpsM=" << c.dqWarpsM << " stages=" << c.stages
       << " unroll=" << c.gemmUnroll << " dqFirst=" << c.dqFirst << " gradWindows=" << c.gradWindows
       << " gradWindowFloats=" << c.gradWindowFloats << " dqBlockM=" << c.dqBlockM << " dqBlockN=" << c.dqBlockN
@@ -291,6 +337,7 @@ BwdLaunch bwdPreprocessLaunch(int batch, int headsQ, int lenQ) {
 }
 
 BwdLaunch bwdDkDvLaunch(const BwdKernelConfig& c, int batch, int headsKv, int lenKv) {
+  // (The sm90 family's warps are its three warpgroups.)
   return makeLaunch(ceilDiv(lenKv, c.blockN), headsKv, batch, c.numWarps * kWarpSize, bwdDkDvSharedMemoryBytes(c));
 }
 
@@ -306,10 +353,12 @@ BwdLaunch bwdSinkLaunch(int batch, int headsQ, int lenQ) {
   return makeLaunch(ceilDiv(lenQ, kSinkRows), headsQ, batch, kSinkRows, 0);
 }
 
-const char* bwdKernelTemplate(BwdKernelKind kind) {
+const char* bwdKernelTemplate(const BwdKernelConfig& c, BwdKernelKind kind) {
   switch (kind) {
     case BwdKernelKind::Aux: return "codegen/templates/sm80/attention_bwd_aux.cuh";
-    case BwdKernelKind::DkDv: return "codegen/templates/sm80/attention_bwd_dkdv.cuh";
+    case BwdKernelKind::DkDv:
+      return c.family == KernelFamily::Sm90 ? "codegen/templates/sm90/attention_bwd_dkdv.cuh"
+                                            : "codegen/templates/sm80/attention_bwd_dkdv.cuh";
     case BwdKernelKind::Dq: return "codegen/templates/sm80/attention_bwd_dq.cuh";
   }
   return "";
@@ -322,12 +371,22 @@ const char* boolText(bool b) { return b ? "true" : "false"; }
 /// The kernels take the variant prelude's adapter (fjv::Hooks, with score_mod_grad).
 void writeVariantAdapter(std::ostringstream& s) { s << "using GeneratedVariant = fjv::Hooks;\n"; }
 
+/// The sink-gradient kernel's entry, in the program of whichever dK/dV family runs (common/sink_grad.cuh).
+void writeSinkKernel(std::ostringstream& s, const BwdKernelConfig& c) {
+  if (c.sinkGrads)
+    s << "extern \"C\" __global__ void __launch_bounds__(" << kSinkRows << ")\n"
+      << kBwdSinkKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
+      << "  fjk::attention_bwd_sink<fjk::GeneratedVariant>(p);\n"
+      << "}\n";
+}
+
 }  // namespace
 
 std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind) {
   const bool bf16 = c.dtype == DType::BF16;
   std::ostringstream s;
-  s << "// flexjit attention backward (" << bwdKindName(kind) << "): " << (bf16 ? "bf16" : "fp16")
+  const std::string family = kind == BwdKernelKind::Aux ? "" : std::string(", ") + familyName(c.family) + " family";
+  s << "// flexjit attention backward (" << bwdKindName(kind) << family << "): " << (bf16 ? "bf16" : "fp16")
     << ", D=" << c.headDim << ", Dv=" << c.headDimV << ", sm_" << c.archMajor << c.archMinor << ".\n";
   if (kind == BwdKernelKind::Aux) {
     s << "extern \"C\" __global__ void __launch_bounds__(" << kAuxThreads << ")\n"
@@ -342,7 +401,16 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
   }
   s << "namespace fjk {\n";
   writeVariantAdapter(s);
-  if (kind == BwdKernelKind::DkDv) {
+  if (kind == BwdKernelKind::DkDv && c.family == KernelFamily::Sm90) {
+    s << "using GeneratedBwdTraits = Sm90BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV
+      << ", " << c.stages << ">;\n"
+      << "}  // namespace fjk\n"
+      << "extern \"C\" __global__ void __launch_bounds__(" << kSm90BwdThreads << ", 1)\n"
+      << kBwdDkDvKernelName << "(const __grid_constant__ fjk::Sm90BwdParams P) {\n"
+      << "  fjk::attention_bwd_dkdv_sm90<fjk::GeneratedBwdTraits, fjk::GeneratedVariant>(P);\n"
+      << "}\n";
+    writeSinkKernel(s, c);
+  } else if (kind == BwdKernelKind::DkDv) {
     s << "using GeneratedBwdTraits = BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
       << c.blockM << ", " << c.blockN << ", " << c.numWarps << ", " << c.sdpWarpsM << ", " << c.dkvWarpsN << ", "
       << c.dqWarpsM << ", " << c.stages << ", " << boolText(c.atomicDq) << ", " << c.gemmUnroll << ", "
@@ -355,11 +423,7 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
       << "  fjk::attention_bwd_dkdv<fjk::GeneratedBwdTraits, fjk::GeneratedVariant>(p);\n"
       << "}\n";
-    if (c.sinkGrads)
-      s << "extern \"C\" __global__ void __launch_bounds__(" << kSinkRows << ")\n"
-        << kBwdSinkKernelName << "(const __grid_constant__ fjk::BwdParams p) {\n"
-        << "  fjk::attention_bwd_sink<fjk::GeneratedVariant>(p);\n"
-        << "}\n";
+    writeSinkKernel(s, c);
   } else {
     s << "using GeneratedDqTraits = DqTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV << ", "
       << c.dqBlockM << ", " << c.dqBlockN << ", " << c.dqNumWarps << ">;\n"

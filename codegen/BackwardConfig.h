@@ -14,12 +14,18 @@
 
 #include <string>
 
+#include "codegen/AttentionConfig.h"
 #include "dsl/Types.h"
 
 namespace flexjit {
 
 /// The inputs of one backward build: what the kernel templates are specialised on.
 struct BwdKernelConfig {
+  /// Sm80: the mma.sync kernels below (any GPU from sm_80). Sm90: the dK/dV kernel of
+  /// codegen/templates/sm90/attention_bwd_dkdv.cuh (wgmma + TMA, Hopper), whose tiles are fixed (blockM 64,
+  /// blockN 128, three warpgroups); of the fields below it reads dtype, the head dims, the arch, stages,
+  /// atomicDq (always true) and sinkGrads.
+  KernelFamily family = KernelFamily::Sm80;
   DType dtype = DType::BF16;  ///< of Q, K, V, O, dO and the gradients: F16 or BF16
   int headDim = 128;          ///< D of Q and K; a multiple of 16, at most 256
   int headDimV = 128;         ///< Dv of V and O; a multiple of 16, at most 256
@@ -75,6 +81,10 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
                                  int maskBlockQ = 128, int maskBlockKV = 128, bool deterministic = false,
                                  int gradSites = 0);
 
+/// The sm90 family's configuration (Hopper): the fixed tiles of its dK/dV kernel, a two-stage Q / dO ring,
+/// dQ through TMA reductions (not deterministic). Run checkBwdConfig / checkBwdMaskBlocks on the result.
+BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
+
 /// Gives the first min(gradSites, 4) accumulation sites a shared-memory window each: 2048 floats for one
 /// or two sites, 1024 for three or four (16 KiB in all), halved down to 256 while the dK/dV kernel would
 /// exceed the GPU's shared memory; none when even that does not fit. docs/kernels-backward.md says why.
@@ -120,8 +130,8 @@ inline constexpr const char* kBwdDkDvKernelName = "flexjit_attention_bwd_dkdv";
 inline constexpr const char* kBwdDqKernelName = "flexjit_attention_bwd_dq";
 inline constexpr const char* kBwdSinkKernelName = "flexjit_attention_bwd_sink";
 
-/// The kernel template each program includes (repository-root path, as embedded).
-const char* bwdKernelTemplate(BwdKernelKind kind);
+/// The kernel template each program of `config`'s family includes (repository-root path, as embedded).
+const char* bwdKernelTemplate(const BwdKernelConfig& config, BwdKernelKind kind);
 
 /// The generated tail of an NVRTC program: for DkDv / Dq the adapter from fjv:: to the kernel's Variant
 /// interface and the extern "C" __global__ entry; for Aux the two small kernels' entries.

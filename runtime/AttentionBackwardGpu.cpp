@@ -19,6 +19,7 @@
 
 #include "codegen/BackwardConfig.h"
 #include "codegen/templates/common/attention_bwd_params.h"
+#include "codegen/templates/sm90/bwd_params.h"
 #include "runtime/AttentionGpu.h"
 #include "runtime/BackwardBuild.h"
 #include "runtime/Captures.h"
@@ -27,6 +28,8 @@
 #include "runtime/KernelArgs.h"
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
+#include "runtime/Planner.h"
+#include "runtime/TmaMaps.h"
 #include "runtime/Workspace.h"
 
 namespace flexjit {
@@ -50,7 +53,9 @@ fj::GradArgs gradArgs(const ScoreMod& score, const ExtraHooks& extra, const Capt
   return g;
 }
 
-void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, CUstream stream, fjk::BwdParams& p) {
+/// Launches entry `name` with one parameter struct (BwdParams, or the sm90 family's Sm90BwdParams).
+template <class Params>
+void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, CUstream stream, Params& p) {
   if (l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) return;
   LoadedKernel fn = ModuleCache::global().load(kernel, static_cast<size_t>(l.sharedMemoryBytes), name);
   void* args[] = {&p};
@@ -61,8 +66,13 @@ void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, 
 
 /// Applies FLEXJIT_BWD_CONFIG's "key=value,..." overrides to a default configuration.
 void applyBwdOverrides(BwdKernelConfig& c) {
+  int family = 0;  // read by requestedBackwardFamily
+  if (c.family == KernelFamily::Sm90) {
+    applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family}, {"stages", &c.stages}});
+    return;
+  }
   applyConfigOverrides("FLEXJIT_BWD_CONFIG",
-                       {{"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},
+                       {{"family", &family},           {"blockM", &c.blockM},       {"blockN", &c.blockN},       {"warps", &c.numWarps},
                         {"sdpWarpsM", &c.sdpWarpsM}, {"dkvWarpsN", &c.dkvWarpsN}, {"dqWarpsM", &c.dqWarpsM},
                         {"stages", &c.stages},       {"unroll", &c.gemmUnroll},   {"dqBlockM", &c.dqBlockM},
                         {"dqBlockN", &c.dqBlockN},   {"dqWarps", &c.dqNumWarps},  {"dqFirst", &c.dqFirst},
@@ -109,7 +119,37 @@ Workspace::Lease recomputeProbState(const TensorView& q, const TensorView& k, co
 }  // namespace
 
 BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const DeviceInfo& info,
-                                  const BlockMask& blockMask, bool deterministic, const Variant& variant) {
+                                  const BlockMask& blockMask, bool deterministic, const Variant& variant,
+                                  bool tmaDescribable, bool driverHasTensorMaps) {
+  BackwardProblem problem;
+  problem.dtype = dtype;
+  problem.headDim = static_cast<int>(s.D);
+  problem.headDimV = static_cast<int>(s.Dv);
+  problem.archMajor = info.computeMajor;
+  problem.archMinor = info.computeMinor;
+  problem.maskBlockQ = blockMask.blockQ;
+  problem.maskBlockKV = blockMask.blockKV;
+  problem.deterministic = deterministic;
+  problem.tmaDescribable = tmaDescribable;
+  problem.driverHasTensorMaps = driverHasTensorMaps;
+  problem.gradSites = variant.gradSites;
+  problem.hasProb = variant.facts.hasProb;
+  problem.accumRows = s.B * s.Hq * bwdPaddedLenQ(static_cast<int>(s.Lq));
+  const int requested = requestedBackwardFamily();
+  const std::string sm90Why = sm90BackwardUnsupported(problem);
+  if (requested == 90 && !sm90Why.empty())
+    throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + sm90Why +
+                "; use family=80 or unset FLEXJIT_BWD_CONFIG");
+  if (sm90Why.empty() && (requested == 90 || (requested == 0 && sm90BackwardByDefault()))) {
+    BwdKernelConfig config = defaultSm90BwdConfig(dtype, problem.headDim, problem.headDimV, info.computeMajor,
+                                                  info.computeMinor);
+    config.sinkGrads = variant.facts.sinkHasTensorGrads;
+    const BwdKernelConfig defaults = config;
+    applyBwdOverrides(config);
+    if (!(config == defaults)) requireOverridesRun(config, blockMask);
+    requireBwdSupported(config, blockMask.blockQ, blockMask.blockKV);
+    return config;
+  }
   BwdKernelConfig config =
       defaultBwdConfig(dtype, static_cast<int>(s.D), static_cast<int>(s.Dv), info.computeMajor, info.computeMinor,
                        blockMask.blockQ, blockMask.blockKV, deterministic, variant.gradSites);
@@ -142,7 +182,14 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   const ExtraHooks extra = options.extraHooks();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
-  BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant);
+  auto describable = [](const TensorView& t) {
+    return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
+                          static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
+  };
+  const bool tma = describable(q) && describable(k) && describable(v) && describable(dout) && describable(dk) &&
+                   describable(dv);
+  BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant, tma,
+                                             CudaDriver::get().hasTensorMaps());
   const std::string tag = variantTag(scoreMod, mask);
   const CompiledKernel& aux = backwardKernel(nullptr, config, BwdKernelKind::Aux, tag);
   const CompiledKernel& main = backwardKernel(variant.get(), config, BwdKernelKind::DkDv, tag);
@@ -216,7 +263,15 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   launch(aux, kBwdPreprocessKernelName, bwdPreprocessLaunch(p.batch, p.heads_q, p.len_q), stream, p);
   // The sink's gradient needs Delta (the preprocess) and nothing the other kernels write.
   if (config.sinkGrads) launch(main, kBwdSinkKernelName, bwdSinkLaunch(p.batch, p.heads_q, p.len_q), stream, p);
-  launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, p);
+  if (config.family == KernelFamily::Sm90) {
+    fjk::Sm90BwdParams P{};
+    P.p = p;
+    const CudaDriver& driver = CudaDriver::get();
+    driver.check(encodeSm90BwdMaps(driver.api().cuTensorMapEncodeTiled, P, config), "cuTensorMapEncodeTiled");
+    launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, P);
+  } else {
+    launch(main, kBwdDkDvKernelName, bwdDkDvLaunch(config, p.batch, p.heads_kv, p.len_kv), stream, p);
+  }
   if (config.atomicDq) {
     launch(aux, kBwdConvertKernelName, bwdConvertLaunch(p.batch, p.heads_q, p.len_q), stream, p);
   } else {

@@ -17,9 +17,13 @@ void gpuForward(const TensorView& q, const TensorView& k, const TensorView& v, c
                 const AttentionOptions& options);
 
 /// The backward kernel configuration gpuBackward uses for these inputs and variant (made with its
-/// gradient: its accumulation sites get gradient windows); overrides from FLEXJIT_BWD_CONFIG applied, checked.
+/// gradient: its accumulation sites get gradient windows): the family from runtime/Planner.h's rules
+/// (tmaDescribable: the tensors' layouts allow TMA; driverHasTensorMaps: the driver can encode the maps; both
+/// true where no tensors or driver are at hand: `flexjit compile`, compiles ahead), overrides from
+/// FLEXJIT_BWD_CONFIG applied, checked.
 BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& shape, const DeviceInfo& info,
-                                  const BlockMask& blockMask, bool deterministic, const Variant& variant);
+                                  const BlockMask& blockMask, bool deterministic, const Variant& variant,
+                                  bool tmaDescribable = true, bool driverHasTensorMaps = true);
 
 /// Compiles the backward kernels gpuBackward would use for these inputs on a background thread; the
 /// kernel cache lets a later backward wait for that compile instead of starting another. At most one

@@ -41,4 +41,19 @@ void applyConfigOverrides(const char* envName, const std::map<std::string, int*>
   }
 }
 
+std::optional<int> readConfigKey(const char* envName, const std::string& key) {
+  const char* env = std::getenv(envName);
+  if (!env || !*env) return std::nullopt;
+  std::stringstream ss(env);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.compare(0, key.size() + 1, key + "=") != 0) continue;
+    std::optional<int64_t> value = parseInteger(item.substr(key.size() + 1), INT_MIN, INT_MAX);
+    if (!value)
+      throw Error(fmt::format("{}: bad entry '{}' ({} takes an integer in [{}, {}])", envName, item, key, INT_MIN,
+                              INT_MAX));
+    return static_cast<int>(*value);
+  }
+  return std::nullopt;
+}
+
 }  // namespace flexjit

@@ -19,4 +19,8 @@ std::optional<int64_t> parseInteger(const std::string& text, int64_t min, int64_
 /// value that is not an int throws flexjit::Error naming the keys it accepts. Unset or empty: no change.
 void applyConfigOverrides(const char* envName, const std::map<std::string, int*>& fields);
 
+/// The value of one key of `envName`'s list, without judging the other keys (applyConfigOverrides does that
+/// where the key's fields are applied): for a key such as family= that decides which fields exist.
+std::optional<int> readConfigKey(const char* envName, const std::string& key);
+
 }  // namespace flexjit

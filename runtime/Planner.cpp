@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "codegen/BackwardConfig.h"
 #include "codegen/templates/decode/decode_params.h"
 #include "dsl/Error.h"
 #include "runtime/ConfigOverrides.h"
@@ -176,6 +177,33 @@ ForwardPlan planForward(const ForwardProblem& p) {
   if (FwdConfigCheck check = checkFwdMaskBlocks(plan.config, p.maskBlockQ, p.maskBlockKV); !check.ok())
     throw Error(check.message);
   return plan;
+}
+
+int requestedBackwardFamily() {
+  const int family = readConfigKey("FLEXJIT_BWD_CONFIG", "family").value_or(0);
+  if (family != 0 && family != kSm80FamilyCode && family != kSm90FamilyCode)
+    throw Error(fmt::format("FLEXJIT_BWD_CONFIG: family={} is not a backward family; use family=80 (mma.sync) or "
+                            "family=90 (wgmma + TMA, Hopper)", family));
+  return family;
+}
+
+bool sm90BackwardByDefault() { return false; }
+
+std::string sm90BackwardUnsupported(const BackwardProblem& p) {
+  if (p.archMajor != 9 || p.archMinor != 0) return fmt::format("the GPU is sm_{}{}, not sm_90", p.archMajor, p.archMinor);
+  if (!p.driverHasTensorMaps) return "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer is needed)";
+  if (!p.tmaDescribable)
+    return "a tensor's layout cannot be described to TMA (a broadcast stride of 0, or a stride or base that is "
+           "not 16-byte aligned)";
+  if (p.deterministic) return "deterministic mode needs the sm80 family's dQ kernel (fixed reduction order)";
+  if (p.gradSites > 0)
+    return "captured tensors with gradients are summed in the sm80 family's shared-memory windows";
+  if (p.hasProb) return "a prob_mod's backward (its gradient sums) runs on the sm80 family";
+  if (p.accumRows >= (1ll << 31)) return "B * H * Q_LEN is beyond the int32 coordinates of a TMA reduction";
+  BwdKernelConfig c = defaultSm90BwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+  if (BwdConfigCheck check = checkBwdConfig(c); !check.ok) return check.message;
+  if (BwdConfigCheck check = checkBwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok) return check.message;
+  return "";
 }
 
 ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,

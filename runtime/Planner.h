@@ -75,6 +75,33 @@ ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int ar
 
 /// Why the sm90 family cannot run `problem` ("" when it can).
 std::string sm90ForwardUnsupported(const ForwardProblem& problem);
+
+/// What the backward's family choice looks at (the tiles themselves come from codegen/BackwardConfig.h).
+struct BackwardProblem {
+  DType dtype = DType::BF16;
+  int headDim = 128;
+  int headDimV = 128;
+  int archMajor = 9;
+  int archMinor = 0;
+  int maskBlockQ = 128;
+  int maskBlockKV = 128;
+  bool deterministic = false;       ///< a fixed reduction order for dQ (the sm80 family's dQ kernel)
+  bool tmaDescribable = true;       ///< q, k, v, dO, dK, dV can be described by TMA tensor maps
+  bool driverHasTensorMaps = true;
+  int gradSites = 0;                ///< captured-tensor gradient sites of score_mod_grad
+  bool hasProb = false;             ///< a prob_mod (its gradient sums and delta weights)
+  long long accumRows = 0;          ///< B * Hq * len_q_pad: the dQ accumulator's rows (TMA coordinates are int32)
+};
+
+/// Why the sm90 backward family cannot run `problem` ("" when it can).
+std::string sm90BackwardUnsupported(const BackwardProblem& problem);
+
+/// The backward family FLEXJIT_BWD_CONFIG asks for: 0 (the planner decides), 80 or 90.
+int requestedBackwardFamily();
+
+/// Whether the planner takes the sm90 backward by itself where it applies (otherwise FLEXJIT_BWD_CONFIG=
+/// family=90 asks for it).
+bool sm90BackwardByDefault();
 /// Why the decode family cannot run `problem` ("" when it can).
 std::string decodeForwardUnsupported(const ForwardProblem& problem);
 

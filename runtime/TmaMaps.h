@@ -1,4 +1,4 @@
-// The TMA tensor maps of the sm90 forward kernel, encoded from the same pointers, sizes and strides the
+// The TMA tensor maps of the sm90 forward and backward kernels, encoded from the same pointers, sizes and strides the
 // common FwdParams hold. Header-only over an injected cuTensorMapEncodeTiled, so the runtime (through its
 // dlopen'ed driver) and bench/fwd_selftest.cu (which has no runtime library) share one definition.
 //
@@ -14,6 +14,9 @@
 #include <cstdint>
 
 #include "codegen/AttentionConfig.h"
+#include "codegen/BackwardConfig.h"
+#include "codegen/templates/sm90/bwd_layout.h"
+#include "codegen/templates/sm90/bwd_params.h"
 #include "codegen/templates/sm90/fwd_params.h"
 
 namespace flexjit {
@@ -79,6 +82,40 @@ inline CUresult encodeSm90FwdMaps(TensorMapEncodeTiledFn encode, fjk::Sm90FwdPar
   if (r == CUDA_SUCCESS)
     r = encodeBhlMap(encode, P.o, c.dtype, p.o, p.o_stride, b, atLeast1(p.heads_q), lq, c.headDimV,
                      fjk::kWarpgroupRows);
+  return r;
+}
+
+/// Encodes a rank-2 float32 map over `rows` contiguous rows of `cols` floats with boxes of 32 columns (128
+/// bytes, the swizzle span) by boxRows rows: the sm90 backward's dQ accumulator, which TMA reductions add to.
+inline CUresult encodeFloatRowsMap(TensorMapEncodeTiledFn encode, fjk::TmaMap& out, void* data, long long rows,
+                                   int cols, int boxRows) {
+  constexpr cuuint64_t kFloat = 4;
+  const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows > 0 ? rows : 1)};
+  const cuuint64_t byteStrides[1] = {cuuint64_t(cols) * kFloat};
+  const cuuint32_t box[2] = {32, cuuint32_t(boxRows)};
+  const cuuint32_t elementStrides[2] = {1, 1};
+  return encode(reinterpret_cast<CUtensorMap*>(&out), CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, data, dims, byteStrides,
+                box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
+/// Fills the maps of the sm90 dK/dV kernel from P.p (fjk::Sm90BwdParams says which boxes); returns the first
+/// failing CUresult. Lengths of 0 are encoded as 1 (such launches have no CTAs or no q tiles).
+inline CUresult encodeSm90BwdMaps(TensorMapEncodeTiledFn encode, fjk::Sm90BwdParams& P, const BwdKernelConfig& c) {
+  const fjk::BwdParams& p = P.p;
+  auto atLeast1 = [](int n) { return n > 0 ? n : 1; };
+  const int b = atLeast1(p.batch), hq = atLeast1(p.heads_q), hkv = atLeast1(p.heads_kv);
+  const int lq = atLeast1(p.len_q), lkv = atLeast1(p.len_kv);
+  constexpr int kRowsQ = fjk::kSm90BwdBlockM, kRowsKv = fjk::kSm90BwdBlockN, kRowsWg = fjk::kSm90BwdWgKv;
+  CUresult r = encodeBhlMap(encode, P.q, c.dtype, p.q, p.q_stride, b, hq, lq, c.headDim, kRowsQ);
+  if (r == CUDA_SUCCESS) r = encodeBhlMap(encode, P.dout, c.dtype, p.dout, p.do_stride, b, hq, lq, c.headDimV, kRowsQ);
+  if (r == CUDA_SUCCESS) r = encodeBhlMap(encode, P.k, c.dtype, p.k, p.k_stride, b, hkv, lkv, c.headDim, kRowsKv);
+  if (r == CUDA_SUCCESS) r = encodeBhlMap(encode, P.v, c.dtype, p.v, p.v_stride, b, hkv, lkv, c.headDimV, kRowsKv);
+  if (r == CUDA_SUCCESS) r = encodeBhlMap(encode, P.dk, c.dtype, p.dk, p.dk_stride, b, hkv, lkv, c.headDim, kRowsWg);
+  if (r == CUDA_SUCCESS) r = encodeBhlMap(encode, P.dv, c.dtype, p.dv, p.dv_stride, b, hkv, lkv, c.headDimV, kRowsWg);
+  if (r == CUDA_SUCCESS && p.dq_accum != nullptr)
+    r = encodeFloatRowsMap(encode, P.dq_accum, p.dq_accum, static_cast<long long>(b) * hq * p.len_q_pad, c.headDim,
+                           kRowsQ);
   return r;
 }
 

@@ -77,6 +77,32 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   EXPECT_EQ(dq.spillStoreBytes, 0) << GetParam() << ": dQ kernel spills";
 }
 
+// The sm90 family's dK/dV kernel (wgmma + TMA) for every seed variant it takes (the planner sends captured-
+// tensor gradients and prob_mods to the sm80 family), bf16 D128 and fp16 D64: its PTX holds the wgmmas, the
+// TMA loads and the TMA reductions of dQ, and ptxas spills at most a few scalars (bf16 D128 keeps some of
+// the precomputed wgmma descriptors in local memory, reloaded once per q tile).
+TEST_P(BackwardCompileTest, Sm90FamilyCompilesWithoutSpills) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  examples::SeedVariant v = examples::makeSeedVariant(GetParam());
+  Variant variant = generateVariant(v.score, v.mask, {true});
+  if (variant.gradSites > 0) GTEST_SKIP() << "captured-tensor gradients run on the sm80 family";
+  for (const Target& t : {Target{9, 0, DType::BF16, 128}, Target{9, 0, DType::F16, 64}}) {
+    BwdKernelConfig config = defaultSm90BwdConfig(t.dtype, t.headDim, t.headDim, 9, 0);
+    requireBwdSupported(config, 128, 128);
+    const std::string what = GetParam() + "/sm90";
+    CompileResult r = compileCuda(backwardSource(&variant, config, BwdKernelKind::DkDv), "bwd_" + what,
+                                  CompileOptions{"sm_90a", {}, false});
+    ASSERT_FALSE(r.cubin.empty()) << what;
+    for (const char* op : {"wgmma.mma_async", "cp.async.bulk.tensor", "cp.reduce.async.bulk.tensor", "setmaxnreg"})
+      EXPECT_NE(r.ptx.find(op), std::string::npos) << what << ": no " << op;
+    const ResourceUsage& use = resourceUsage(r, kBwdDkDvKernelName);
+    std::printf("[ resources ] %-16s sm_90a %s D%-3d dkdv sm90 family: %3lld registers, %4lld B spill stores, smem %d B\n",
+                GetParam().c_str(), dtypeName(t.dtype), t.headDim, static_cast<long long>(use.registers),
+                static_cast<long long>(use.spillStoreBytes), bwdDkDvSharedMemoryBytes(config));
+    EXPECT_LE(use.spillStoreBytes, kScalarSpillBytes) << what << ": spills more than scalars";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Seeds, BackwardCompileTest, ::testing::ValuesIn(examples::seedVariantNames()),
                          [](const auto& info) { return info.param; });
 

@@ -16,6 +16,8 @@
 #include "BackwardTestUtil.h"
 #include "examples/SeedVariants.h"
 #include "runtime/CudaDriver.h"
+#include "runtime/Device.h"
+#include "runtime_test_support.h"
 
 using namespace flexjit;
 using namespace flexjit::testing;
@@ -196,6 +198,53 @@ TEST_P(AttentionBackwardGpuSeeds, DeterministicModeMatchesTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSeeds, ::testing::ValuesIn(examples::seedVariantNames()),
                          [](const auto& info) { return info.param; });
+
+/// The sm90 family's dK/dV kernel (wgmma + TMA, FLEXJIT_BWD_CONFIG=family=90) on the cases above, for
+/// every seed variant it runs (captured-tensor gradients go to the sm80 family), plus fully masked rows at
+/// both of its head dims. Skipped on GPUs other than sm_90.
+class AttentionBackwardGpuSm90 : public ::testing::TestWithParam<std::string> {};
+
+bool gpuIsSm90() {
+  const DeviceInfo info = deviceInfo(0);
+  return info.computeMajor == 9 && info.computeMinor == 0;
+}
+
+TEST_P(AttentionBackwardGpuSm90, MatchesTheReference) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  if (!gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
+  if (!gradientCaptures(examples::makeSeedVariant(GetParam()).score).empty())
+    GTEST_SKIP() << "captured-tensor gradients run on the sm80 family";
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  uint32_t seed = 2500;
+  for (const Case& c : kCases) runCase(GetParam(), c, seed += 5, false);
+  for (const Case& c : {Case{2, 8, 2, 700, 900, 128, DType::BF16}, Case{1, 4, 4, 1030, 1030, 64, DType::F16}})
+    runCase(GetParam(), c, seed += 5, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSm90, ::testing::ValuesIn(examples::seedVariantNames()),
+                         [](const auto& info) { return info.param; });
+
+TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  if (!gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  MaskMod late("late_rows", [](Expr, Expr, Expr q, Expr kv) { return (q >= 5) & (kv <= q); });
+  uint32_t seed = 2700;
+  for (int64_t D : {64, 128}) {
+    const Case c{1, 2, 2, 200, 200, D, DType::BF16};
+    BlockMask cpuMask = createBlockMask(late, 1, 2, 200, 200, Device::cpu());
+    BlockMask gpuMask = createBlockMask(late, 1, 2, 200, 200, kGpu);
+    Inputs in = makeInputs(c, ScoreMod::noop(), cpuMask, seed += 4);
+    GradValues exact = exactGrads(in, ScoreMod::noop(), cpuMask);
+    GradValues lp = lowPrecisionBackward(in.q, in.k, in.v, in.out, in.lse, in.dout, ScoreMod::noop(), late,
+                                         1.0f / std::sqrt(static_cast<float>(D)));
+    GradValues got = gpuGrads(in, ScoreMod::noop(), gpuMask, false);
+    std::string summary = expectClose(got, lp, exact, describe("late_rows sm90", c, false));
+    std::printf("[ backward ] %-52s%s\n", describe("late_rows sm90", c, false).c_str(), summary.c_str());
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t i = 0; i < 5 * D; ++i) EXPECT_EQ(got.dq[h * 200 * D + i], 0.0) << "masked row of head " << h;
+  }
+}
 
 /// Captured-tensor gradients through the dK/dV kernel's shared-memory windows (see makeVariant; the seeds
 /// relative_bias and gated_decay run above): windows too large for their capacity, more sites than

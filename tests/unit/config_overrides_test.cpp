@@ -99,3 +99,43 @@ TEST(BackwardConfig, ImpossibleOverridesNameTheOverride) {
     }
   }
 }
+
+// FLEXJIT_BWD_CONFIG=family=90 gives the sm90 dK/dV kernel where it can run, takes only its own tunable
+// (stages) and names why it cannot run a problem (captured-tensor gradients, deterministic mode).
+TEST(BackwardConfig, TheSm90FamilyOnRequest) {
+  examples::SeedVariant causal = examples::makeSeedVariant("causal");
+  Variant plain = generateVariant(causal.score, causal.mask, {true});
+  examples::SeedVariant rel = examples::makeSeedVariant("relative_bias");
+  Variant withGrads = generateVariant(rel.score, rel.mask, {true});
+  AttentionShape shape;
+  shape.D = shape.Dv = 128;
+  DeviceInfo info;
+  info.computeMajor = 9;
+  BlockMask blocks = fullBlockMask(256, 256, Device::cpu());
+  EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, plain).family, KernelFamily::Sm80);
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  const BwdKernelConfig c = backwardConfigFor(DType::BF16, shape, info, blocks, false, plain);
+  EXPECT_EQ(c.family, KernelFamily::Sm90);
+  EXPECT_EQ(c.blockM, 64);
+  EXPECT_EQ(c.blockN, 128);
+  EXPECT_NE(describeBwdConfig(c).find("family=sm90"), std::string::npos);
+  auto message = [&](const Variant& v, bool deterministic) {
+    try {
+      backwardConfigFor(DType::BF16, shape, info, blocks, deterministic, v);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(withGrads, false).find("family=90 cannot run this backward: captured tensors"), std::string::npos);
+  EXPECT_NE(message(plain, true).find("deterministic"), std::string::npos);
+  {
+    ScopedEnv stages("FLEXJIT_BWD_CONFIG", std::string("family=90,stages=3"));
+    const int bytes = bwdDkDvSharedMemoryBytes(backwardConfigFor(DType::BF16, {1, 1, 1, 128, 128, 64, 64}, info,
+                                                                 blocks, false, plain));
+    EXPECT_GT(bytes, 0);
+    EXPECT_NE(message(plain, false).find("shared memory"), std::string::npos) << "D128 with 3 stages fits no GPU";
+  }
+  ScopedEnv sm80Key("FLEXJIT_BWD_CONFIG", std::string("family=90,blockM=32"));
+  EXPECT_NE(message(plain, false).find("blockM"), std::string::npos);
+}

@@ -134,3 +134,36 @@ TEST(Planner, ThePlannedSm90KernelCompilesWithoutSpills) {
   EXPECT_NE(build.kernel->ptx.find("wgmma.mma_async"), std::string::npos);
   EXPECT_NE(build.kernel->ptx.find("cp.async.bulk.tensor"), std::string::npos);
 }
+
+// The backward's family rules: the sm90 dK/dV kernel where everything it needs holds, and each reason it
+// does not, in words; FLEXJIT_BWD_CONFIG=family= picks or refuses.
+TEST(Planner, TheSm90BackwardSaysWhyItCannotRun) {
+  BackwardProblem p;
+  EXPECT_EQ(sm90BackwardUnsupported(p), "");
+  auto why = [&](auto change) {
+    BackwardProblem q = p;
+    change(q);
+    return sm90BackwardUnsupported(q);
+  };
+  EXPECT_NE(why([](BackwardProblem& q) { q.archMajor = 8; }).find("not sm_90"), std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.deterministic = true; }).find("deterministic"), std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.gradSites = 1; }).find("captured tensors"), std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.hasProb = true; }).find("prob_mod"), std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.tmaDescribable = false; }).find("TMA"), std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.headDim = q.headDimV = 96; }).find("head dims 64 and 128"),
+            std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.maskBlockKV = 64; }).find("multiple of the kernel tiles"),
+            std::string::npos);
+  EXPECT_NE(why([](BackwardProblem& q) { q.accumRows = 1ll << 31; }).find("int32"), std::string::npos);
+  EXPECT_EQ(why([](BackwardProblem& q) { q.headDim = q.headDimV = 64; q.maskBlockQ = 64; }), "");
+  {
+    ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90,stages=1"));
+    EXPECT_EQ(requestedBackwardFamily(), 90);
+  }
+  {
+    ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=70"));
+    EXPECT_THROW(requestedBackwardFamily(), Error);
+  }
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::nullopt);
+  EXPECT_EQ(requestedBackwardFamily(), 0);
+}

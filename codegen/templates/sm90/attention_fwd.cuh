@@ -155,19 +155,6 @@ __device__ __forceinline__ void sched_open(int wg) {
     if (wg == 1) named_barrier_arrive(kSchedBarrier, 2 * kWarpgroupThreads);
 }
 
-/// Lane 0 of each consumer warp arrives on an "empty" barrier once the warp's wgmmas reading that slot
-/// have completed (the barrier expects one arrival per consumer warp).
-__device__ __forceinline__ void release_slot(unsigned bar, int lane) {
-  __syncwarp();
-  if (lane == 0) mbar_arrive(bar);
-}
-
-/// The flat register view of an accumulator tile (wgmma names registers d[0 .. N/2)).
-template <int kN>
-__device__ __forceinline__ float (&flat(float (&s)[1][kN][4]))[kN * 4] {
-  return reinterpret_cast<float(&)[kN * 4]>(s);
-}
-
 /// The query indices of the two accumulator rows a consumer thread holds (`row`: its first row inside the
 /// warpgroup's 64).
 __device__ __forceinline__ void sm90_thread_rows(int (&q_of_row)[2], int q0, int wg, int row) {
@@ -192,20 +179,7 @@ __device__ __forceinline__ void sm90_write_o_lse(float (&o)[1][Tr::kTilesDv][4],
   if constexpr (kPass == kPassStats) return;  // uniform: the statistics pass has no O
   // This warpgroup's rows of the Q region: only its own wgmmas read them, and all have completed.
   const unsigned s_o = sm.q() + wg * kWarpgroupRows * kSm90ChunkCols * kElemBytes;
-  const int t = lane & 3;
-#pragma unroll
-  for (int j = 0; j < Tr::kTilesDv; ++j) {
-    const int chunk = j / (kSm90ChunkCols / kMmaCols), piece = j % (kSm90ChunkCols / kMmaCols);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = row + half * (kMmaRows / 2);
-      // 16-byte piece `piece` of row r sits at piece ^ (r % 8): the layout the TMA store reads.
-      const unsigned addr =
-          s_o + chunk * Tr::kLayout.q_chunk_bytes + r * 128 + ((piece ^ (r & 7)) << 4) + t * 4;
-      const unsigned v = pack_half2<Tr::kIsBf16>(o[0][j][2 * half] * inv_sum[half], o[0][j][2 * half + 1] * inv_sum[half]);
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-    }
-  }
+  st_acc_swizzled_16<Tr::kIsBf16, Tr::kTilesDv>(s_o, Tr::kLayout.q_chunk_bytes, flat(o), row, lane & 3, inv_sum);
   fence_proxy_async_smem();
   named_barrier_sync(kEpilogueBarrier + wg, kWarpgroupThreads);
   if (threadIdx.x % kWarpgroupThreads == 0) {

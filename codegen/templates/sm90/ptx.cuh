@@ -30,6 +30,13 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(unsigned bar, unsigned byt
 __device__ __forceinline__ void mbar_arrive(unsigned bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+/// Lane 0 of each consumer warp arrives on an "empty" barrier once the warp's wgmmas reading that slot
+/// have completed (the barrier expects one arrival per consumer warp).
+__device__ __forceinline__ void release_slot(unsigned bar, int lane) {
+  __syncwarp();
+  if (lane == 0) mbar_arrive(bar);
+}
+
 /// Spins until the phase of parity `parity` of `bar` has completed.
 __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
   asm volatile(
@@ -54,6 +61,24 @@ __device__ __forceinline__ void tma_load_4d(unsigned dst, const TmaMap& map, int
       "l"(reinterpret_cast<unsigned long long>(&map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
       : "memory");
 }
+/// Bulk copy (no tensor map) of `bytes` (a multiple of 16, both addresses 16-byte aligned) from global
+/// memory to shared memory at `dst`, completing its transactions on `bar`.
+__device__ __forceinline__ void bulk_load(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
+/// TMA reduction of one box of a rank-2 float32 tensor: global += the box in shared memory at `src`
+/// (element-wise adds performed atomically in L2; elements outside the tensor are dropped). Completes in
+/// the bulk group of tma_store_commit / tma_store_wait_read.
+__device__ __forceinline__ void tma_reduce_add_2d(const TmaMap& map, unsigned src, int c0, int c1) {
+  asm volatile("cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                   reinterpret_cast<unsigned long long>(&map)),
+               "r"(src), "r"(c0), "r"(c1)
+               : "memory");
+}
+
 /// TMA store of one box from shared memory at `src`; elements outside the tensor are not written.
 __device__ __forceinline__ void tma_store_4d(const TmaMap& map, unsigned src, int c0, int c1, int c2, int c3) {
   asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(

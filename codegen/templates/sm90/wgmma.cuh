@@ -10,7 +10,7 @@
 //   K-major operand (Q and K for S = Q K^T): 8-row core-matrix groups SBO = 1024 bytes apart; the 16
 //     elements of one k-step lie inside a 128-byte row, so LBO is unused; k-step kk of a chunk starts
 //     32 * kk bytes into it.
-//   MN-major operand (V for O = P V, "transposed B"): along N, 64-element chunks LBO bytes apart (one
+//   MN-major operand (V for O = P V, "transposed B"; P^T and dS^T for the backward's dV / dK, "transposed A"): along N, 64-element chunks LBO bytes apart (one
 //     chunk of the tile = rows * 128 bytes); along K, 8 rows SBO = 1024 bytes apart; k-step kk (16 kv rows)
 //     starts 2048 * kk bytes into the tile.
 //
@@ -22,6 +22,8 @@
 //
 // The operand lists below are spelled out because inline PTX names every register; one macro per N.
 #pragma once
+
+#include "codegen/templates/common/fragment.cuh"
 
 namespace fjk {
 
@@ -69,13 +71,13 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
     for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(d[i][r])::"memory");
 }
 
-#define FJ_WGMMA_SS_N64(TYPE, TNSP_B) \
+#define FJ_WGMMA_SS_N64(TYPE, TNSP_A, TNSP_B) \
   asm volatile( \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
       "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-      "}, %32, %33, p, 1, 1, 0, " #TNSP_B ";\n}\n" \
+      "}, %32, %33, p, 1, 1, " #TNSP_A ", " #TNSP_B ";\n}\n" \
       : \
       "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
@@ -99,7 +101,7 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
-#define FJ_WGMMA_SS_N128(TYPE, TNSP_B) \
+#define FJ_WGMMA_SS_N128(TYPE, TNSP_A, TNSP_B) \
   asm volatile( \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
       "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {" \
@@ -107,7 +109,7 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
-      "}, %64, %65, p, 1, 1, 0, " #TNSP_B ";\n}\n" \
+      "}, %64, %65, p, 1, 1, " #TNSP_A ", " #TNSP_B ";\n}\n" \
       : \
       "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
@@ -141,7 +143,7 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
-#define FJ_WGMMA_SS_N256(TYPE, TNSP_B) \
+#define FJ_WGMMA_SS_N256(TYPE, TNSP_A, TNSP_B) \
   asm volatile( \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n" \
       "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {" \
@@ -153,7 +155,7 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
       "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
       "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
       "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
-      "}, %128, %129, p, 1, 1, 0, " #TNSP_B ";\n}\n" \
+      "}, %128, %129, p, 1, 1, " #TNSP_A ", " #TNSP_B ";\n}\n" \
       : \
       "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
       "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
@@ -207,18 +209,31 @@ __device__ __forceinline__ void wgmma_fence_operands(unsigned (&d)[kN][4]) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d) \
       : "memory")
 
-/// d (+)= A B for one k-step, A and B K-major in shared memory; scale_d == 0 overwrites d.
-template <int kN, bool kIsBf16>
+/// d (+)= A B for one k-step, A and B in shared memory, K-major unless kTransA / kTransB (MN-major:
+/// desc_mn_major; 16-bit types only); scale_d == 0 overwrites d.
+template <int kN, bool kIsBf16, int kTransA = 0, int kTransB = 0>
 __device__ __forceinline__ void wgmma_ss(float (&d)[kN / 2], unsigned long long desc_a, unsigned long long desc_b,
                                          int scale_d) {
   static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma tiles of 64, 128 or 256 columns");
-  if constexpr (kN == 64) {
-    if constexpr (kIsBf16) FJ_WGMMA_SS_N64("bf16", 0); else FJ_WGMMA_SS_N64("f16", 0);
-  } else if constexpr (kN == 128) {
-    if constexpr (kIsBf16) FJ_WGMMA_SS_N128("bf16", 0); else FJ_WGMMA_SS_N128("f16", 0);
-  } else {
-    if constexpr (kIsBf16) FJ_WGMMA_SS_N256("bf16", 0); else FJ_WGMMA_SS_N256("f16", 0);
+  static_assert((kTransA == 0 || kTransA == 1) && (kTransB == 0 || kTransB == 1), "transpose flags are 0 or 1");
+#define FJ_WGMMA_SS_PICK(MACRO)                                                       \
+  if constexpr (kTransA == 0 && kTransB == 0) {                                       \
+    if constexpr (kIsBf16) MACRO("bf16", 0, 0); else MACRO("f16", 0, 0);              \
+  } else if constexpr (kTransA == 0) {                                                \
+    if constexpr (kIsBf16) MACRO("bf16", 0, 1); else MACRO("f16", 0, 1);              \
+  } else if constexpr (kTransB == 0) {                                                \
+    if constexpr (kIsBf16) MACRO("bf16", 1, 0); else MACRO("f16", 1, 0);              \
+  } else {                                                                            \
+    if constexpr (kIsBf16) MACRO("bf16", 1, 1); else MACRO("f16", 1, 1);              \
   }
+  if constexpr (kN == 64) {
+    FJ_WGMMA_SS_PICK(FJ_WGMMA_SS_N64)
+  } else if constexpr (kN == 128) {
+    FJ_WGMMA_SS_PICK(FJ_WGMMA_SS_N128)
+  } else {
+    FJ_WGMMA_SS_PICK(FJ_WGMMA_SS_N256)
+  }
+#undef FJ_WGMMA_SS_PICK
 }
 
 /// d += A B for one k-step, A (four registers, mma.sync A layout) from registers, B MN-major in shared
@@ -242,5 +257,63 @@ __device__ __forceinline__ void wgmma_rs_mn(float (&d)[kN / 2], const unsigned (
 #undef FJ_WGMMA_RS_N128
 #undef FJ_WGMMA_SS_N256
 #undef FJ_WGMMA_RS_N256
+
+/// The flat register view of an accumulator tile (wgmma names registers d[0 .. N/2)).
+template <int kN>
+__device__ __forceinline__ float (&flat(float (&s)[1][kN][4]))[kN * 4] {
+  return reinterpret_cast<float(&)[kN * 4]>(s);
+}
+
+/// The accumulator-tile view of flat wgmma registers (the shape the shared tile code of common/ takes).
+template <int kTiles, int kFlat>
+__device__ __forceinline__ float (&as_tile(float (&d)[kFlat]))[1][kTiles][4] {
+  static_assert(kFlat == kTiles * 4, "four registers per 8-column tile");
+  return reinterpret_cast<float(&)[1][kTiles][4]>(d);
+}
+
+/// Stores a wgmma accumulator (this thread's d[4 j + e], rows `row` and row + 8 of its warpgroup's 64,
+/// columns 8 j + 2 t + e % 2) as 16-bit values into a 128-byte-swizzled tile at `tile` (the layout TMA and
+/// the descriptors above use; 64-column chunks `chunk_bytes` apart), row half h scaled by scale[h]. The 8
+/// rows of a store land on 8 different 16-byte slots: no bank conflicts.
+template <bool kIsBf16, int kTiles>
+__device__ __forceinline__ void st_acc_swizzled_16(unsigned tile, unsigned chunk_bytes, const float (&d)[kTiles * 4],
+                                                   int row, int t, const float (&scale)[2]) {
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    const int chunk = j / (kSwizzleRowElems / kMmaCols), piece = j % (kSwizzleRowElems / kMmaCols);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = row + half * (kMmaRows / 2);
+      const unsigned addr = tile + chunk * chunk_bytes + r * kSwizzleRowBytes + ((piece ^ (r & 7)) << 4) + t * 4;
+      const unsigned v = pack_half2<kIsBf16>(d[4 * j + 2 * half] * scale[half], d[4 * j + 2 * half + 1] * scale[half]);
+      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+    }
+  }
+}
+
+/// Floats of one 128-byte swizzled row (the box width of a float32 TMA map with 128-byte swizzle).
+constexpr int kSwizzleRowFloats = 32;
+
+/// The float32 twin of st_acc_swizzled_16: the accumulator into boxes of 32 columns (`box_bytes` apart,
+/// 128-byte rows, 16-byte piece c of row r at c ^ (r % 8)), the layout a float32 TMA map with 128-byte
+/// swizzle reads. A warp's store covers 8 rows x 2 pieces: two wavefronts, the minimum for 256 bytes.
+template <int kTiles>
+__device__ __forceinline__ void st_acc_swizzled_f32(unsigned tile, unsigned box_bytes, const float (&d)[kTiles * 4],
+                                                    int row, int t) {
+  constexpr int kTilesPerBox = kSwizzleRowFloats / kMmaCols;
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    const int box = j / kTilesPerBox;
+    const int piece = (j % kTilesPerBox) * 2 + t / 2;  // 4 floats per 16-byte piece
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = row + half * (kMmaRows / 2);
+      const unsigned addr = tile + box * box_bytes + r * kSwizzleRowBytes + ((piece ^ (r & 7)) << 4) + (t % 2) * 8;
+      asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(addr), "f"(d[4 * j + 2 * half]),
+                   "f"(d[4 * j + 2 * half + 1])
+                   : "memory");
+    }
+  }
+}
 
 }  // namespace fjk
