@@ -99,25 +99,35 @@ if want decode; then
 fi
 
 if want sanitize; then
-  filter=${SANITIZE_FILTER:-Families/AttentionGpuFamily.EverySeedVariant*:AttentionBackwardGpu.*:BlockMaskGpu*:DecodeGpu.*}
+  filter=${SANITIZE_FILTER:-Families/AttentionGpuFamily.EverySeedVariant*:Seeds/AttentionBackwardGpuSeeds.MatchesTheReference/*:AttentionBackwardGpu.*:AttentionBackwardGpuSm90Rows.*:BlockMaskGpu*:DecodeGpu.*}
   # The kernels first, compiled in 8 sharded processes without the tool (under compute-sanitizer one
   # process compiled them one after the other: 300 s were not enough, 2026-12-02); then both tools side
   # by side on the warm cache.
+  # The warm-up runs are the tests themselves: their results are kept and counted.
   for i in $(seq 0 7); do
     GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$i timeout ${SANITIZE_WARM_TIMEOUT:-240} dist/bin/flexjit_tests \
-      --gtest_filter="$filter" > /dev/null 2>&1 &
+      --gtest_filter="$filter" > "/tmp/sanitize_warm_$i.log" 2>&1 &
+  done
+  wait
+  cat /tmp/sanitize_warm_*.log > "$out/sanitize_warm.log"
+  grep -E "^\[  FAILED  \].*\(|Failure$" "$out/sanitize_warm.log" | head -10
+  note "sanitize warm-up (no tool): $(grep -c '^\[       OK \]' "$out/sanitize_warm.log") passed, $(grep -cE '^\[  FAILED  \] .*\([0-9]+ ms\)$' "$out/sanitize_warm.log") failed, $(grep -c '^\[  PASSED  \]' "$out/sanitize_warm.log")/8 shards finished"
+  # Each tool over SANITIZE_SHARDS gtest shards (default 4), both tools side by side.
+  sshards=${SANITIZE_SHARDS:-4}
+  for tool in memcheck racecheck; do
+    for i in $(seq 0 $((sshards - 1))); do
+      (GTEST_TOTAL_SHARDS=$sshards GTEST_SHARD_INDEX=$i timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool \
+         --error-exitcode 3 dist/bin/flexjit_tests --gtest_filter="$filter" > "/tmp/sanitize_${tool}_$i.log" 2>&1
+       echo "rc=$?" >> "/tmp/sanitize_${tool}_$i.log") &
+    done
   done
   wait
   for tool in memcheck racecheck; do
-    (timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool --error-exitcode 3 dist/bin/flexjit_tests \
-       --gtest_filter="$filter" > "$out/sanitize_$tool.log" 2>&1; echo "rc=$?" >> "$out/sanitize_$tool.log") &
-  done
-  wait
-  for tool in memcheck racecheck; do
-    rc=$(tail -1 "$out/sanitize_$tool.log" | sed 's/rc=//')
-    errors=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitize_$tool.log" | tail -1)
-    note "compute-sanitizer $tool: rc $rc, ${errors:-no summary} ($(grep -c '^\[       OK \]' "$out/sanitize_$tool.log") tests ran)"
-    [[ $rc == 0 ]] || status=1
+    cat /tmp/sanitize_${tool}_*.log > "$out/sanitize_$tool.log"
+    rcs=$(grep -h "^rc=" /tmp/sanitize_${tool}_*.log | sed 's/rc=//' | sort -u | tr '\n' ' ')
+    errors=$(grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" /tmp/sanitize_${tool}_*.log | sort | uniq -c | tr '\n' ';')
+    note "compute-sanitizer $tool ($sshards shards): rc ${rcs}, ${errors:-no summary} ($(grep -c '^\[       OK \]' "$out/sanitize_$tool.log") tests ran, $(grep -c '^\[  PASSED  \]' "$out/sanitize_$tool.log")/$sshards shards finished)"
+    [[ $rcs == "0 " ]] || status=1
   done
 fi
 

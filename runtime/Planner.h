@@ -99,8 +99,8 @@ std::string sm90BackwardUnsupported(const BackwardProblem& problem);
 /// The backward family FLEXJIT_BWD_CONFIG asks for: 0 (the planner decides), 80 or 90.
 int requestedBackwardFamily();
 
-/// Whether the planner takes the sm90 backward by itself where it applies (otherwise FLEXJIT_BWD_CONFIG=
-/// family=90 asks for it).
+/// Whether the planner takes the sm90 backward by itself where it applies (it does; FLEXJIT_BWD_CONFIG=
+/// family=80 asks for the mma.sync kernels instead).
 bool sm90BackwardByDefault();
 /// Why the decode family cannot run `problem` ("" when it can).
 std::string decodeForwardUnsupported(const ForwardProblem& problem);

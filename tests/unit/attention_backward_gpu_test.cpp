@@ -199,30 +199,34 @@ TEST_P(AttentionBackwardGpuSeeds, DeterministicModeMatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSeeds, ::testing::ValuesIn(examples::seedVariantNames()),
                          [](const auto& info) { return info.param; });
 
-/// The sm90 family's dK/dV kernel (wgmma + TMA, FLEXJIT_BWD_CONFIG=family=90) on the cases above, for
-/// every seed variant it runs (captured-tensor gradients go to the sm80 family), plus fully masked rows at
-/// both of its head dims. Skipped on GPUs other than sm_90.
-class AttentionBackwardGpuSm90 : public ::testing::TestWithParam<std::string> {};
+/// Both backward families on the cases above plus a GQA and a multi-tile case, for every seed variant
+/// (FLEXJIT_BWD_CONFIG=family=80 / family=90): the planner's choice is covered by the suite above, this one
+/// keeps the other family tested on the same GPU. family=90 skips where it cannot run (a GPU other than
+/// sm_90; captured-tensor gradients, which go to the sm80 family).
+class AttentionBackwardGpuFamily : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 bool gpuIsSm90() {
   const DeviceInfo info = deviceInfo(0);
   return info.computeMajor == 9 && info.computeMinor == 0;
 }
 
-TEST_P(AttentionBackwardGpuSm90, MatchesTheReference) {
+TEST_P(AttentionBackwardGpuFamily, MatchesTheReference) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
-  if (!gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
-  if (!gradientCaptures(examples::makeSeedVariant(GetParam()).score).empty())
+  const auto& [name, family] = GetParam();
+  if (family == "sm90" && !gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
+  if (family == "sm90" && !gradientCaptures(examples::makeSeedVariant(name).score).empty())
     GTEST_SKIP() << "captured-tensor gradients run on the sm80 family";
-  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string(family == "sm90" ? "family=90" : "family=80"));
   uint32_t seed = 2500;
-  for (const Case& c : kCases) runCase(GetParam(), c, seed += 5, false);
+  for (const Case& c : kCases) runCase(name, c, seed += 5, false);
   for (const Case& c : {Case{2, 8, 2, 700, 900, 128, DType::BF16}, Case{1, 4, 4, 1030, 1030, 64, DType::F16}})
-    runCase(GetParam(), c, seed += 5, false);
+    runCase(name, c, seed += 5, false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSm90, ::testing::ValuesIn(examples::seedVariantNames()),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Families, AttentionBackwardGpuFamily,
+                         ::testing::Combine(::testing::ValuesIn(examples::seedVariantNames()),
+                                            ::testing::Values(std::string("sm80"), std::string("sm90"))),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
@@ -261,7 +265,7 @@ TEST(AttentionBackwardGpu, CapturedGradientWindows) {
     for (const Case& c : cases)
       for (bool deterministic : {false, true}) runCase(name, c, seed += 3, deterministic);
   for (const char* config : {"gradWindows=4,gradWindowFloats=64", "gradWindows=0"}) {
-    setenv("FLEXJIT_BWD_CONFIG", config, 1);
+    setenv("FLEXJIT_BWD_CONFIG", (std::string("family=80,") + config).c_str(), 1);  // sm80 tunables
     SCOPED_TRACE(config);
     for (const char* name : {"relative_bias", "gated_decay", "grad_many_sites"})
       for (const Case& c : {cases[1], cases[3]}) runCase(name, c, seed += 3, false);
@@ -279,7 +283,8 @@ TEST_P(AttentionBackwardGpuConfigs, MatchTheReference) {
   const Case cases[] = {{1, 4, 1, 127, 129, 64, DType::BF16}, {2, 2, 2, 129, 127, 128, DType::BF16},
                         {1, 2, 2, 300, 200, 64, DType::F16}};
   uint32_t seed = 1300;
-  setenv("FLEXJIT_BWD_CONFIG", GetParam().c_str(), 1);
+  // These are the sm80 family's tunables (the sm90 family's tiles are fixed).
+  setenv("FLEXJIT_BWD_CONFIG", ("family=80," + GetParam()).c_str(), 1);
   for (const char* name : {"causal", "relative_bias", "document"})
     for (const Case& c : cases)
       for (bool deterministic : {false, true}) {

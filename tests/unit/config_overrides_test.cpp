@@ -100,7 +100,7 @@ TEST(BackwardConfig, ImpossibleOverridesNameTheOverride) {
   }
 }
 
-// FLEXJIT_BWD_CONFIG=family=90 gives the sm90 dK/dV kernel where it can run, takes only its own tunable
+// The sm90 dK/dV kernel is the default where it can run; FLEXJIT_BWD_CONFIG=family=90 insists on it, takes only its own tunable
 // (stages) and names why it cannot run a problem (captured-tensor gradients, deterministic mode).
 TEST(BackwardConfig, TheSm90FamilyOnRequest) {
   examples::SeedVariant causal = examples::makeSeedVariant("causal");
@@ -112,7 +112,13 @@ TEST(BackwardConfig, TheSm90FamilyOnRequest) {
   DeviceInfo info;
   info.computeMajor = 9;
   BlockMask blocks = fullBlockMask(256, 256, Device::cpu());
-  EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, plain).family, KernelFamily::Sm80);
+  // The default on sm_90 where it applies; family=80 asks for the mma.sync kernels.
+  EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, plain).family, KernelFamily::Sm90);
+  EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, withGrads).family, KernelFamily::Sm80);
+  {
+    ScopedEnv sm80("FLEXJIT_BWD_CONFIG", std::string("family=80"));
+    EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, plain).family, KernelFamily::Sm80);
+  }
   ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
   const BwdKernelConfig c = backwardConfigFor(DType::BF16, shape, info, blocks, false, plain);
   EXPECT_EQ(c.family, KernelFamily::Sm90);
