@@ -47,7 +47,6 @@ struct Sm90BwdTraits {
   static constexpr int kWgKv = kSm90BwdWgKv;
   static constexpr int kConsumers = 2;
   static constexpr int kNThreads = kWarpgroupThreads * (1 + kConsumers);
-  static constexpr int kConsumerWarps = kConsumers * kWarpgroupThreads / kWarpSize;
   static constexpr int kSTiles = kWgKv / kMmaCols;  ///< 8-column tiles of a warp's S / dP (16 x 64)
   static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages);
   static constexpr int kSmemBytes = kLayout.bytes;
@@ -270,8 +269,11 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     if (part == kParts - 1) {
       wgmma_fence_operands(dk);
       wgmma_fence_operands(dv);
-      // Q, dO, LSE2 and Delta of this stage are no longer read.
-      release_slot(sm.empty(stage), th.lane);
+      // Q, dO, LSE2 and Delta of this stage are no longer read. Every thread arrives (the barrier counts
+      // them all): an arrive releases only its own thread's earlier reads, and this thread read the stage's
+      // tile description and row statistics with ordinary loads (one lane's arrive after __syncwarp
+      // orders them too, but compute-sanitizer's racecheck reports such reads as hazards, 2026-12-02).
+      mbar_arrive(sm.empty(stage));
     }
     constexpr int kBoxesPerPart = kSm90ChunkCols / kSwizzleRowFloats;
     st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg) + part * kBoxesPerPart * L.dq_box_bytes,
@@ -366,7 +368,7 @@ __device__ __forceinline__ void attention_bwd_dkdv_sm90(const Sm90BwdParams& P) 
 #pragma unroll
     for (int s = 0; s < Tr::kStages; ++s) {
       mbar_init(sm.full(s), 1);
-      mbar_init(sm.empty(s), Tr::kConsumerWarps);
+      mbar_init(sm.empty(s), Tr::kConsumers * kWarpgroupThreads);
     }
     fence_barrier_init();
   }
