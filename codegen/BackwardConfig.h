@@ -51,6 +51,9 @@ struct BwdKernelConfig {
   /// The variant's sink_mod reads a tensor that requires a gradient: the DkDv program also defines the
   /// sink-gradient kernel (common/sink_grad.cuh), launched after the preprocess.
   bool sinkGrads = false;
+  /// sm90 family: dQ split by columns between the consumer warpgroups (1) instead of by kv rows (0); D = 128
+  /// only (codegen/templates/sm90/attention_bwd_dkdv.cuh, Sm90BwdTraits::kDqSplitN).
+  int dqSplitN = 0;
 
   // The deterministic dQ kernel (fjk::DqTraits).
   int dqBlockM = 64;   ///< q rows per CTA

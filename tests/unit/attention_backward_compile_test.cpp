@@ -86,18 +86,23 @@ TEST_P(BackwardCompileTest, Sm90FamilyCompilesWithoutSpills) {
   examples::SeedVariant v = examples::makeSeedVariant(GetParam());
   Variant variant = generateVariant(v.score, v.mask, {true});
   if (variant.gradSites > 0) GTEST_SKIP() << "captured-tensor gradients run on the sm80 family";
-  for (const Target& t : {Target{9, 0, DType::BF16, 128}, Target{9, 0, DType::F16, 64}}) {
+  // The third build: dQ split by columns between the warpgroups (FLEXJIT_BWD_CONFIG=family=90,dqSplitN=1).
+  const Target targets[] = {{9, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}, {9, 0, DType::BF16, 128}};
+  for (int i = 0; i < 3; ++i) {
+    const Target& t = targets[i];
     BwdKernelConfig config = defaultSm90BwdConfig(t.dtype, t.headDim, t.headDim, 9, 0);
+    config.dqSplitN = i == 2;
     requireBwdSupported(config, 128, 128);
-    const std::string what = GetParam() + "/sm90";
+    const std::string what = GetParam() + (i == 2 ? "/sm90 dqSplitN" : "/sm90");
     CompileResult r = compileCuda(backwardSource(&variant, config, BwdKernelKind::DkDv), "bwd_" + what,
                                   CompileOptions{"sm_90a", {}, false});
     ASSERT_FALSE(r.cubin.empty()) << what;
     for (const char* op : {"wgmma.mma_async", "cp.async.bulk.tensor", "cp.reduce.async.bulk.tensor", "setmaxnreg"})
       EXPECT_NE(r.ptx.find(op), std::string::npos) << what << ": no " << op;
     const ResourceUsage& use = resourceUsage(r, kBwdDkDvKernelName);
-    std::printf("[ resources ] %-16s sm_90a %s D%-3d dkdv sm90 family: %3lld registers, %4lld B spill stores, smem %d B\n",
-                GetParam().c_str(), dtypeName(t.dtype), t.headDim, static_cast<long long>(use.registers),
+    std::printf("[ resources ] %-16s sm_90a %s D%-3d dkdv sm90 family%s: %3lld registers, %4lld B spill stores, smem %d B\n",
+                GetParam().c_str(), dtypeName(t.dtype), t.headDim, i == 2 ? " (dqSplitN)" : "",
+                static_cast<long long>(use.registers),
                 static_cast<long long>(use.spillStoreBytes), bwdDkDvSharedMemoryBytes(config));
     EXPECT_LE(use.spillStoreBytes, kScalarSpillBytes) << what << ": spills more than scalars";
   }

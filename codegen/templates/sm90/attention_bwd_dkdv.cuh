@@ -36,19 +36,23 @@
 
 namespace fjk {
 
-template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_>
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kDqSplitN_ = false>
 struct Sm90BwdTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kHeadDimV = kHeadDimV_;
   static constexpr int kStages = kStages_;
+  /// dQ split by columns between the warpgroups (each dS K over all 128 kv rows for D / 2 columns, after
+  /// both have written dS) instead of by kv rows (each its own dS_w K_w, all D columns): half the reduction
+  /// traffic, one rendezvous of the warpgroups per tile. D = 128 only (64 columns per warpgroup).
+  static constexpr bool kDqSplitN = kDqSplitN_;
   static constexpr int kBlockM = kSm90BwdBlockM;
   static constexpr int kBlockN = kSm90BwdBlockN;
   static constexpr int kWgKv = kSm90BwdWgKv;
   static constexpr int kConsumers = 2;
   static constexpr int kNThreads = kWarpgroupThreads * (1 + kConsumers);
   static constexpr int kSTiles = kWgKv / kMmaCols;  ///< 8-column tiles of a warp's S / dP (16 x 64)
-  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages);
+  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages, kDqSplitN);
   static constexpr int kSmemBytes = kLayout.bytes;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
@@ -56,6 +60,7 @@ struct Sm90BwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "sm90 backward: D of 64 or 128 (one wgmma N for dK and dQ)");
   static_assert(kHeadDimV == 64 || kHeadDimV == 128, "sm90 backward: Dv of 64 or 128 (one wgmma N for dV)");
   static_assert(kStages >= 1 && kStages <= 3, "a Q / dO ring of one to three stages");
+  static_assert(!kDqSplitN || kHeadDim == 128, "dQ split by columns needs D = 128 (64 columns each)");
   static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
   static_assert(kProducerRegs * kWarpgroupThreads + kConsumerRegs * kConsumers * kWarpgroupThreads <= 65536,
                 "the register split must fit the register file");
@@ -72,8 +77,9 @@ struct Sm90BwdSmem {
     return base + Tr::kLayout.do_offset + s * Tr::kLayout.do_stage_bytes;
   }
   __device__ __forceinline__ unsigned p(int wg) const { return base + Tr::kLayout.p_offset + wg * Tr::kLayout.ps_chunk_bytes; }
-  __device__ __forceinline__ unsigned ds(int wg) const {
-    return base + Tr::kLayout.ds_offset + wg * Tr::kLayout.ps_chunk_bytes;
+  /// Warpgroup wg's chunk of dS buffer `buf` (always 0 unless dQ is split by columns).
+  __device__ __forceinline__ unsigned ds(int buf, int wg) const {
+    return base + Tr::kLayout.ds_offset + buf * Tr::kLayout.ds_buffer_bytes + wg * Tr::kLayout.ps_chunk_bytes;
   }
   __device__ __forceinline__ unsigned dq(int wg) const { return base + Tr::kLayout.dq_offset + wg * Tr::kLayout.dq_wg_bytes; }
   __device__ __forceinline__ unsigned lse2(int s) const {
@@ -140,8 +146,10 @@ __device__ __forceinline__ void bwd_produce(const Sm90BwdParams& P, const Sm90Bw
   }
 }
 
-/// Named barrier of consumer warpgroup wg (its four warps only).
+/// Named barrier of consumer warpgroup wg (its four warps only), and the rendezvous of both consumer
+/// warpgroups (dQ split by columns: every dS chunk of the tile is written).
 constexpr int kBwdWgBarrier = 1;
+constexpr int kBwdConsumersBarrier = 3;
 
 /// What a consumer thread needs to find its elements: its warpgroup, its first accumulator row inside
 /// the 64 (warp * 16 + g) and column pair (2 t).
@@ -152,6 +160,15 @@ struct Sm90BwdThread {
   int row;
   int t;
 };
+
+/// Q, dO, LSE2 and Delta of a stage are no longer read by this thread. Every consumer thread arrives (the
+/// barrier counts them all): an arrive releases only its own thread's earlier reads, and each thread read
+/// the stage's tile description and row statistics with ordinary loads (one lane's arrive after __syncwarp
+/// orders them too, but compute-sanitizer's racecheck reported such reads as hazards, 2026-12-02).
+template <class Tr>
+__device__ __forceinline__ void release_stage_reads(const Sm90BwdSmem<Tr>& sm, int stage) {
+  mbar_arrive(sm.empty(stage));
+}
 
 /// acc = A B^T over kDim columns for a 64-row stage tile A (Q or dO) and this warpgroup's 64 rows B of K
 /// or V: both K-major; k-step kk lies in chunk kk / 4 of both, 32 * (kk % 4) bytes into their rows.
@@ -171,8 +188,10 @@ __device__ __forceinline__ void sm90_bwd_dot(float (&acc)[Tr::kWgKv / 2], unsign
 template <class Tr, class Var, int kMode>
 __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
                                                  const Sm90BwdParams& P, const Sm90BwdSmem<Tr>& sm,
-                                                 const Sm90BwdThread& th, const BwdTile& tile, int stage, int b,
+                                                 const Sm90BwdThread& th, const BwdTile& tile, int it, int b,
                                                  int n0) {
+  const int stage = it % Tr::kStages;
+  const int buf = Tr::kDqSplitN ? (it & 1) : 0;  // the dS buffer of this tile
   constexpr Sm90BwdLayout L = Tr::kLayout;
   constexpr int kN = Tr::kSTiles;
   const BwdParams& p = P.p;
@@ -228,11 +247,17 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   }
   compute_ds<Var, 1, kN, kMode>(as_tile<kN>(s), as_tile<kN>(dp), bits, lse2, delta, visible, p, p.grads,
                                 DroppedGrads{}, b, tile.h, q_first, kv_first);
-  st_acc_swizzled_16<Tr::kIsBf16, kN>(sm.ds(th.wg), L.ps_chunk_bytes, dp, th.row, th.t, ones);
+  st_acc_swizzled_16<Tr::kIsBf16, kN>(sm.ds(buf, th.wg), L.ps_chunk_bytes, dp, th.row, th.t, ones);
   // The staging buffer of dQ is reused below: the previous tile's reduction must have read it.
   if (th.tid == 0) tma_store_wait_read();
   fence_proxy_async_smem();  // P and dS were written by ordinary stores; wgmma reads them asynchronously
-  named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
+  if constexpr (Tr::kDqSplitN) {
+    // Both warpgroups' dS chunks of this tile are complete. The buffer was last read two tiles ago, by the
+    // other warpgroup's dQ, which it waited for before writing last tile's dS and meeting here.
+    named_barrier_sync(kBwdConsumersBarrier, Tr::kConsumers * kWarpgroupThreads);
+  } else {
+    named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
+  }
 
   // dV += P^T dO and dK += dS^T Q: A is the warpgroup's chunk [q][kv] read MN-major (M = kv), B the stage
   // [q][d] read MN-major (N = d); k-step kk covers q rows 16 kk .. 16 kk + 15.
@@ -246,10 +271,28 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockM / kMmaK; ++kk) {
     const unsigned rows = kk * kKStepBytesMnMajor;
-    wgmma_ss<Tr::kHeadDim, Tr::kIsBf16, 1, 1>(dk, desc_mn_major(sm.ds(th.wg) + rows, L.ps_chunk_bytes),
+    wgmma_ss<Tr::kHeadDim, Tr::kIsBf16, 1, 1>(dk, desc_mn_major(sm.ds(buf, th.wg) + rows, L.ps_chunk_bytes),
                                               desc_mn_major(s_q + rows, L.q_chunk_bytes), 1);
   }
   wgmma_commit();
+  if constexpr (Tr::kDqSplitN) {
+    // dQ[:, 64 w ..] = dS K[:, 64 w ..]: A = both dS chunks K-major (k-step kk in chunk kk / 4, K = all 128
+    // kv rows), B = column chunk w of K, MN-major.
+    float dq[kSm90ChunkCols / 2];
+    constexpr int kStepsPerChunk = kSm90ChunkCols / kMmaK;
+#pragma unroll
+    for (int kk = 0; kk < Tr::kBlockN / kMmaK; ++kk)
+      wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
+          dq, desc_k_major(sm.ds(buf, kk / kStepsPerChunk) + (kk % kStepsPerChunk) * kKStepBytesKMajor),
+          desc_mn_major(sm.k() + th.wg * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operands(dq);
+    wgmma_fence_operands(dk);
+    wgmma_fence_operands(dv);
+    release_stage_reads(sm, stage);
+    st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg), L.dq_box_bytes, dq, th.row, th.t);
+  } else {
   // dQ_w = dS_w K_w, 64 columns at a time (a whole 64 x 128 accumulator beside dK and dV would spill): A =
   // the dS chunk K-major (K = kv), B = this warpgroup's rows of K, MN-major (N = d); each part goes through
   // the staging buffer (two float32 boxes) to the TMA reductions once every part is there.
@@ -261,7 +304,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
 #pragma unroll
     for (int kk = 0; kk < Tr::kWgKv / kMmaK; ++kk)
       wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
-          dq, desc_k_major(sm.ds(th.wg) + kk * kKStepBytesKMajor),
+          dq, desc_k_major(sm.ds(buf, th.wg) + kk * kKStepBytesKMajor),
           desc_mn_major(s_k + part * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
     wgmma_commit();
     wgmma_wait<0>();
@@ -269,23 +312,23 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     if (part == kParts - 1) {
       wgmma_fence_operands(dk);
       wgmma_fence_operands(dv);
-      // Q, dO, LSE2 and Delta of this stage are no longer read. Every thread arrives (the barrier counts
-      // them all): an arrive releases only its own thread's earlier reads, and this thread read the stage's
-      // tile description and row statistics with ordinary loads (one lane's arrive after __syncwarp
-      // orders them too, but compute-sanitizer's racecheck reports such reads as hazards, 2026-12-02).
-      mbar_arrive(sm.empty(stage));
+      release_stage_reads(sm, stage);
     }
     constexpr int kBoxesPerPart = kSm90ChunkCols / kSwizzleRowFloats;
     st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg) + part * kBoxesPerPart * L.dq_box_bytes,
                                                    L.dq_box_bytes, dq, th.row, th.t);
   }
+  }
   fence_proxy_async_smem();
   named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
   if (th.tid == 0) {
     const int row0 = (b * p.heads_q + tile.h) * p.len_q_pad + tile.start;
+    // This warpgroup's columns: all of them, or (split by columns) its half.
+    constexpr int kCols = Tr::kDqSplitN ? Tr::kHeadDim / 2 : Tr::kHeadDim;
+    const int col0 = Tr::kDqSplitN ? th.wg * kCols : 0;
 #pragma unroll
-    for (int box = 0; box < Tr::kHeadDim / kSwizzleRowFloats; ++box)
-      tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, box * kSwizzleRowFloats, row0);
+    for (int box = 0; box < kCols / kSwizzleRowFloats; ++box)
+      tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, col0 + box * kSwizzleRowFloats, row0);
     tma_store_commit();
   }
 }
@@ -324,9 +367,9 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
     }
     if (tile.h < 0) break;  // uniform: every thread reads the same slot
     if (tile.partial || tile.start + Tr::kBlockM > p.len_q || crosses_kv) {
-      bwd_consume_tile<Tr, Var, kCheck>(dk, dv, P, sm, th, tile, stage, b, n0);
+      bwd_consume_tile<Tr, Var, kCheck>(dk, dv, P, sm, th, tile, it, b, n0);
     } else {
-      bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, P, sm, th, tile, stage, b, n0);
+      bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, P, sm, th, tile, it, b, n0);
     }
   }
   // dK = scale * dS^T Q (s = scale * q.k; the scale is applied once here) and dV into this warpgroup's rows
