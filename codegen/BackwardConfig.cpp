@@ -82,11 +82,18 @@ BwdConfigCheck checkSm90BwdConfig(const BwdKernelConfig& c) {
                     std::to_string(c.headDim) + ", Dv=" + std::to_string(c.headDimV) + ")",
                 "; use FLEXJIT_BWD_CONFIG=family=80 (every head dim)");
   if (c.blockM != fjk::kSm90BwdBlockM || c.blockN != fjk::kSm90BwdBlockN || c.numWarps * kWarpSize != kSm90BwdThreads ||
-      c.stages < 1 || c.stages > 3 || !c.atomicDq || c.gradWindows != 0 || (c.dqSplitN != 0 && c.dqSplitN != 1) ||
-      (c.dqSplitN == 1 && c.headDim != 128))
-    return fail("flex_attention_backward: the sm90 family runs blockM=64 blockN=128 warps=12, stages 1 to 3, dQ by "
-                "reductions, no gradient windows and dqSplitN=1 only at D=128 (got " + describeBwdConfig(c) + ")");
+      c.stages < 1 || c.stages > 3 || c.gradWindows != 0 || (c.dqSplitN != 0 && c.dqSplitN != 1) ||
+      (c.dqSplitN == 1 && (c.headDim != 128 || !c.atomicDq)))
+    return fail("flex_attention_backward: the sm90 family runs blockM=64 blockN=128 warps=12, stages 1 to 3, no "
+                "gradient windows and dqSplitN=1 only at D=128 with dQ by reductions (got " + describeBwdConfig(c) + ")");
+  // Deterministic mode: the sm80 family's dQ kernel runs after the dK/dV kernel.
+  if (!c.atomicDq && (!isPositiveMultiple(kLenPad, c.dqBlockM) || c.dqBlockM < kMinBlock ||
+                      !isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) || !isPositiveMultiple(c.dqBlockN, kMmaK)))
+    return fail("flex_attention_backward: no valid dQ kernel tiles for " + describeBwdConfig(c));
   const int limit = maxSharedMemoryPerBlock(c.archMajor, c.archMinor);
+  if (!c.atomicDq && bwdDqSharedMemoryBytes(c) > limit)
+    return fail("flex_attention_backward: the dQ kernel's tiles need " + std::to_string(bwdDqSharedMemoryBytes(c)) +
+                " bytes of shared memory, more than the " + std::to_string(limit) + " this GPU allows");
   if (bwdDkDvSharedMemoryBytes(c) > limit)
     return fail("flex_attention_backward: the sm90 tiles need " + std::to_string(bwdDkDvSharedMemoryBytes(c)) +
                 " bytes of shared memory, more than the " + std::to_string(limit) + " this GPU allows",
@@ -152,7 +159,7 @@ const char* bwdKindName(BwdKernelKind kind) {
 }
 
 int bwdDkDvSharedMemoryBytes(const BwdKernelConfig& c) {
-  if (c.family == KernelFamily::Sm90) return fjk::sm90_bwd_layout(c.headDim, c.headDimV, c.stages, c.dqSplitN != 0).bytes;
+  if (c.family == KernelFamily::Sm90) return fjk::sm90_bwd_layout(c.headDim, c.headDimV, c.stages, c.dqSplitN != 0, c.atomicDq).bytes;
   const int qPitch = c.headDim + kRowPadElems, vPitch = c.headDimV + kRowPadElems;
   const int kv = c.blockN * (qPitch + vPitch) * kElemBytes;
   const int qdo = c.stages * c.blockM * (qPitch + vPitch) * kElemBytes;
@@ -235,8 +242,11 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
   return c;
 }
 
-BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor) {
-  BwdKernelConfig c;
+BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
+                                     bool deterministic) {
+  // The deterministic dQ kernel's tiles are the sm80 family's (it is that kernel).
+  BwdKernelConfig c = defaultBwdConfig(dtype, headDim, headDimV, archMajor, archMinor, 128, 128, deterministic);
+  c.gradWindows = c.gradWindowFloats = 0;
   c.family = KernelFamily::Sm90;
   c.dtype = dtype;
   c.headDim = headDim;
@@ -247,7 +257,7 @@ BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int
   c.blockN = fjk::kSm90BwdBlockN;
   c.numWarps = kSm90BwdThreads / kWarpSize;
   c.stages = 2;
-  c.atomicDq = true;
+  c.atomicDq = !deterministic;
   return c;
 }
 
@@ -387,7 +397,8 @@ void writeSinkKernel(std::ostringstream& s, const BwdKernelConfig& c) {
 std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind) {
   const bool bf16 = c.dtype == DType::BF16;
   std::ostringstream s;
-  const std::string family = kind == BwdKernelKind::Aux ? "" : std::string(", ") + familyName(c.family) + " family";
+  // (The deterministic dQ kernel is the sm80 family's for both families.)
+  const std::string family = kind != BwdKernelKind::DkDv ? "" : std::string(", ") + familyName(c.family) + " family";
   s << "// flexjit attention backward (" << bwdKindName(kind) << family << "): " << (bf16 ? "bf16" : "fp16")
     << ", D=" << c.headDim << ", Dv=" << c.headDimV << ", sm_" << c.archMajor << c.archMinor << ".\n";
   if (kind == BwdKernelKind::Aux) {
@@ -405,7 +416,7 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
   writeVariantAdapter(s);
   if (kind == BwdKernelKind::DkDv && c.family == KernelFamily::Sm90) {
     s << "using GeneratedBwdTraits = Sm90BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV
-      << ", " << c.stages << (c.dqSplitN ? ", true" : "") << ">;\n"
+      << ", " << c.stages << ", " << boolText(c.dqSplitN != 0) << ", " << boolText(c.atomicDq) << ">;\n"
       << "}  // namespace fjk\n"
       << "extern \"C\" __global__ void __launch_bounds__(" << kSm90BwdThreads << ", 1)\n"
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::Sm90BwdParams P) {\n"

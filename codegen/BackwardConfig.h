@@ -24,7 +24,7 @@ struct BwdKernelConfig {
   /// Sm80: the mma.sync kernels below (any GPU from sm_80). Sm90: the dK/dV kernel of
   /// codegen/templates/sm90/attention_bwd_dkdv.cuh (wgmma + TMA, Hopper), whose tiles are fixed (blockM 64,
   /// blockN 128, three warpgroups); of the fields below it reads dtype, the head dims, the arch, stages,
-  /// atomicDq (always true) and sinkGrads.
+  /// atomicDq (false: the sm80 dQ kernel's dqBlockM / dqBlockN / dqNumWarps), sinkGrads and dqSplitN.
   KernelFamily family = KernelFamily::Sm80;
   DType dtype = DType::BF16;  ///< of Q, K, V, O, dO and the gradients: F16 or BF16
   int headDim = 128;          ///< D of Q and K; a multiple of 16, at most 256
@@ -85,8 +85,10 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
                                  int gradSites = 0);
 
 /// The sm90 family's configuration (Hopper): the fixed tiles of its dK/dV kernel, a two-stage Q / dO ring,
-/// dQ through TMA reductions (not deterministic). Run checkBwdConfig / checkBwdMaskBlocks on the result.
-BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor);
+/// dQ through TMA reductions, or (deterministic) by the sm80 family's dQ kernel with its default tiles. Run
+/// checkBwdConfig / checkBwdMaskBlocks on the result.
+BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
+                                     bool deterministic = false);
 
 /// Gives the first min(gradSites, 4) accumulation sites a shared-memory window each: 2048 floats for one
 /// or two sites, 1024 for three or four (16 KiB in all), halved down to 256 while the dK/dV kernel would

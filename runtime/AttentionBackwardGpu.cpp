@@ -140,9 +140,12 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   if (requested == 90 && !sm90Why.empty())
     throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + sm90Why +
                 "; use family=80 or unset FLEXJIT_BWD_CONFIG");
-  if (sm90Why.empty() && (requested == 90 || (requested == 0 && sm90BackwardByDefault()))) {
+  // Deterministic mode on the sm90 family (its dK/dV kernel without dQ, then the sm80 dQ kernel) is taken
+  // only when asked for (family=90) until its GPU tests have run.
+  const bool byDefault = sm90BackwardByDefault() && (!deterministic || sm90DeterministicByDefault());
+  if (sm90Why.empty() && (requested == 90 || (requested == 0 && byDefault))) {
     BwdKernelConfig config = defaultSm90BwdConfig(dtype, problem.headDim, problem.headDimV, info.computeMajor,
-                                                  info.computeMinor);
+                                                  info.computeMinor, deterministic);
     config.sinkGrads = variant.facts.sinkHasTensorGrads;
     const BwdKernelConfig defaults = config;
     applyBwdOverrides(config);

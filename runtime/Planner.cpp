@@ -192,18 +192,21 @@ int requestedBackwardFamily() {
 /// (causal D128: 466 against 282 TFLOP/s).
 bool sm90BackwardByDefault() { return true; }
 
+/// Off until AttentionBackwardGpuSeeds.DeterministicModeMatchesTheReference and
+/// AttentionBackwardGpu.DeterministicModeRepeatsBitForBit have run with FLEXJIT_BWD_CONFIG=family=90.
+bool sm90DeterministicByDefault() { return false; }
+
 std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   if (p.archMajor != 9 || p.archMinor != 0) return fmt::format("the GPU is sm_{}{}, not sm_90", p.archMajor, p.archMinor);
   if (!p.driverHasTensorMaps) return "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer is needed)";
   if (!p.tmaDescribable)
     return "a tensor's layout cannot be described to TMA (a broadcast stride of 0, or a stride or base that is "
            "not 16-byte aligned)";
-  if (p.deterministic) return "deterministic mode needs the sm80 family's dQ kernel (fixed reduction order)";
   if (p.gradSites > 0)
     return "captured tensors with gradients are summed in the sm80 family's shared-memory windows";
   if (p.hasProb) return "a prob_mod's backward (its gradient sums) runs on the sm80 family";
   if (p.accumRows >= (1ll << 31)) return "B * H * Q_LEN is beyond the int32 coordinates of a TMA reduction";
-  BwdKernelConfig c = defaultSm90BwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
+  BwdKernelConfig c = defaultSm90BwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, p.deterministic);
   if (BwdConfigCheck check = checkBwdConfig(c); !check.ok) return check.message;
   if (BwdConfigCheck check = checkBwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok) return check.message;
   return "";

@@ -85,7 +85,7 @@ struct BackwardProblem {
   int archMinor = 0;
   int maskBlockQ = 128;
   int maskBlockKV = 128;
-  bool deterministic = false;       ///< a fixed reduction order for dQ (the sm80 family's dQ kernel)
+  bool deterministic = false;       ///< a fixed reduction order for dQ (the sm80 family's dQ kernel after either dK/dV)
   bool tmaDescribable = true;       ///< q, k, v, dO, dK, dV can be described by TMA tensor maps
   bool driverHasTensorMaps = true;
   int gradSites = 0;                ///< captured-tensor gradient sites of score_mod_grad
@@ -102,6 +102,9 @@ int requestedBackwardFamily();
 /// Whether the planner takes the sm90 backward by itself where it applies (it does; FLEXJIT_BWD_CONFIG=
 /// family=80 asks for the mma.sync kernels instead).
 bool sm90BackwardByDefault();
+/// Whether that default covers deterministic mode too (the sm90 dK/dV kernel without dQ, then the sm80
+/// family's dQ kernel); until its GPU tests have run, FLEXJIT_BWD_CONFIG=family=90 asks for it.
+bool sm90DeterministicByDefault();
 /// Why the decode family cannot run `problem` ("" when it can).
 std::string decodeForwardUnsupported(const ForwardProblem& problem);
 

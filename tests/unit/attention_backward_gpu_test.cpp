@@ -256,6 +256,28 @@ TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {
   }
 }
 
+/// Deterministic mode on the sm90 family (FLEXJIT_BWD_CONFIG=family=90): its dK/dV kernel without dQ, then
+/// the sm80 family's dQ kernel; against the reference, and two runs bit for bit.
+TEST(AttentionBackwardGpuSm90Rows, DeterministicModeMatchesAndRepeats) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  if (!gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  uint32_t seed = 2900;
+  const Case repeat{2, 8, 2, 700, 900, 128, DType::BF16};
+  for (const char* name : {"causal", "alibi", "document"}) {
+    for (const Case& c : {kCases[1], kCases[2], repeat}) runCase(name, c, seed += 5, true);
+    examples::SeedVariant gpu = examples::makeSeedVariant(name, {repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv});
+    examples::SeedVariant cpu = examples::makeSeedVariant(name, {repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv});
+    gpu.placeCaptures(kGpu);
+    BlockMask cpuMask = createBlockMask(cpu.mask, repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv, Device::cpu());
+    BlockMask gpuMask = createBlockMask(gpu.mask, repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv, kGpu);
+    Inputs in = makeInputs(repeat, cpu.score, cpuMask, 41);
+    GradValues a = gpuGrads(in, gpu.score, gpuMask, true);
+    GradValues b = gpuGrads(in, gpu.score, gpuMask, true);
+    EXPECT_TRUE(a.dq == b.dq && a.dk == b.dk && a.dv == b.dv) << name << ": two deterministic runs differ";
+  }
+}
+
 /// Captured-tensor gradients through the dK/dV kernel's shared-memory windows (see makeVariant; the seeds
 /// relative_bias and gated_decay run above): windows too large for their capacity, more sites than
 /// windows, a one-element window, odd sizes (tiles clipped at the sequence ends), GQA; then relative_bias

@@ -101,7 +101,7 @@ TEST(BackwardConfig, ImpossibleOverridesNameTheOverride) {
 }
 
 // The sm90 dK/dV kernel is the default where it can run; FLEXJIT_BWD_CONFIG=family=90 insists on it, takes only its own tunable
-// (stages) and names why it cannot run a problem (captured-tensor gradients, deterministic mode).
+// (stages, dqSplitN) and names why it cannot run a problem (captured-tensor gradients).
 TEST(BackwardConfig, TheSm90FamilyOnRequest) {
   examples::SeedVariant causal = examples::makeSeedVariant("causal");
   Variant plain = generateVariant(causal.score, causal.mask, {true});
@@ -134,7 +134,16 @@ TEST(BackwardConfig, TheSm90FamilyOnRequest) {
     return std::string("accepted");
   };
   EXPECT_NE(message(withGrads, false).find("family=90 cannot run this backward: captured tensors"), std::string::npos);
-  EXPECT_NE(message(plain, true).find("deterministic"), std::string::npos);
+  // Deterministic mode: the sm80 family by default (until the sm90 path's GPU tests have run); with
+  // family=90 the sm90 dK/dV kernel without dQ, then the sm80 family's dQ kernel.
+  {
+    ScopedEnv unset("FLEXJIT_BWD_CONFIG", std::nullopt);
+    EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, true, plain).family, KernelFamily::Sm80);
+  }
+  const BwdKernelConfig det = backwardConfigFor(DType::BF16, shape, info, blocks, true, plain);
+  EXPECT_EQ(det.family, KernelFamily::Sm90);
+  EXPECT_FALSE(det.atomicDq);
+  EXPECT_GT(bwdDqSharedMemoryBytes(det), 0);
   {
     ScopedEnv stages("FLEXJIT_BWD_CONFIG", std::string("family=90,stages=3"));
     const int bytes = bwdDkDvSharedMemoryBytes(backwardConfigFor(DType::BF16, {1, 1, 1, 128, 128, 64, 64}, info,

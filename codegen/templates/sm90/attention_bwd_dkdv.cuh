@@ -22,8 +22,9 @@
 // the other's products occupy the tensor cores.
 //
 // GQA needs no reduction: the CTA walks all of its kv head's query heads, so dK / dV are summed in
-// registers and written once, in a fixed order (dQ's order is that of the reductions: not deterministic;
-// the planner takes the sm80 family for deterministic mode).
+// registers and written once, in a fixed order. dQ's order is that of the reductions, not deterministic:
+// deterministic mode builds this kernel without dQ (kAtomicDq = false) and runs the sm80 family's dQ kernel
+// (a fixed order) after it.
 #pragma once
 
 #include "codegen/templates/common/bwd_tile_math.cuh"
@@ -36,7 +37,8 @@
 
 namespace fjk {
 
-template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kDqSplitN_ = false>
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kDqSplitN_ = false,
+          bool kAtomicDq_ = true>
 struct Sm90BwdTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -46,13 +48,16 @@ struct Sm90BwdTraits {
   /// both have written dS) instead of by kv rows (each its own dS_w K_w, all D columns): half the reduction
   /// traffic, one rendezvous of the warpgroups per tile. D = 128 only (64 columns per warpgroup).
   static constexpr bool kDqSplitN = kDqSplitN_;
+  /// dQ by TMA reductions here; false (deterministic mode): no dQ here, the sm80 family's dQ kernel runs
+  /// after this one.
+  static constexpr bool kAtomicDq = kAtomicDq_;
   static constexpr int kBlockM = kSm90BwdBlockM;
   static constexpr int kBlockN = kSm90BwdBlockN;
   static constexpr int kWgKv = kSm90BwdWgKv;
   static constexpr int kConsumers = 2;
   static constexpr int kNThreads = kWarpgroupThreads * (1 + kConsumers);
   static constexpr int kSTiles = kWgKv / kMmaCols;  ///< 8-column tiles of a warp's S / dP (16 x 64)
-  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages, kDqSplitN);
+  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages, kDqSplitN, kAtomicDq);
   static constexpr int kSmemBytes = kLayout.bytes;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
@@ -61,6 +66,7 @@ struct Sm90BwdTraits {
   static_assert(kHeadDimV == 64 || kHeadDimV == 128, "sm90 backward: Dv of 64 or 128 (one wgmma N for dV)");
   static_assert(kStages >= 1 && kStages <= 3, "a Q / dO ring of one to three stages");
   static_assert(!kDqSplitN || kHeadDim == 128, "dQ split by columns needs D = 128 (64 columns each)");
+  static_assert(kAtomicDq || !kDqSplitN, "no dQ here, nothing to split");
   static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
   static_assert(kProducerRegs * kWarpgroupThreads + kConsumerRegs * kConsumers * kWarpgroupThreads <= 65536,
                 "the register split must fit the register file");
@@ -183,6 +189,62 @@ __device__ __forceinline__ void sm90_bwd_dot(float (&acc)[Tr::kWgKv / 2], unsign
   }
 }
 
+/// dQ[:, 64 w ..] = dS K[:, 64 w ..] of one tile into warpgroup w's staging buffer (dQ split by columns,
+/// D = 128): A = both dS chunks K-major (k-step kk in chunk kk / 4, K = all 128 kv rows), B = column chunk w
+/// of K, MN-major. Waits for this warpgroup's products (dV, dK were issued before) and releases the stage.
+template <class Tr>
+__device__ __forceinline__ void sm90_dq_by_columns(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
+                                                   const Sm90BwdSmem<Tr>& sm, const Sm90BwdThread& th, int stage,
+                                                   int buf) {
+  constexpr Sm90BwdLayout L = Tr::kLayout;
+  constexpr int kStepsPerChunk = kSm90ChunkCols / kMmaK;
+  float dq[kSm90ChunkCols / 2];
+#pragma unroll
+  for (int kk = 0; kk < Tr::kBlockN / kMmaK; ++kk)
+    wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
+        dq, desc_k_major(sm.ds(buf, kk / kStepsPerChunk) + (kk % kStepsPerChunk) * kKStepBytesKMajor),
+        desc_mn_major(sm.k() + th.wg * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_fence_operands(dq);
+  wgmma_fence_operands(dk);
+  wgmma_fence_operands(dv);
+  release_stage_reads(sm, stage);
+  st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg), L.dq_box_bytes, dq, th.row, th.t);
+}
+
+/// dQ_w = dS_w K_w of one tile into warpgroup w's staging buffer (dQ split by kv rows), 64 columns at a time
+/// (a whole 64 x 128 accumulator beside dK and dV would spill): A = the warpgroup's dS chunk K-major (K =
+/// kv), B = its rows of K (s_k), MN-major (N = d). Waits for this warpgroup's products and releases the stage.
+template <class Tr>
+__device__ __forceinline__ void sm90_dq_by_rows(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
+                                                const Sm90BwdSmem<Tr>& sm, const Sm90BwdThread& th, int stage,
+                                                int buf, unsigned s_k) {
+  constexpr Sm90BwdLayout L = Tr::kLayout;
+  constexpr int kParts = Tr::kHeadDim / kSm90ChunkCols;
+#pragma unroll
+  for (int part = 0; part < kParts; ++part) {
+    float dq[kSm90ChunkCols / 2];
+    wgmma_fence();  // the last part's registers were read by the staging stores
+#pragma unroll
+    for (int kk = 0; kk < Tr::kWgKv / kMmaK; ++kk)
+      wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
+          dq, desc_k_major(sm.ds(buf, th.wg) + kk * kKStepBytesKMajor),
+          desc_mn_major(s_k + part * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operands(dq);
+    if (part == kParts - 1) {
+      wgmma_fence_operands(dk);
+      wgmma_fence_operands(dv);
+      release_stage_reads(sm, stage);
+    }
+    constexpr int kBoxesPerPart = kSm90ChunkCols / kSwizzleRowFloats;
+    st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg) + part * kBoxesPerPart * L.dq_box_bytes,
+                                                   L.dq_box_bytes, dq, th.row, th.t);
+  }
+}
+
 /// One q tile of consumer warpgroup `th.wg`. kMode: whether the tile needs per-element masking (a partial
 /// mask block, or a tile crossing Lq or Lkv): uniform over the warpgroup.
 template <class Tr, class Var, int kMode>
@@ -275,61 +337,31 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
                                               desc_mn_major(s_q + rows, L.q_chunk_bytes), 1);
   }
   wgmma_commit();
-  if constexpr (Tr::kDqSplitN) {
-    // dQ[:, 64 w ..] = dS K[:, 64 w ..]: A = both dS chunks K-major (k-step kk in chunk kk / 4, K = all 128
-    // kv rows), B = column chunk w of K, MN-major.
-    float dq[kSm90ChunkCols / 2];
-    constexpr int kStepsPerChunk = kSm90ChunkCols / kMmaK;
-#pragma unroll
-    for (int kk = 0; kk < Tr::kBlockN / kMmaK; ++kk)
-      wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
-          dq, desc_k_major(sm.ds(buf, kk / kStepsPerChunk) + (kk % kStepsPerChunk) * kKStepBytesKMajor),
-          desc_mn_major(sm.k() + th.wg * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
-    wgmma_commit();
+  if constexpr (!Tr::kAtomicDq) {
+    // Deterministic mode: dQ is the sm80 family's dQ kernel's (a fixed order), after this kernel.
     wgmma_wait<0>();
-    wgmma_fence_operands(dq);
     wgmma_fence_operands(dk);
     wgmma_fence_operands(dv);
     release_stage_reads(sm, stage);
-    st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg), L.dq_box_bytes, dq, th.row, th.t);
+    return;
   } else {
-  // dQ_w = dS_w K_w, 64 columns at a time (a whole 64 x 128 accumulator beside dK and dV would spill): A =
-  // the dS chunk K-major (K = kv), B = this warpgroup's rows of K, MN-major (N = d); each part goes through
-  // the staging buffer (two float32 boxes) to the TMA reductions once every part is there.
-  constexpr int kParts = Tr::kHeadDim / kSm90ChunkCols;
-#pragma unroll
-  for (int part = 0; part < kParts; ++part) {
-    float dq[kSm90ChunkCols / 2];
-    wgmma_fence();  // the last part's registers were read by the staging stores
-#pragma unroll
-    for (int kk = 0; kk < Tr::kWgKv / kMmaK; ++kk)
-      wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
-          dq, desc_k_major(sm.ds(buf, th.wg) + kk * kKStepBytesKMajor),
-          desc_mn_major(s_k + part * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_operands(dq);
-    if (part == kParts - 1) {
-      wgmma_fence_operands(dk);
-      wgmma_fence_operands(dv);
-      release_stage_reads(sm, stage);
+    if constexpr (Tr::kDqSplitN) {
+      sm90_dq_by_columns<Tr>(dk, dv, sm, th, stage, buf);
+    } else {
+      sm90_dq_by_rows<Tr>(dk, dv, sm, th, stage, buf, s_k);
     }
-    constexpr int kBoxesPerPart = kSm90ChunkCols / kSwizzleRowFloats;
-    st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg) + part * kBoxesPerPart * L.dq_box_bytes,
-                                                   L.dq_box_bytes, dq, th.row, th.t);
-  }
-  }
-  fence_proxy_async_smem();
-  named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
-  if (th.tid == 0) {
-    const int row0 = (b * p.heads_q + tile.h) * p.len_q_pad + tile.start;
-    // This warpgroup's columns: all of them, or (split by columns) its half.
-    constexpr int kCols = Tr::kDqSplitN ? Tr::kHeadDim / 2 : Tr::kHeadDim;
-    const int col0 = Tr::kDqSplitN ? th.wg * kCols : 0;
+    fence_proxy_async_smem();
+    named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
+    if (th.tid == 0) {
+      const int row0 = (b * p.heads_q + tile.h) * p.len_q_pad + tile.start;
+      // This warpgroup's columns: all of them, or (split by columns) its half.
+      constexpr int kCols = Tr::kDqSplitN ? Tr::kHeadDim / 2 : Tr::kHeadDim;
+      const int col0 = Tr::kDqSplitN ? th.wg * kCols : 0;
 #pragma unroll
-    for (int box = 0; box < kCols / kSwizzleRowFloats; ++box)
-      tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, col0 + box * kSwizzleRowFloats, row0);
-    tma_store_commit();
+      for (int box = 0; box < kCols / kSwizzleRowFloats; ++box)
+        tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, col0 + box * kSwizzleRowFloats, row0);
+      tma_store_commit();
+    }
   }
 }
 

@@ -52,7 +52,8 @@ constexpr int kSm90BwdTileSlotBytes = 16;
 /// mbarriers: K / V full, and full / empty per stage.
 constexpr int sm90_bwd_barriers(int stages) { return 1 + 2 * stages; }
 
-constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages, bool dq_split_n = false) {
+constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages, bool dq_split_n = false,
+                                        bool dq_here = true) {
   Sm90BwdLayout l{};
   l.q_chunk_bytes = kSm90BwdBlockM * 128;
   l.k_chunk_bytes = kSm90BwdBlockN * 128;
@@ -68,7 +69,8 @@ constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages
   l.ds_offset = l.p_offset + 2 * l.ps_chunk_bytes;
   l.ds_buffer_bytes = 2 * l.ps_chunk_bytes;
   l.dq_offset = l.ds_offset + (dq_split_n ? 2 : 1) * l.ds_buffer_bytes;
-  l.dq_wg_bytes = ((dq_split_n ? head_dim / 2 : head_dim) / 32) * l.dq_box_bytes;
+  // No staging when dQ is not computed here (deterministic mode: the sm80 dQ kernel).
+  l.dq_wg_bytes = dq_here ? ((dq_split_n ? head_dim / 2 : head_dim) / 32) * l.dq_box_bytes : 0;
   l.stats_offset = l.dq_offset + 2 * l.dq_wg_bytes;
   l.stats_stage_bytes = 2 * kSm90BwdBlockM * 4;
   l.tile_offset = l.stats_offset + stages * l.stats_stage_bytes;
