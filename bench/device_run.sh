@@ -116,8 +116,12 @@ if want sanitize; then
   sshards=${SANITIZE_SHARDS:-4}
   for tool in memcheck racecheck; do
     for i in $(seq 0 $((sshards - 1))); do
+      # racecheck names each hazard's threads and blocks (SANITIZE_RACECHECK_ARGS; the default report gives
+      # only the instruction pairs).
+      extra=""
+      [[ $tool == racecheck ]] && extra=${SANITIZE_RACECHECK_ARGS:---racecheck-report hazard --print-limit 30}
       (GTEST_TOTAL_SHARDS=$sshards GTEST_SHARD_INDEX=$i timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool \
-         --error-exitcode 3 dist/bin/flexjit_tests --gtest_filter="$filter" > "/tmp/sanitize_${tool}_$i.log" 2>&1
+         $extra --error-exitcode 3 dist/bin/flexjit_tests --gtest_filter="$filter" > "/tmp/sanitize_${tool}_$i.log" 2>&1
        echo "rc=$?" >> "/tmp/sanitize_${tool}_$i.log") &
     done
   done
