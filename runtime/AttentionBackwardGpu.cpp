@@ -133,6 +133,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   problem.tmaDescribable = tmaDescribable;
   problem.driverHasTensorMaps = driverHasTensorMaps;
   problem.gradSites = variant.gradSites;
+  problem.gradSitesMixQAndKv = variant.gradSitesMixQAndKv;
   problem.hasProb = variant.facts.hasProb;
   problem.accumRows = s.B * s.Hq * bwdPaddedLenQ(static_cast<int>(s.Lq));
   const int requested = requestedBackwardFamily();
@@ -140,9 +141,8 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   if (requested == 90 && !sm90Why.empty())
     throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + sm90Why +
                 "; use family=80 or unset FLEXJIT_BWD_CONFIG");
-  // Deterministic mode on the sm90 family (its dK/dV kernel without dQ, then the sm80 dQ kernel) is taken
-  // only when asked for (family=90) until its GPU tests have run.
-  const bool byDefault = sm90BackwardByDefault() && (!deterministic || sm90DeterministicByDefault());
+  // What the sm90 family can run but has not yet run on a GPU is taken only when asked for (family=90).
+  const bool byDefault = sm90BackwardByDefault() && sm90BackwardUnvalidated(problem).empty();
   if (sm90Why.empty() && (requested == 90 || (requested == 0 && byDefault))) {
     BwdKernelConfig config = defaultSm90BwdConfig(dtype, problem.headDim, problem.headDimV, info.computeMajor,
                                                   info.computeMinor, deterministic);

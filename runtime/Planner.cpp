@@ -192,9 +192,15 @@ int requestedBackwardFamily() {
 /// (causal D128: 466 against 282 TFLOP/s).
 bool sm90BackwardByDefault() { return true; }
 
-/// Off until AttentionBackwardGpuSeeds.DeterministicModeMatchesTheReference and
-/// AttentionBackwardGpu.DeterministicModeRepeatsBitForBit have run with FLEXJIT_BWD_CONFIG=family=90.
-bool sm90DeterministicByDefault() { return false; }
+std::string sm90BackwardUnvalidated(const BackwardProblem& p) {
+  // Each to be taken by default once its GPU test has passed with FLEXJIT_BWD_CONFIG=family=90:
+  // AttentionBackwardGpuSm90Rows.DeterministicModeMatchesAndRepeats, and the gradient cases of
+  // Families/AttentionBackwardGpuFamily.*_sm90 (gated_decay; the Lazy Attention tests for a prob_mod).
+  if (p.deterministic) return "deterministic mode on the sm90 family has not run on a GPU yet";
+  if (p.gradSites > 0) return "captured-tensor gradients on the sm90 family have not run on a GPU yet";
+  if (p.hasProb) return "a prob_mod's backward on the sm90 family has not run on a GPU yet";
+  return "";
+}
 
 std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   if (p.archMajor != 9 || p.archMinor != 0) return fmt::format("the GPU is sm_{}{}, not sm_90", p.archMajor, p.archMinor);
@@ -202,9 +208,9 @@ std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   if (!p.tmaDescribable)
     return "a tensor's layout cannot be described to TMA (a broadcast stride of 0, or a stride or base that is "
            "not 16-byte aligned)";
-  if (p.gradSites > 0)
-    return "captured tensors with gradients are summed in the sm80 family's shared-memory windows";
-  if (p.hasProb) return "a prob_mod's backward (its gradient sums) runs on the sm80 family";
+  if (p.gradSites > 0 && p.gradSitesMixQAndKv)
+    return "captured tensors with gradients indexed by q and kv together are summed in the sm80 family's "
+           "shared-memory windows";
   if (p.accumRows >= (1ll << 31)) return "B * H * Q_LEN is beyond the int32 coordinates of a TMA reduction";
   BwdKernelConfig c = defaultSm90BwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor, p.deterministic);
   if (BwdConfigCheck check = checkBwdConfig(c); !check.ok) return check.message;

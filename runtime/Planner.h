@@ -89,6 +89,7 @@ struct BackwardProblem {
   bool tmaDescribable = true;       ///< q, k, v, dO, dK, dV can be described by TMA tensor maps
   bool driverHasTensorMaps = true;
   int gradSites = 0;                ///< captured-tensor gradient sites of score_mod_grad
+  bool gradSitesMixQAndKv = false;  ///< some site is indexed by q and kv together (bias[h][q - kv])
   bool hasProb = false;             ///< a prob_mod (its gradient sums and delta weights)
   long long accumRows = 0;          ///< B * Hq * len_q_pad: the dQ accumulator's rows (TMA coordinates are int32)
 };
@@ -102,9 +103,9 @@ int requestedBackwardFamily();
 /// Whether the planner takes the sm90 backward by itself where it applies (it does; FLEXJIT_BWD_CONFIG=
 /// family=80 asks for the mma.sync kernels instead).
 bool sm90BackwardByDefault();
-/// Whether that default covers deterministic mode too (the sm90 dK/dV kernel without dQ, then the sm80
-/// family's dQ kernel); until its GPU tests have run, FLEXJIT_BWD_CONFIG=family=90 asks for it.
-bool sm90DeterministicByDefault();
+/// Why the planner does not take the sm90 backward by itself for `problem` although it can run it: a
+/// combination whose GPU tests have not run yet (FLEXJIT_BWD_CONFIG=family=90 asks for it); "" otherwise.
+std::string sm90BackwardUnvalidated(const BackwardProblem& problem);
 /// Why the decode family cannot run `problem` ("" when it can).
 std::string decodeForwardUnsupported(const ForwardProblem& problem);
 

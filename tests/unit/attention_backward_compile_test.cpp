@@ -77,15 +77,16 @@ TEST_P(BackwardCompileTest, CompilesForSm80AndSm90a) {
   EXPECT_EQ(dq.spillStoreBytes, 0) << GetParam() << ": dQ kernel spills";
 }
 
-// The sm90 family's dK/dV kernel (wgmma + TMA) for every seed variant it takes (the planner sends captured-
-// tensor gradients and prob_mods to the sm80 family), bf16 D128 and fp16 D64: its PTX holds the wgmmas, the
+// The sm90 family's dK/dV kernel (wgmma + TMA) for every seed variant it takes (gradient sites indexed by q
+// and kv together go to the sm80 family's windows), bf16 D128 and fp16 D64: its PTX holds the wgmmas, the
 // TMA loads and the TMA reductions of dQ, and ptxas spills at most a few scalars (bf16 D128 keeps some of
 // the precomputed wgmma descriptors in local memory, reloaded once per q tile).
 TEST_P(BackwardCompileTest, Sm90FamilyCompilesWithoutSpills) {
   if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
   examples::SeedVariant v = examples::makeSeedVariant(GetParam());
   Variant variant = generateVariant(v.score, v.mask, {true});
-  if (variant.gradSites > 0) GTEST_SKIP() << "captured-tensor gradients run on the sm80 family";
+  if (variant.gradSites > 0 && variant.gradSitesMixQAndKv)
+    GTEST_SKIP() << "gradients of captured tensors indexed by q and kv together run on the sm80 family";
   // The third build: dQ split by columns between the warpgroups (FLEXJIT_BWD_CONFIG=family=90,dqSplitN=1);
   // the fourth: deterministic mode's dK/dV kernel (no dQ: the sm80 dQ kernel runs after it).
   const Target targets[] = {{9, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}, {9, 0, DType::BF16, 128},
@@ -270,4 +271,33 @@ TEST(BackwardCompile, WaitForBackgroundCompilesJoinsThem) {
   const KernelCache::Stats after = KernelCache::global().stats();
   EXPECT_EQ(after.compilations, before.compilations);
   EXPECT_EQ(after.diskHits, before.diskHits);
+}
+
+// A prob_mod with a learned tensor (Lazy Attention's offset, here beside ALiBi-free causal attention and a
+// learned sink) through the sm90 dK/dV kernel: its gradient sums per thread (SiteCachedGrads) compile with
+// the kernel, and the sink-gradient kernel is in the same program.
+TEST(BackwardCompile, Sm90FamilyTakesAProbModAndASink) {
+  if (!nvrtcAvailable()) GTEST_SKIP() << "NVRTC is not installed";
+  std::vector<float> offset(4, 0.5f), norm(4, 0.25f);
+  CapturedTensor offsetT("offset", TensorView(offset.data(), DType::F32, Device::cpu(), {4}), true);
+  CapturedTensor normT("norm_bias", TensorView(norm.data(), DType::F32, Device::cpu(), {4}), true);
+  ExtraHooks extra;
+  extra.sink = SinkMod("norm_bias", [normT](Expr, Expr h, Expr) { return normT[h]; });
+  extra.prob = ProbMod("lazy_offset", [offsetT](Expr p, Expr, Expr h, Expr, Expr, Expr n) {
+    return maximum(p - abs(offsetT[h] + 1.0f) / toFloat(n), 0.0f);
+  });
+  MaskMod causal("causal", [](Expr, Expr, Expr q, Expr kv) { return q >= kv; });
+  Variant variant = generateVariant(ScoreMod::noop(), causal, {true}, extra);
+  BwdKernelConfig config = defaultSm90BwdConfig(DType::BF16, 128, 128, 9, 0);
+  config.sinkGrads = variant.facts.sinkHasTensorGrads;
+  requireBwdSupported(config, 128, 128);
+  CompileResult r = compileCuda(backwardSource(&variant, config, BwdKernelKind::DkDv), "bwd_lazy_sm90",
+                                CompileOptions{"sm_90a", {}, false});
+  ASSERT_FALSE(r.cubin.empty());
+  EXPECT_NE(r.ptx.find(kBwdSinkKernelName), std::string::npos) << "no sink-gradient kernel";
+  EXPECT_NE(r.ptx.find("atom.global.add.f32"), std::string::npos) << "no gradient reduction";
+  const ResourceUsage& use = resourceUsage(r, kBwdDkDvKernelName);
+  std::printf("[ resources ] lazy_offset      sm_90a bfloat16 D128 dkdv sm90 family: %3lld registers, %4lld B spill "
+              "stores\n", static_cast<long long>(use.registers), static_cast<long long>(use.spillStoreBytes));
+  EXPECT_LE(use.spillStoreBytes, kScalarSpillBytes);
 }

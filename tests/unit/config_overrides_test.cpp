@@ -133,7 +133,8 @@ TEST(BackwardConfig, TheSm90FamilyOnRequest) {
     }
     return std::string("accepted");
   };
-  EXPECT_NE(message(withGrads, false).find("family=90 cannot run this backward: captured tensors"), std::string::npos);
+  EXPECT_NE(message(withGrads, false).find("family=90 cannot run this backward: captured tensors"), std::string::npos)
+      << "relative_bias's bias[h][q - kv] mixes q and kv";
   // Deterministic mode: the sm80 family by default (until the sm90 path's GPU tests have run); with
   // family=90 the sm90 dK/dV kernel without dQ, then the sm80 family's dQ kernel.
   {

@@ -146,9 +146,20 @@ TEST(Planner, TheSm90BackwardSaysWhyItCannotRun) {
     return sm90BackwardUnsupported(q);
   };
   EXPECT_NE(why([](BackwardProblem& q) { q.archMajor = 8; }).find("not sm_90"), std::string::npos);
-  EXPECT_EQ(why([](BackwardProblem& q) { q.deterministic = true; }), "");  // dK/dV here, then the dQ kernel
-  EXPECT_NE(why([](BackwardProblem& q) { q.gradSites = 1; }).find("captured tensors"), std::string::npos);
-  EXPECT_NE(why([](BackwardProblem& q) { q.hasProb = true; }).find("prob_mod"), std::string::npos);
+  // Runs, but not by default until their GPU tests have: deterministic mode (dK/dV here, then the dQ
+  // kernel), captured-tensor gradients indexed by q or kv alone (global atomics), a prob_mod.
+  EXPECT_EQ(why([](BackwardProblem& q) { q.deterministic = true; }), "");
+  EXPECT_EQ(why([](BackwardProblem& q) { q.gradSites = 2; }), "");
+  EXPECT_EQ(why([](BackwardProblem& q) { q.hasProb = true; }), "");
+  for (auto change : {+[](BackwardProblem& q) { q.deterministic = true; }, +[](BackwardProblem& q) { q.gradSites = 2; },
+                      +[](BackwardProblem& q) { q.hasProb = true; }}) {
+    BackwardProblem q = p;
+    change(q);
+    EXPECT_NE(sm90BackwardUnvalidated(q).find("not run on a GPU"), std::string::npos) << sm90BackwardUnvalidated(q);
+  }
+  EXPECT_EQ(sm90BackwardUnvalidated(p), "");
+  EXPECT_NE(why([](BackwardProblem& q) { q.gradSites = 1; q.gradSitesMixQAndKv = true; }).find("windows"),
+            std::string::npos);
   EXPECT_NE(why([](BackwardProblem& q) { q.tmaDescribable = false; }).find("TMA"), std::string::npos);
   EXPECT_NE(why([](BackwardProblem& q) { q.headDim = q.headDimV = 96; }).find("head dims 64 and 128"),
             std::string::npos);

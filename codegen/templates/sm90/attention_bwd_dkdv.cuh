@@ -249,6 +249,7 @@ __device__ __forceinline__ void sm90_dq_by_rows(float (&dk)[Tr::kHeadDim / 2], f
 /// mask block, or a tile crossing Lq or Lkv): uniform over the warpgroup.
 template <class Tr, class Var, int kMode>
 __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
+                                                 const SiteCachedGrads<kProbGradSitesOf<Var>>& prob_grads,
                                                  const Sm90BwdParams& P, const Sm90BwdSmem<Tr>& sm,
                                                  const Sm90BwdThread& th, const BwdTile& tile, int it, int b,
                                                  int n0) {
@@ -307,8 +308,10 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     wgmma_wait<0>();
     wgmma_fence_operands(dp);
   }
+  // Captured-tensor gradients of score_mod_grad: global atomics (fj::GradArgs; the planner sends sites
+  // indexed by q and kv together to the sm80 family's windows); a prob_mod's: summed per thread first.
   compute_ds<Var, 1, kN, kMode>(as_tile<kN>(s), as_tile<kN>(dp), bits, lse2, delta, visible, p, p.grads,
-                                DroppedGrads{}, b, tile.h, q_first, kv_first);
+                                prob_grads, b, tile.h, q_first, kv_first);
   st_acc_swizzled_16<Tr::kIsBf16, kN>(sm.ds(buf, th.wg), L.ps_chunk_bytes, dp, th.row, th.t, ones);
   // The staging buffer of dQ is reused below: the previous tile's reduction must have read it.
   if (th.tid == 0) tma_store_wait_read();
@@ -382,6 +385,8 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
   for (int i = 0; i < Tr::kHeadDim / 2; ++i) dk[i] = 0.0f;
 #pragma unroll
   for (int i = 0; i < Tr::kHeadDimV / 2; ++i) dv[i] = 0.0f;
+  // A prob_mod's captured-tensor gradients, summed in registers over the whole kernel (grad_cache.cuh).
+  const SiteCachedGrads<kProbGradSitesOf<Var>> prob_grads(p.grads);
   // Columns at or past Lkv hold zero-filled K / V rows; they are masked like mask_mod's (bwd_keep).
   const bool crosses_kv = n0 + (wg + 1) * Tr::kWgKv > p.len_kv;
   mbar_wait(sm.kv_full(), 0);
@@ -399,11 +404,12 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
     }
     if (tile.h < 0) break;  // uniform: every thread reads the same slot
     if (tile.partial || tile.start + Tr::kBlockM > p.len_q || crosses_kv) {
-      bwd_consume_tile<Tr, Var, kCheck>(dk, dv, P, sm, th, tile, it, b, n0);
+      bwd_consume_tile<Tr, Var, kCheck>(dk, dv, prob_grads, P, sm, th, tile, it, b, n0);
     } else {
-      bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, P, sm, th, tile, it, b, n0);
+      bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, prob_grads, P, sm, th, tile, it, b, n0);
     }
   }
+  if constexpr (kProbGradSitesOf<Var> > 0) prob_grads.flush_all();  // every lane of every warp is here
   // dK = scale * dS^T Q (s = scale * q.k; the scale is applied once here) and dV into this warpgroup's rows
   // of the K and V regions, which only its own (completed) wgmmas read; TMA stores clip the rows at or
   // past Lkv, which belong to no key.
