@@ -122,13 +122,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
                                   const BlockMask& blockMask, bool deterministic, const Variant& variant,
                                   bool tmaDescribable, bool driverHasTensorMaps) {
   BackwardProblem problem;
-  problem.dtype = dtype;
-  problem.headDim = static_cast<int>(s.D);
-  problem.headDimV = static_cast<int>(s.Dv);
-  problem.archMajor = info.computeMajor;
-  problem.archMinor = info.computeMinor;
-  problem.maskBlockQ = blockMask.blockQ;
-  problem.maskBlockKV = blockMask.blockKV;
+  static_cast<KernelProblem&>(problem) = kernelProblem(dtype, s, info, blockMask);
   problem.deterministic = deterministic;
   problem.tmaDescribable = tmaDescribable;
   problem.driverHasTensorMaps = driverHasTensorMaps;
@@ -185,12 +179,8 @@ void gpuBackward(const TensorView& q, const TensorView& k, const TensorView& v, 
   MaskMod mask = blockMask.mask ? *blockMask.mask : MaskMod::noop();
   const ExtraHooks extra = options.extraHooks();
   std::shared_ptr<const Variant> variant = cachedVariant(scoreMod, mask, /*withGradient=*/true, extra);
-  auto describable = [](const TensorView& t) {
-    return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
-                          static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
-  };
-  const bool tma = describable(q) && describable(k) && describable(v) && describable(dout) && describable(dk) &&
-                   describable(dv);
+  const bool tma = tmaDescribable(q) && tmaDescribable(k) && tmaDescribable(v) && tmaDescribable(dout) &&
+                   tmaDescribable(dk) && tmaDescribable(dv);
   BwdKernelConfig config = backwardConfigFor(q.dtype, s, info, blockMask, options.deterministic, *variant, tma,
                                              CudaDriver::get().hasTensorMaps());
   const std::string tag = variantTag(scoreMod, mask);

@@ -31,6 +31,23 @@ const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device) {
   return it->second;
 }
 
+KernelProblem kernelProblem(DType dtype, const AttentionShape& s, const DeviceInfo& info, const BlockMask& blockMask) {
+  KernelProblem p;
+  p.dtype = dtype;
+  p.headDim = static_cast<int>(s.D);
+  p.headDimV = static_cast<int>(s.Dv);
+  p.archMajor = info.computeMajor;
+  p.archMinor = info.computeMinor;
+  p.maskBlockQ = blockMask.blockQ;
+  p.maskBlockKV = blockMask.blockKV;
+  return p;
+}
+
+bool tmaDescribable(const TensorView& t) {
+  return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
+                        static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
+}
+
 namespace {
 
 /// The planner's view of a forward call on this device.
@@ -39,20 +56,10 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
                               const BlockMask& blockMask, const Variant& variant, const AttentionOptions& options) {
   const TensorView& out = outputs.out;
   ForwardProblem fp;
-  fp.dtype = q.dtype;
-  fp.headDim = static_cast<int>(s.D);
-  fp.headDimV = static_cast<int>(s.Dv);
-  fp.archMajor = info.computeMajor;
-  fp.archMinor = info.computeMinor;
-  fp.maskBlockQ = blockMask.blockQ;
-  fp.maskBlockKV = blockMask.blockKV;
-  auto describable = [](const TensorView& t) {
-    return tmaDescribable(t.data, bhlStrides(t), static_cast<int>(t.shape[0]), static_cast<int>(t.shape[1]),
-                          static_cast<int>(t.shape[2]), static_cast<int>(t.shape[3]));
-  };
+  static_cast<KernelProblem&>(fp) = kernelProblem(q.dtype, s, info, blockMask);
   // The delta-weights pass of a prob_mod stores its output through the same kind of map as O.
-  fp.tmaDescribable = describable(q) && describable(k) && describable(v) && describable(out) &&
-                      (!outputs.probDelta || describable(*outputs.probDelta));
+  fp.tmaDescribable = tmaDescribable(q) && tmaDescribable(k) && tmaDescribable(v) && tmaDescribable(out) &&
+                      (!outputs.probDelta || tmaDescribable(*outputs.probDelta));
 
   fp.driverHasTensorMaps = CudaDriver::get().hasTensorMaps();
   fp.facts = variant.facts;

@@ -5,8 +5,16 @@
 #include "codegen/Variant.h"
 #include "runtime/AttentionBackward.h"
 #include "runtime/Device.h"
+#include "runtime/Planner.h"
 
 namespace flexjit {
+
+/// Whether TMA can describe a [B, H, L, D] view (runtime/TmaMaps.h's rule over its pointer and strides).
+bool tmaDescribable(const TensorView& t);
+
+/// The planners' common view of a call (runtime/Planner.h): dtype, head dims, GPU, BlockMask blocks (TMA
+/// taken as usable: the caller sets tmaDescribable / driverHasTensorMaps from its tensors and driver).
+KernelProblem kernelProblem(DType dtype, const AttentionShape& shape, const DeviceInfo& info, const BlockMask& blockMask);
 
 /// A cached all-full block mask for inputs without one.
 const BlockMask& fullMaskFor(int64_t Lq, int64_t Lkv, Device device);

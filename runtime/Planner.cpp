@@ -107,12 +107,17 @@ void applyTunables(FwdKernelConfig& c) {
 
 }  // namespace
 
-std::string sm90ForwardUnsupported(const ForwardProblem& p) {
+std::string sm90Unavailable(const KernelProblem& p) {
   if (p.archMajor != 9 || p.archMinor != 0) return fmt::format("the GPU is sm_{}{}, not sm_90", p.archMajor, p.archMinor);
   if (!p.driverHasTensorMaps) return "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer is needed)";
   if (!p.tmaDescribable)
     return "a tensor's layout cannot be described to TMA (a broadcast stride of 0, or a stride or base that is "
            "not 16-byte aligned)";
+  return "";
+}
+
+std::string sm90ForwardUnsupported(const ForwardProblem& p) {
+  if (std::string why = sm90Unavailable(p); !why.empty()) return why;
   FwdKernelConfig c = defaultSm90FwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
   if (FwdConfigCheck check = checkFwdConfig(c); !check.ok()) return check.message;
   if (FwdConfigCheck check = checkFwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok()) return check.message;
@@ -203,11 +208,7 @@ std::string sm90BackwardUnvalidated(const BackwardProblem& p) {
 }
 
 std::string sm90BackwardUnsupported(const BackwardProblem& p) {
-  if (p.archMajor != 9 || p.archMinor != 0) return fmt::format("the GPU is sm_{}{}, not sm_90", p.archMajor, p.archMinor);
-  if (!p.driverHasTensorMaps) return "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer is needed)";
-  if (!p.tmaDescribable)
-    return "a tensor's layout cannot be described to TMA (a broadcast stride of 0, or a stride or base that is "
-           "not 16-byte aligned)";
+  if (std::string why = sm90Unavailable(p); !why.empty()) return why;
   if (p.gradSites > 0 && p.gradSitesMixQAndKv)
     return "captured tensors with gradients indexed by q and kv together are summed in the sm80 family's "
            "shared-memory windows";

@@ -20,8 +20,8 @@
 
 namespace flexjit {
 
-/// What the forward planner looks at.
-struct ForwardProblem {
+/// What every planner looks at: the shapes, the GPU, the BlockMask's blocks and whether TMA can be used.
+struct KernelProblem {
   DType dtype = DType::BF16;
   int headDim = 128;
   int headDimV = 128;
@@ -29,10 +29,18 @@ struct ForwardProblem {
   int archMinor = 0;
   int maskBlockQ = 128;   ///< the BlockMask's block sizes (the kernel's tiles must divide them)
   int maskBlockKV = 128;
-  /// q, k, v and out can be described by TMA tensor maps (16-byte-aligned bases, nonzero strides that are
+  /// The call's tensors can be described by TMA tensor maps (16-byte-aligned bases, nonzero strides that are
   /// multiples of 16 bytes: runtime/TmaMaps.h's tmaDescribable). False for broadcast (stride-0) tensors.
   bool tmaDescribable = true;
   bool driverHasTensorMaps = true;  ///< the driver exports cuTensorMapEncodeTiled (CUDA 12.0 and later)
+};
+
+/// Why a Hopper family (wgmma + TMA) cannot run `problem` at all: not an sm_90 GPU, no tensor maps in the
+/// driver, a layout TMA cannot describe ("" when those hold).
+std::string sm90Unavailable(const KernelProblem& problem);
+
+/// What the forward planner looks at.
+struct ForwardProblem : KernelProblem {
   ModFacts facts;                   ///< of the variant (mask cost decides the sm80 S width)
   // The sizes the decode family is chosen and launched by (the prefill families' tiles do not depend on them).
   int batch = 1;
@@ -76,18 +84,10 @@ ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int ar
 /// Why the sm90 family cannot run `problem` ("" when it can).
 std::string sm90ForwardUnsupported(const ForwardProblem& problem);
 
-/// What the backward's family choice looks at (the tiles themselves come from codegen/BackwardConfig.h).
-struct BackwardProblem {
-  DType dtype = DType::BF16;
-  int headDim = 128;
-  int headDimV = 128;
-  int archMajor = 9;
-  int archMinor = 0;
-  int maskBlockQ = 128;
-  int maskBlockKV = 128;
+/// What the backward's family choice looks at (the tiles themselves come from codegen/BackwardConfig.h);
+/// tmaDescribable covers q, k, v, dO, dK and dV.
+struct BackwardProblem : KernelProblem {
   bool deterministic = false;       ///< a fixed reduction order for dQ (the sm80 family's dQ kernel after either dK/dV)
-  bool tmaDescribable = true;       ///< q, k, v, dO, dK, dV can be described by TMA tensor maps
-  bool driverHasTensorMaps = true;
   int gradSites = 0;                ///< captured-tensor gradient sites of score_mod_grad
   bool gradSitesMixQAndKv = false;  ///< some site is indexed by q and kv together (bias[h][q - kv])
   bool hasProb = false;             ///< a prob_mod (its gradient sums and delta weights)

@@ -175,6 +175,37 @@ void runCase(const std::string& name, const Case& c, uint32_t seed, bool determi
   std::printf("[ backward ] %-52s%s\n", what.c_str(), summary.c_str());
 }
 
+/// Rows q < 5 keep nothing: LSE = -inf, and every gradient of them must be exactly 0, never NaN; the
+/// rest within the rule (B1 H2 L200 bf16, head dim D).
+void checkFullyMaskedRows(int64_t D, bool deterministic, uint32_t seed, const std::string& label) {
+  MaskMod late("late_rows", [](Expr, Expr, Expr q, Expr kv) { return (q >= 5) & (kv <= q); });
+  const Case c{1, 2, 2, 200, 200, D, DType::BF16};
+  BlockMask cpuMask = createBlockMask(late, 1, 2, 200, 200, Device::cpu());
+  BlockMask gpuMask = createBlockMask(late, 1, 2, 200, 200, kGpu);
+  Inputs in = makeInputs(c, ScoreMod::noop(), cpuMask, seed);
+  GradValues exact = exactGrads(in, ScoreMod::noop(), cpuMask);
+  GradValues lp = lowPrecisionBackward(in.q, in.k, in.v, in.out, in.lse, in.dout, ScoreMod::noop(), late,
+                                       1.0f / std::sqrt(static_cast<float>(D)));
+  GradValues got = gpuGrads(in, ScoreMod::noop(), gpuMask, deterministic);
+  std::string summary = expectClose(got, lp, exact, describe(label, c, deterministic));
+  std::printf("[ backward ] %-52s%s\n", describe(label, c, deterministic).c_str(), summary.c_str());
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t i = 0; i < 5 * D; ++i) EXPECT_EQ(got.dq[h * 200 * D + i], 0.0) << "masked row of head " << h;
+}
+
+/// Two deterministic backward runs of seed variant `name` on case c give the same bits.
+void expectDeterministicRepeats(const std::string& name, const Case& c, uint32_t seed) {
+  examples::SeedVariant gpu = examples::makeSeedVariant(name, {c.B, c.Hq, c.Lq, c.Lkv});
+  examples::SeedVariant cpu = examples::makeSeedVariant(name, {c.B, c.Hq, c.Lq, c.Lkv});
+  gpu.placeCaptures(kGpu);
+  BlockMask cpuMask = createBlockMask(cpu.mask, c.B, c.Hq, c.Lq, c.Lkv, Device::cpu());
+  BlockMask gpuMask = createBlockMask(gpu.mask, c.B, c.Hq, c.Lq, c.Lkv, kGpu);
+  Inputs in = makeInputs(c, cpu.score, cpuMask, seed);
+  GradValues a = gpuGrads(in, gpu.score, gpuMask, true);
+  GradValues b = gpuGrads(in, gpu.score, gpuMask, true);
+  EXPECT_TRUE(a.dq == b.dq && a.dk == b.dk && a.dv == b.dv) << name << ": two deterministic runs differ";
+}
+
 const Case kCases[] = {{1, 2, 2, 1, 1, 64, DType::BF16},     {2, 4, 2, 17, 17, 128, DType::F16},
                        {1, 4, 1, 127, 129, 64, DType::BF16}, {2, 2, 2, 129, 127, 128, DType::BF16},
                        {1, 2, 2, 1000, 300, 64, DType::F16}, {1, 2, 1, 300, 1000, 128, DType::BF16}};
@@ -245,22 +276,8 @@ TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
   if (!gpuIsSm90()) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
   ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
-  MaskMod late("late_rows", [](Expr, Expr, Expr q, Expr kv) { return (q >= 5) & (kv <= q); });
   uint32_t seed = 2700;
-  for (int64_t D : {64, 128}) {
-    const Case c{1, 2, 2, 200, 200, D, DType::BF16};
-    BlockMask cpuMask = createBlockMask(late, 1, 2, 200, 200, Device::cpu());
-    BlockMask gpuMask = createBlockMask(late, 1, 2, 200, 200, kGpu);
-    Inputs in = makeInputs(c, ScoreMod::noop(), cpuMask, seed += 4);
-    GradValues exact = exactGrads(in, ScoreMod::noop(), cpuMask);
-    GradValues lp = lowPrecisionBackward(in.q, in.k, in.v, in.out, in.lse, in.dout, ScoreMod::noop(), late,
-                                         1.0f / std::sqrt(static_cast<float>(D)));
-    GradValues got = gpuGrads(in, ScoreMod::noop(), gpuMask, false);
-    std::string summary = expectClose(got, lp, exact, describe("late_rows sm90", c, false));
-    std::printf("[ backward ] %-52s%s\n", describe("late_rows sm90", c, false).c_str(), summary.c_str());
-    for (int64_t h = 0; h < 2; ++h)
-      for (int64_t i = 0; i < 5 * D; ++i) EXPECT_EQ(got.dq[h * 200 * D + i], 0.0) << "masked row of head " << h;
-  }
+  for (int64_t D : {64, 128}) checkFullyMaskedRows(D, false, seed += 4, "late_rows sm90");
 }
 
 /// Deterministic mode on the sm90 family (FLEXJIT_BWD_CONFIG=family=90): its dK/dV kernel without dQ, then
@@ -273,15 +290,7 @@ TEST(AttentionBackwardGpuSm90Rows, DeterministicModeMatchesAndRepeats) {
   const Case repeat{2, 8, 2, 700, 900, 128, DType::BF16};
   for (const char* name : {"causal", "alibi", "document"}) {
     for (const Case& c : {kCases[1], kCases[2], repeat}) runCase(name, c, seed += 5, true);
-    examples::SeedVariant gpu = examples::makeSeedVariant(name, {repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv});
-    examples::SeedVariant cpu = examples::makeSeedVariant(name, {repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv});
-    gpu.placeCaptures(kGpu);
-    BlockMask cpuMask = createBlockMask(cpu.mask, repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv, Device::cpu());
-    BlockMask gpuMask = createBlockMask(gpu.mask, repeat.B, repeat.Hq, repeat.Lq, repeat.Lkv, kGpu);
-    Inputs in = makeInputs(repeat, cpu.score, cpuMask, 41);
-    GradValues a = gpuGrads(in, gpu.score, gpuMask, true);
-    GradValues b = gpuGrads(in, gpu.score, gpuMask, true);
-    EXPECT_TRUE(a.dq == b.dq && a.dk == b.dk && a.dv == b.dv) << name << ": two deterministic runs differ";
+    expectDeterministicRepeats(name, repeat, 41);
   }
 }
 
@@ -342,41 +351,16 @@ INSTANTIATE_TEST_SUITE_P(Overrides, AttentionBackwardGpuConfigs,
 
 TEST(AttentionBackwardGpu, FullyMaskedRowsAndOtherHeadDims) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
-  // Rows q < 5 keep nothing: LSE = -inf, and every gradient of them must be exactly 0, never NaN.
-  MaskMod late("late_rows", [](Expr, Expr, Expr q, Expr kv) { return (q >= 5) & (kv <= q); });
   uint32_t seed = 70;
   for (int64_t D : {32, 48, 64, 80, 96, 128, 144, 256})  // 48, 80, 144: the 4-warp tiles
-    for (bool deterministic : {false, true}) {
-      const Case c{1, 2, 2, 200, 200, D, DType::BF16};
-      BlockMask cpuMask = createBlockMask(late, 1, 2, 200, 200, Device::cpu());
-      BlockMask gpuMask = createBlockMask(late, 1, 2, 200, 200, kGpu);
-      Inputs in = makeInputs(c, ScoreMod::noop(), cpuMask, seed += 4);
-      GradValues exact = exactGrads(in, ScoreMod::noop(), cpuMask);
-      GradValues lp = lowPrecisionBackward(in.q, in.k, in.v, in.out, in.lse, in.dout, ScoreMod::noop(), late,
-                                           1.0f / std::sqrt(static_cast<float>(D)));
-      GradValues got = gpuGrads(in, ScoreMod::noop(), gpuMask, deterministic);
-      std::string summary = expectClose(got, lp, exact, describe("late_rows", c, deterministic));
-      std::printf("[ backward ] %-52s%s\n", describe("late_rows", c, deterministic).c_str(), summary.c_str());
-      for (int64_t h = 0; h < 2; ++h)
-        for (int64_t i = 0; i < 5 * D; ++i) EXPECT_EQ(got.dq[h * 200 * D + i], 0.0) << "masked row of head " << h;
-    }
+    for (bool deterministic : {false, true}) checkFullyMaskedRows(D, deterministic, seed += 4, "late_rows");
 }
 
 TEST(AttentionBackwardGpu, DeterministicModeRepeatsBitForBit) {
   if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
   // GQA (4 query heads per kv head) and Lq != Lkv: the orders that atomics would scramble.
-  for (const char* name : {"causal", "alibi", "document"}) {
-    const Case c{2, 8, 2, 700, 900, 128, DType::BF16};
-    examples::SeedVariant gpu = examples::makeSeedVariant(name, {c.B, c.Hq, c.Lq, c.Lkv});
-    examples::SeedVariant cpu = examples::makeSeedVariant(name, {c.B, c.Hq, c.Lq, c.Lkv});
-    gpu.placeCaptures(kGpu);
-    BlockMask cpuMask = createBlockMask(cpu.mask, c.B, c.Hq, c.Lq, c.Lkv, Device::cpu());
-    BlockMask gpuMask = createBlockMask(gpu.mask, c.B, c.Hq, c.Lq, c.Lkv, kGpu);
-    Inputs in = makeInputs(c, cpu.score, cpuMask, 31);
-    GradValues a = gpuGrads(in, gpu.score, gpuMask, true);
-    GradValues b = gpuGrads(in, gpu.score, gpuMask, true);
-    EXPECT_TRUE(a.dq == b.dq && a.dk == b.dk && a.dv == b.dv) << name << ": two deterministic runs differ";
-  }
+  for (const char* name : {"causal", "alibi", "document"})
+    expectDeterministicRepeats(name, Case{2, 8, 2, 700, 900, 128, DType::BF16}, 31);
 }
 
 TEST(AttentionBackwardGpu, StridedInputsAndNoBlockMask) {
