@@ -68,7 +68,10 @@ void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, 
 void applyBwdOverrides(BwdKernelConfig& c) {
   int family = 0;  // read by requestedBackwardFamily
   if (c.family == KernelFamily::Sm90) {
-    applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family}, {"stages", &c.stages}, {"dqSplitN", &c.dqSplitN}});
+    applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family},
+                                                {"stages", &c.stages},
+                                                {"dqSplitN", &c.dqSplitN},
+                                                {"pingpong", &c.pingpong}});
     return;
   }
   applyConfigOverrides("FLEXJIT_BWD_CONFIG",

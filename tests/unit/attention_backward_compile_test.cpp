@@ -88,14 +88,16 @@ TEST_P(BackwardCompileTest, Sm90FamilyCompilesWithoutSpills) {
   if (variant.gradSites > 0 && variant.gradSitesMixQAndKv)
     GTEST_SKIP() << "gradients of captured tensors indexed by q and kv together run on the sm80 family";
   // The third build: dQ split by columns between the warpgroups (FLEXJIT_BWD_CONFIG=family=90,dqSplitN=1);
-  // the fourth: deterministic mode's dK/dV kernel (no dQ: the sm80 dQ kernel runs after it).
+  // the fourth: deterministic mode's dK/dV kernel (no dQ: the sm80 dQ kernel runs after it); the fifth: the
+  // warpgroups' ping-pong (pingpong=1).
   const Target targets[] = {{9, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}, {9, 0, DType::BF16, 128},
-                            {9, 0, DType::BF16, 128}};
-  const char* kinds[] = {"", "", " (dqSplitN)", " (deterministic)"};
-  for (int i = 0; i < 4; ++i) {
+                            {9, 0, DType::BF16, 128}, {9, 0, DType::BF16, 128}};
+  const char* kinds[] = {"", "", " (dqSplitN)", " (deterministic)", " (pingpong)"};
+  for (int i = 0; i < 5; ++i) {
     const Target& t = targets[i];
     BwdKernelConfig config = defaultSm90BwdConfig(t.dtype, t.headDim, t.headDim, 9, 0, i == 3);
     config.dqSplitN = i == 2;
+    config.pingpong = i == 4;
     requireBwdSupported(config, 128, 128);
     const std::string what = GetParam() + "/sm90" + kinds[i];
     CompileResult r = compileCuda(backwardSource(&variant, config, BwdKernelKind::DkDv), "bwd_" + what,

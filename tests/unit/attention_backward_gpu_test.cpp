@@ -255,10 +255,13 @@ TEST_P(AttentionBackwardGpuFamily, MatchesTheReference) {
     if (v.gradSites > 0 && v.gradSitesMixQAndKv)
       GTEST_SKIP() << "gradients of captured tensors indexed by q and kv together run on the sm80 family's windows";
   }
-  // sm90split: dQ split by columns between the warpgroups, D = 128 only.
+  // sm90split: dQ split by columns between the warpgroups, D = 128 only; sm90pingpong: the warpgroups take
+  // turns issuing their products.
   const bool split = family == "sm90split";
-  ScopedEnv env("FLEXJIT_BWD_CONFIG",
-                std::string(split ? "family=90,dqSplitN=1" : sm90 ? "family=90" : "family=80"));
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string(split                     ? "family=90,dqSplitN=1"
+                                                  : family == "sm90pingpong" ? "family=90,pingpong=1"
+                                                  : sm90                     ? "family=90"
+                                                                             : "family=80"));
   uint32_t seed = 2500;
   for (const Case& c : kCases)
     if (!split || c.D == 128) runCase(name, c, seed += 5, false);
@@ -269,7 +272,7 @@ TEST_P(AttentionBackwardGpuFamily, MatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Families, AttentionBackwardGpuFamily,
                          ::testing::Combine(::testing::ValuesIn(examples::seedVariantNames()),
                                             ::testing::Values(std::string("sm80"), std::string("sm90"),
-                                                              std::string("sm90split"))),
+                                                              std::string("sm90split"), std::string("sm90pingpong"))),
                          [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {

@@ -152,6 +152,14 @@ TEST(BackwardConfig, TheSm90FamilyOnRequest) {
     EXPECT_GT(bytes, 0);
     EXPECT_NE(message(plain, false).find("shared memory"), std::string::npos) << "D128 with 3 stages fits no GPU";
   }
+  {
+    ScopedEnv both("FLEXJIT_BWD_CONFIG", std::string("family=90,pingpong=1,dqSplitN=1"));
+    EXPECT_NE(message(plain, false).find("not with pingpong=1"), std::string::npos);
+  }
+  {
+    ScopedEnv pp("FLEXJIT_BWD_CONFIG", std::string("family=90,pingpong=1"));
+    EXPECT_EQ(backwardConfigFor(DType::BF16, shape, info, blocks, false, plain).pingpong, 1);
+  }
   ScopedEnv sm80Key("FLEXJIT_BWD_CONFIG", std::string("family=90,blockM=32"));
   EXPECT_NE(message(plain, false).find("blockM"), std::string::npos);
 }

@@ -32,13 +32,14 @@
 #include "codegen/templates/common/sink_grad.cuh"
 #include "codegen/templates/sm90/bwd_layout.h"
 #include "codegen/templates/sm90/bwd_params.h"
+#include "codegen/templates/sm90/pingpong.cuh"
 #include "codegen/templates/sm90/ptx.cuh"
 #include "codegen/templates/sm90/wgmma.cuh"
 
 namespace fjk {
 
 template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kDqSplitN_ = false,
-          bool kAtomicDq_ = true>
+          bool kAtomicDq_ = true, bool kPingPong_ = false>
 struct Sm90BwdTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -51,6 +52,10 @@ struct Sm90BwdTraits {
   /// dQ by TMA reductions here; false (deterministic mode): no dQ here, the sm80 family's dQ kernel runs
   /// after this one.
   static constexpr bool kAtomicDq = kAtomicDq_;
+  /// The consumer warpgroups take turns issuing S / dP and then dV / dK (sm90/pingpong.cuh), instead of
+  /// both issuing at once after the same "full" barrier: one's element-wise work then runs in the other's
+  /// GEMM time. Not with kDqSplitN (its rendezvous on dS would wait on the other's turn).
+  static constexpr bool kPingPong = kPingPong_;
   static constexpr int kBlockM = kSm90BwdBlockM;
   static constexpr int kBlockN = kSm90BwdBlockN;
   static constexpr int kWgKv = kSm90BwdWgKv;
@@ -67,6 +72,7 @@ struct Sm90BwdTraits {
   static_assert(kStages >= 1 && kStages <= 3, "a Q / dO ring of one to three stages");
   static_assert(!kDqSplitN || kHeadDim == 128, "dQ split by columns needs D = 128 (64 columns each)");
   static_assert(kAtomicDq || !kDqSplitN, "no dQ here, nothing to split");
+  static_assert(!(kPingPong && kDqSplitN), "the ping-pong and dQ split by columns exclude each other");
   static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
   static_assert(kProducerRegs * kWarpgroupThreads + kConsumerRegs * kConsumers * kWarpgroupThreads <= 65536,
                 "the register split must fit the register file");
@@ -156,6 +162,18 @@ __device__ __forceinline__ void bwd_produce(const Sm90BwdParams& P, const Sm90Bw
 /// warpgroups (dQ split by columns: every dS chunk of the tile is written).
 constexpr int kBwdWgBarrier = 1;
 constexpr int kBwdConsumersBarrier = 3;
+/// The ping-pong's turns (kPingPong): barriers 4 and 5.
+constexpr int kBwdSchedBarrier = 4;
+
+/// A turn of the ping-pong, when the kernel has one.
+template <class Tr>
+__device__ __forceinline__ void bwd_turn_wait(int wg) {
+  if constexpr (Tr::kPingPong) pingpong_wait<kBwdSchedBarrier>(wg);
+}
+template <class Tr>
+__device__ __forceinline__ void bwd_turn_pass(int wg) {
+  if constexpr (Tr::kPingPong) pingpong_pass<kBwdSchedBarrier>(wg);
+}
 
 /// What a consumer thread needs to find its elements: its warpgroup, its first accumulator row inside
 /// the 64 (warp * 16 + g) and column pair (2 t).
@@ -276,6 +294,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   read_row_visible<Var>(visible, p, b, tile.h, q_first);
   TileBits<kN * 4> bits;
   const float ones[2] = {1.0f, 1.0f};
+  bwd_turn_wait<Tr>(th.wg);
   wgmma_fence();
   sm90_bwd_dot<Tr, Tr::kHeadDim>(s, s_q, s_k);
   wgmma_commit();
@@ -284,6 +303,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     // products can be in flight at once.
     sm90_bwd_dot<Tr, Tr::kHeadDimV>(dp, s_do, s_v);
     wgmma_commit();
+    bwd_turn_pass<Tr>(th.wg);
     wgmma_wait<1>();
     wgmma_fence_operands(s);
     compute_probs<Var, 1, kN, kMode>(as_tile<kN>(s), as_tile<kN>(s), bits, lse2, visible, p, b, tile.h, q_first,
@@ -294,6 +314,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   } else {
     // The raw S must survive until score_mod_grad, and S, P and dP do not fit beside dK and dV: P goes to
     // shared memory before dP is computed, and compute_ds recomputes it from S.
+    bwd_turn_pass<Tr>(th.wg);
     wgmma_wait<0>();
     wgmma_fence_operands(s);
     {
@@ -326,6 +347,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
 
   // dV += P^T dO and dK += dS^T Q: A is the warpgroup's chunk [q][kv] read MN-major (M = kv), B the stage
   // [q][d] read MN-major (N = d); k-step kk covers q rows 16 kk .. 16 kk + 15.
+  bwd_turn_wait<Tr>(th.wg);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockM / kMmaK; ++kk) {
@@ -340,6 +362,7 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
                                               desc_mn_major(s_q + rows, L.q_chunk_bytes), 1);
   }
   wgmma_commit();
+  bwd_turn_pass<Tr>(th.wg);
   if constexpr (!Tr::kAtomicDq) {
     // Deterministic mode: dQ is the sm80 family's dQ kernel's (a fixed order), after this kernel.
     wgmma_wait<0>();
@@ -390,6 +413,7 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
   // Columns at or past Lkv hold zero-filled K / V rows; they are masked like mask_mod's (bwd_keep).
   const bool crosses_kv = n0 + (wg + 1) * Tr::kWgKv > p.len_kv;
   mbar_wait(sm.kv_full(), 0);
+  if constexpr (Tr::kPingPong) pingpong_open<kBwdSchedBarrier>(wg);
 #pragma unroll 1
   for (int it = 0;; ++it) {
     const int stage = it % Tr::kStages;
@@ -409,6 +433,10 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
       bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, prob_grads, P, sm, th, tile, it, b, n0);
     }
   }
+  // Warpgroup 1's last hand-over (or, with no tiles, its opening) is warpgroup 0's last turn: taken here,
+  // so that every arrive has its wait.
+  if constexpr (Tr::kPingPong)
+    if (wg == 0) pingpong_wait<kBwdSchedBarrier>(wg);
   if constexpr (kProbGradSitesOf<Var> > 0) prob_grads.flush_all();  // every lane of every warp is here
   // dK = scale * dS^T Q (s = scale * q.k; the scale is applied once here) and dV into this warpgroup's rows
   // of the K and V regions, which only its own (completed) wgmmas read; TMA stores clip the rows at or

@@ -28,6 +28,7 @@
 #include "codegen/templates/common/tile_hooks.cuh"
 #include "codegen/templates/sm90/fwd_layout.h"
 #include "codegen/templates/sm90/fwd_params.h"
+#include "codegen/templates/sm90/pingpong.cuh"
 #include "codegen/templates/sm90/ptx.cuh"
 #include "codegen/templates/sm90/wgmma.cuh"
 
@@ -136,23 +137,20 @@ __device__ __forceinline__ void sm90_pv(float (&o)[Tr::kHeadDimV / 2],
 constexpr int kEpilogueBarrier = 1;
 constexpr int kSchedBarrier = 3;
 
-/// The ping-pong between two consumer warpgroups: a warpgroup waits for its turn before issuing a tile's
-/// products and hands the turn over right after issuing them, so the tensor cores alternate between the
-/// two while each runs its softmax in the other's GEMM time. Every wait is matched by one arrive of the
-/// other warpgroup: warpgroup 1 opens the first turn (sched_open) and skips its last hand-over.
+/// The two consumer warpgroups take turns issuing each tile's products (sm90/pingpong.cuh); warpgroup 1
+/// opens the first turn and skips its last hand-over.
 template <class Tr>
 __device__ __forceinline__ void sched_wait_turn(int wg) {
-  if constexpr (Tr::kConsumers == 2) named_barrier_sync(kSchedBarrier + wg, 2 * kWarpgroupThreads);
+  if constexpr (Tr::kConsumers == 2) pingpong_wait<kSchedBarrier>(wg);
 }
 template <class Tr>
 __device__ __forceinline__ void sched_pass_turn(int wg, bool last) {
   if constexpr (Tr::kConsumers == 2)
-    if (!(last && wg == 1)) named_barrier_arrive(kSchedBarrier + (1 - wg), 2 * kWarpgroupThreads);
+    if (!(last && wg == 1)) pingpong_pass<kSchedBarrier>(wg);
 }
 template <class Tr>
 __device__ __forceinline__ void sched_open(int wg) {
-  if constexpr (Tr::kConsumers == 2)
-    if (wg == 1) named_barrier_arrive(kSchedBarrier, 2 * kWarpgroupThreads);
+  if constexpr (Tr::kConsumers == 2) pingpong_open<kSchedBarrier>(wg);
 }
 
 /// The query indices of the two accumulator rows a consumer thread holds (`row`: its first row inside the
