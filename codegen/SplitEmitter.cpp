@@ -97,6 +97,14 @@ void SplitEmitter::selectPart(func::FuncOp fn, Part part) {
   }
 }
 
+int SplitEmitter::elementLoads(func::FuncOp fn) {
+  analyze(fn);
+  int loads = 0;
+  for (const auto& [op, d] : deps_)
+    if (isa<fjir::LoadOp>(op) && !rowOnly(d) && !colOnly(d)) ++loads;
+  return loads;
+}
+
 int SplitEmitter::hoistedCost() const {
   int cost = 0;
   for (const auto& [op, d] : deps_)

@@ -27,6 +27,10 @@ class SplitEmitter : public ScalarEmitter {
   /// column parts together hold less than one load, division or two plain ops (nothing worth hoisting).
   std::string emitSplit(mlir::func::FuncOp fn, const std::string& name);
 
+  /// Tensor loads of `fn` that the split cannot hoist: their index depends on q_idx and kv_idx together
+  /// (or on the score), so every element of a tile performs them (relative_bias's bias[h][q - kv]).
+  int elementLoads(mlir::func::FuncOp fn);
+
  protected:
   std::string paramList(mlir::func::FuncOp fn) const override;
   bool emitOp(mlir::Operation* op) override;

@@ -271,6 +271,7 @@ Variant generateVariant(const ScoreMod& score, const MaskMod& mask, const Varian
   // The row / column split of each mod, where it hoists something (SplitEmitter.h): the kernels' tile
   // loops evaluate the row part once per row and the column part once per column.
   SplitEmitter split;
+  v.scoreElementLoads = v.facts.scoreIsNoop ? 0 : split.elementLoads(lowered.lookup("score_mod"));
   const std::string scoreSplit = v.facts.scoreIsNoop ? "" : split.emitSplit(lowered.lookup("score_mod"), "score_mod");
   const std::string maskSplit = v.facts.maskIsNoop ? "" : split.emitSplit(lowered.lookup("mask_mod"), "mask_mod");
   p += scoreSplit.empty() ? "" : "\n" + scoreSplit;

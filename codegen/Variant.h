@@ -44,6 +44,9 @@ struct Variant {
   /// Some site's index depends on both q_idx and kv_idx (FunctionEmitter::gradSiteMixesQAndKv): the backward
   /// gives the sites shared-memory windows only then (measured, docs/kernels-backward.md).
   bool gradSitesMixQAndKv = false;
+  /// score_mod's tensor loads that every element performs (SplitEmitter::elementLoads): the sm90 forward's
+  /// 128-wide kv tiles spill with them (runtime/Planner.cpp).
+  int scoreElementLoads = 0;
 };
 
 /// Lowers and emits a variant. Raises flexjit::Error (naming the mod) on any failure.

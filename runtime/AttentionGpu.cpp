@@ -62,7 +62,7 @@ ForwardProblem forwardProblem(const TensorView& q, const TensorView& k, const Te
                       (!outputs.probDelta || tmaDescribable(*outputs.probDelta));
 
   fp.driverHasTensorMaps = CudaDriver::get().hasTensorMaps();
-  fp.facts = variant.facts;
+  describeVariant(fp, variant);
   fp.batch = static_cast<int>(s.B);
   fp.headsQ = static_cast<int>(s.Hq);
   fp.headsKV = static_cast<int>(s.Hkv);

@@ -165,6 +165,16 @@ ForwardPlan planForward(const ForwardProblem& p) {
   } else if (sm90Why.empty() && requested != kSm80FamilyCode) {
     plan.config = defaultSm90FwdConfig(p.dtype, p.headDim, p.headDimV, p.archMajor, p.archMinor);
     plan.reason = "sm90 family: wgmma + TMA on Hopper";
+    // A score_mod that loads a tensor per element spills the consumers at 128-wide kv tiles (relative_bias:
+    // the spill search of runtime/KernelBuild.cpp then built the 64-wide kernel, twice the cold compile
+    // time, 3.1 s on the development machine); such variants start at 64.
+    FwdKernelConfig narrow = plan.config;
+    narrow.blockN = narrow.subN = 64;
+    if (p.scoreElementLoads > 0 && plan.config.blockN > narrow.blockN && checkFwdConfig(narrow).ok() &&
+        checkFwdMaskBlocks(narrow, p.maskBlockQ, p.maskBlockKV).ok()) {
+      plan.config = narrow;
+      plan.reason += ", kv tiles of 64 (the score_mod loads a tensor per element)";
+    }
   } else {
     plan.config = sm80Config(p);
     plan.reason = requested == kSm80FamilyCode ? "sm80 family: asked for by FLEXJIT_FWD_CONFIG"
@@ -219,15 +229,20 @@ std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   return "";
 }
 
+void describeVariant(ForwardProblem& p, const Variant& variant) {
+  p.facts = variant.facts;
+  p.scoreElementLoads = variant.scoreElementLoads;
+}
+
 ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
-                                  const ModFacts& facts) {
+                                  const Variant& variant) {
   ForwardProblem p;
   p.dtype = dtype;
   p.headDim = headDim;
   p.headDimV = headDimV;
   p.archMajor = archMajor;
   p.archMinor = archMinor;
-  p.facts = facts;
+  describeVariant(p, variant);
   return planForward(p);
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "codegen/AttentionConfig.h"
+#include "codegen/Variant.h"
 #include "compiler/ModFacts.h"
 #include "dsl/Types.h"
 
@@ -42,6 +43,9 @@ std::string sm90Unavailable(const KernelProblem& problem);
 /// What the forward planner looks at.
 struct ForwardProblem : KernelProblem {
   ModFacts facts;                   ///< of the variant (mask cost decides the sm80 S width)
+  /// score_mod's per-element tensor loads (Variant::scoreElementLoads): the sm90 family then starts at kv
+  /// tiles of 64 (see planForward).
+  int scoreElementLoads = 0;
   // The sizes the decode family is chosen and launched by (the prefill families' tiles do not depend on them).
   int batch = 1;
   int headsQ = 1;
@@ -79,7 +83,10 @@ ForwardPlan planForward(const ForwardProblem& problem);
 /// The plan for contiguous tensors and the default 128 x 128 BlockMask blocks on a GPU of compute capability
 /// major.minor (what `flexjit show`, `compile` and the demo build, with or without a GPU).
 ForwardPlan planContiguousForward(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
-                                  const ModFacts& facts);
+                                  const Variant& variant);
+
+/// Fills what the forward planner reads of a variant (its facts, its per-element loads).
+void describeVariant(ForwardProblem& problem, const Variant& variant);
 
 /// Why the sm90 family cannot run `problem` ("" when it can).
 std::string sm90ForwardUnsupported(const ForwardProblem& problem);

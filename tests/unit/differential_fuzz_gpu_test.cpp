@@ -210,7 +210,7 @@ void precompileChunk(int chunk, int arch) {
       p.headDim = p.headDimV = static_cast<int>(kD);
       p.archMajor = arch / 10;
       p.archMinor = arch % 10;
-      p.facts = variant->facts;
+      describeVariant(p, *variant);
       p.batch = static_cast<int>(kB);
       p.headsQ = p.headsKV = static_cast<int>(kH);
       p.lenQ = static_cast<int>(kLq);

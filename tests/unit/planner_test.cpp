@@ -178,3 +178,21 @@ TEST(Planner, TheSm90BackwardSaysWhyItCannotRun) {
   ScopedEnv env("FLEXJIT_BWD_CONFIG", std::nullopt);
   EXPECT_EQ(requestedBackwardFamily(), 0);
 }
+
+// A score_mod that loads a tensor per element (relative_bias's bias[h][q - kv]; gated_decay's G[q] - G[kv]
+// are row and column loads, hoisted by the split) starts the sm90 forward at kv tiles of 64: at 128 it
+// spilled and the spill search compiled twice.
+TEST(Planner, PerElementLoadsStartTheSm90ForwardAtNarrowTiles) {
+  examples::SeedVariant rel = examples::makeSeedVariant("relative_bias");
+  examples::SeedVariant gated = examples::makeSeedVariant("gated_decay");
+  const Variant relV = generateVariant(rel.score, rel.mask, {false});
+  const Variant gatedV = generateVariant(gated.score, gated.mask, {false});
+  EXPECT_GT(relV.scoreElementLoads, 0);
+  EXPECT_EQ(gatedV.scoreElementLoads, 0);
+  const ForwardPlan relPlan = planContiguousForward(DType::BF16, 128, 128, 9, 0, relV);
+  const ForwardPlan gatedPlan = planContiguousForward(DType::BF16, 128, 128, 9, 0, gatedV);
+  EXPECT_EQ(relPlan.config.family, KernelFamily::Sm90);
+  EXPECT_EQ(relPlan.config.blockN, 64) << relPlan.reason;
+  EXPECT_EQ(gatedPlan.config.blockN, 128) << gatedPlan.reason;
+  EXPECT_NE(relPlan.reason.find("kv tiles of 64"), std::string::npos);
+}

@@ -36,7 +36,7 @@ int runCompile(const Args& a) {
     fwd = cachedVariant(v.score, v.mask, false);
     bwd = cachedVariant(v.score, v.mask, true);
   });
-  FwdKernelConfig fc = planContiguousForward(dtype, headDim, headDim, info.computeMajor, info.computeMinor, fwd->facts).config;
+  FwdKernelConfig fc = planContiguousForward(dtype, headDim, headDim, info.computeMajor, info.computeMinor, *fwd).config;
   BwdKernelConfig bc = backwardConfigFor(dtype, shape, info, blocks, false, *bwd);
   const std::string tag = variantTag(v.score, v.mask);
   double fwdMs = 0;

@@ -24,7 +24,7 @@ void printCompileTable(const std::vector<std::string>& names, const std::string&
     examples::SeedVariant v = examples::makeSeedVariant(name);
     Variant variant;
     double lowerMs = wallMs([&] { variant = generateVariant(v.score, v.mask); });
-    FwdKernelConfig config = planContiguousForward(dtype, headDim, headDim, major, minor, variant.facts).config;
+    FwdKernelConfig config = planContiguousForward(dtype, headDim, headDim, major, minor, variant).config;
     ForwardBuild build;
     auto before = KernelCache::global().stats();
     double compileMs = wallMs([&] { build = forwardKernel(variant, config, variantTag(v.score, v.mask)); });

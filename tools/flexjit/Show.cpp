@@ -117,7 +117,7 @@ int runShow(const Args& a) {
 
   auto [major, minor] = parseArchNumber(arch);
   const ForwardPlan plan =
-      planContiguousForward(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor, variant.facts);
+      planContiguousForward(dtype, static_cast<int>(headDim), static_cast<int>(headDim), major, minor, variant);
   const FwdKernelConfig& config = plan.config;
   if (all("ptx") || stage == "cuda" || stage == "sass") {
     ForwardBuild build;
