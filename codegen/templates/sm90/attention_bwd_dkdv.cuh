@@ -185,13 +185,30 @@ struct Sm90BwdThread {
   int t;
 };
 
-/// Q, dO, LSE2 and Delta of a stage are no longer read by this thread. Every consumer thread arrives (the
-/// barrier counts them all): an arrive releases only its own thread's earlier reads, and each thread read
-/// the stage's tile description and row statistics with ordinary loads (one lane's arrive after __syncwarp
-/// orders them too, but compute-sanitizer's racecheck reported such reads as hazards, 2026-12-02).
+/// After the wait for this warpgroup's dV / dK products: pins their accumulators and gives the stage back,
+/// whose Q, dO, LSE2 and Delta this thread no longer reads. Every consumer thread arrives (the barrier counts
+/// them all): an arrive releases only its own thread's earlier reads, and each thread read the stage's tile
+/// description and row statistics with ordinary loads (one lane's arrive after __syncwarp orders them too,
+/// but compute-sanitizer's racecheck reported such reads as hazards, 2026-12-02).
 template <class Tr>
-__device__ __forceinline__ void release_stage_reads(const Sm90BwdSmem<Tr>& sm, int stage) {
+__device__ __forceinline__ void dkdv_done_release_stage(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
+                                                        const Sm90BwdSmem<Tr>& sm, int stage) {
+  wgmma_fence_operands(dk);
+  wgmma_fence_operands(dv);
   mbar_arrive(sm.empty(stage));
+}
+
+/// acc += A^T B over the tile's 64 q rows, A = a warpgroup's [q][kv] chunk of P or dS read MN-major (M = kv:
+/// the transpose for free), B = a stage tile [q][d] (dO or Q) read MN-major (N = d); k-step kk covers q
+/// rows 16 kk .. 16 kk + 15.
+template <class Tr, int kN>
+__device__ __forceinline__ void sm90_bwd_dot_transposed(float (&acc)[kN / 2], unsigned s_chunk, unsigned s_stage) {
+#pragma unroll
+  for (int kk = 0; kk < Tr::kBlockM / kMmaK; ++kk) {
+    const unsigned rows = kk * kKStepBytesMnMajor;
+    wgmma_ss<kN, Tr::kIsBf16, 1, 1>(acc, desc_mn_major(s_chunk + rows, Tr::kLayout.ps_chunk_bytes),
+                                    desc_mn_major(s_stage + rows, Tr::kLayout.q_chunk_bytes), 1);
+  }
 }
 
 /// acc = A B^T over kDim columns for a 64-row stage tile A (Q or dO) and this warpgroup's 64 rows B of K
@@ -225,9 +242,7 @@ __device__ __forceinline__ void sm90_dq_by_columns(float (&dk)[Tr::kHeadDim / 2]
   wgmma_commit();
   wgmma_wait<0>();
   wgmma_fence_operands(dq);
-  wgmma_fence_operands(dk);
-  wgmma_fence_operands(dv);
-  release_stage_reads(sm, stage);
+  dkdv_done_release_stage<Tr>(dk, dv, sm, stage);
   st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg), L.dq_box_bytes, dq, th.row, th.t);
 }
 
@@ -252,11 +267,7 @@ __device__ __forceinline__ void sm90_dq_by_rows(float (&dk)[Tr::kHeadDim / 2], f
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_operands(dq);
-    if (part == kParts - 1) {
-      wgmma_fence_operands(dk);
-      wgmma_fence_operands(dv);
-      release_stage_reads(sm, stage);
-    }
+    if (part == kParts - 1) dkdv_done_release_stage<Tr>(dk, dv, sm, stage);
     constexpr int kBoxesPerPart = kSm90ChunkCols / kSwizzleRowFloats;
     st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg) + part * kBoxesPerPart * L.dq_box_bytes,
                                                    L.dq_box_bytes, dq, th.row, th.t);
@@ -345,30 +356,17 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
   }
 
-  // dV += P^T dO and dK += dS^T Q: A is the warpgroup's chunk [q][kv] read MN-major (M = kv), B the stage
-  // [q][d] read MN-major (N = d); k-step kk covers q rows 16 kk .. 16 kk + 15.
+  // dV += P^T dO and dK += dS^T Q.
   bwd_turn_wait<Tr>(th.wg);
   wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < Tr::kBlockM / kMmaK; ++kk) {
-    const unsigned rows = kk * kKStepBytesMnMajor;
-    wgmma_ss<Tr::kHeadDimV, Tr::kIsBf16, 1, 1>(dv, desc_mn_major(sm.p(th.wg) + rows, L.ps_chunk_bytes),
-                                               desc_mn_major(s_do + rows, L.q_chunk_bytes), 1);
-  }
-#pragma unroll
-  for (int kk = 0; kk < Tr::kBlockM / kMmaK; ++kk) {
-    const unsigned rows = kk * kKStepBytesMnMajor;
-    wgmma_ss<Tr::kHeadDim, Tr::kIsBf16, 1, 1>(dk, desc_mn_major(sm.ds(buf, th.wg) + rows, L.ps_chunk_bytes),
-                                              desc_mn_major(s_q + rows, L.q_chunk_bytes), 1);
-  }
+  sm90_bwd_dot_transposed<Tr, Tr::kHeadDimV>(dv, sm.p(th.wg), s_do);
+  sm90_bwd_dot_transposed<Tr, Tr::kHeadDim>(dk, sm.ds(buf, th.wg), s_q);
   wgmma_commit();
   bwd_turn_pass<Tr>(th.wg);
   if constexpr (!Tr::kAtomicDq) {
     // Deterministic mode: dQ is the sm80 family's dQ kernel's (a fixed order), after this kernel.
     wgmma_wait<0>();
-    wgmma_fence_operands(dk);
-    wgmma_fence_operands(dv);
-    release_stage_reads(sm, stage);
+    dkdv_done_release_stage<Tr>(dk, dv, sm, stage);
     return;
   } else {
     if constexpr (Tr::kDqSplitN) {
