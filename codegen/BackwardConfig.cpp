@@ -248,19 +248,13 @@ BwdKernelConfig defaultBwdConfig(DType dtype, int headDim, int headDimV, int arc
 BwdKernelConfig defaultSm90BwdConfig(DType dtype, int headDim, int headDimV, int archMajor, int archMinor,
                                      bool deterministic) {
   // The deterministic dQ kernel's tiles are the sm80 family's (it is that kernel).
+  // (It has no gradient windows: no gradient sites are passed.)
   BwdKernelConfig c = defaultBwdConfig(dtype, headDim, headDimV, archMajor, archMinor, 128, 128, deterministic);
-  c.gradWindows = c.gradWindowFloats = 0;
   c.family = KernelFamily::Sm90;
-  c.dtype = dtype;
-  c.headDim = headDim;
-  c.headDimV = headDimV;
-  c.archMajor = archMajor;
-  c.archMinor = archMinor;
   c.blockM = fjk::kSm90BwdBlockM;
   c.blockN = fjk::kSm90BwdBlockN;
   c.numWarps = kSm90BwdThreads / kWarpSize;
   c.stages = 2;
-  c.atomicDq = !deterministic;
   return c;
 }
 
