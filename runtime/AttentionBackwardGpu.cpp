@@ -66,7 +66,7 @@ void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, 
 
 /// Applies FLEXJIT_BWD_CONFIG's "key=value,..." overrides to a default configuration.
 void applyBwdOverrides(BwdKernelConfig& c) {
-  int family = 0;  // read by requestedBackwardFamily
+  int family = 0;  // read by the planner (requestedBackwardFamily)
   if (c.family == KernelFamily::Sm90) {
     applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family},
                                                 {"stages", &c.stages},
@@ -133,14 +133,7 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   problem.gradSitesMixQAndKv = variant.gradSitesMixQAndKv;
   problem.hasProb = variant.facts.hasProb;
   problem.accumRows = s.B * s.Hq * bwdPaddedLenQ(static_cast<int>(s.Lq));
-  const int requested = requestedBackwardFamily();
-  const std::string sm90Why = sm90BackwardUnsupported(problem);
-  if (requested == 90 && !sm90Why.empty())
-    throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + sm90Why +
-                "; use family=80 or unset FLEXJIT_BWD_CONFIG");
-  // What the sm90 family can run but has not yet run on a GPU is taken only when asked for (family=90).
-  const bool byDefault = sm90BackwardByDefault() && sm90BackwardUnvalidated(problem).empty();
-  if (sm90Why.empty() && (requested == 90 || (requested == 0 && byDefault))) {
+  if (planSm90Backward(problem)) {
     BwdKernelConfig config = defaultSm90BwdConfig(dtype, problem.headDim, problem.headDimV, info.computeMajor,
                                                   info.computeMinor, deterministic);
     config.sinkGrads = variant.facts.sinkHasTensorGrads;

@@ -44,20 +44,12 @@ struct FamilyRequest {
   int decode = kDecodeAuto;
 };
 
-/// Read first because the other keys depend on the family (each family then accepts only its own, see
-/// applyTunables).
+/// Read first because the other keys depend on the family (each family then accepts only its own, and
+/// names the keys it accepts, see applyTunables).
 FamilyRequest requestedFamily() {
   FamilyRequest r;
-  int ignored = 0;
-  applyConfigOverrides(kFwdOverrideEnv, {{"family", &r.family},
-                                         {"decode", &r.decode},
-                                         {"subN", &ignored},
-                                         {"qInRegs", &ignored},
-                                         {"decideSubTiles", &ignored},
-                                         {"stages", &ignored},
-                                         {"blockN", &ignored},
-                                         {"blockM", &ignored},
-                                         {"warps", &ignored}});
+  r.family = readConfigKey(kFwdOverrideEnv, "family").value_or(0);
+  r.decode = readConfigKey(kFwdOverrideEnv, "decode").value_or(kDecodeAuto);
   if (r.family != 0 && r.family != kSm80FamilyCode && r.family != kSm90FamilyCode)
     throw Error(fmt::format("{}: family={} is not a kernel family; use family=80 (mma.sync) or family=90 "
                             "(wgmma + TMA, Hopper)", kFwdOverrideEnv, r.family));
@@ -202,15 +194,11 @@ int requestedBackwardFamily() {
   return family;
 }
 
-/// On since the H200 run of 2026-12-02 (docs/performance.md): every seed variant it takes matched the
-/// float64 reference (AttentionBackwardGpuSm90), and the backward ran 1.55-1.65x the sm80 family's speed
-/// (causal D128: 466 against 282 TFLOP/s).
-bool sm90BackwardByDefault() { return true; }
-
 std::string sm90BackwardUnvalidated(const BackwardProblem& p) {
   // Each to be taken by default once its GPU test has passed with FLEXJIT_BWD_CONFIG=family=90:
-  // AttentionBackwardGpuSm90Rows.DeterministicModeMatchesAndRepeats, and the gradient cases of
-  // Families/AttentionBackwardGpuFamily.*_sm90 (gated_decay; the Lazy Attention tests for a prob_mod).
+  // AttentionBackwardGpuSm90Rows.DeterministicModeMatchesAndRepeats for deterministic mode,
+  // Families/AttentionBackwardGpuFamily.gated_decay_sm90 for captured-tensor gradients. No GPU test runs a
+  // prob_mod on the sm90 family yet (the Lazy Attention tests' bias[h][q - kv] keeps them on sm80's windows).
   if (p.deterministic) return "deterministic mode on the sm90 family has not run on a GPU yet";
   if (p.gradSites > 0) return "captured-tensor gradients on the sm90 family have not run on a GPU yet";
   if (p.hasProb) return "a prob_mod's backward on the sm90 family has not run on a GPU yet";
@@ -227,6 +215,19 @@ std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   if (BwdConfigCheck check = checkBwdConfig(c); !check.ok) return check.message;
   if (BwdConfigCheck check = checkBwdMaskBlocks(c, p.maskBlockQ, p.maskBlockKV); !check.ok) return check.message;
   return "";
+}
+
+bool planSm90Backward(const BackwardProblem& p) {
+  const int requested = requestedBackwardFamily();
+  const std::string why = sm90BackwardUnsupported(p);
+  if (requested == kSm90FamilyCode && !why.empty())
+    throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + why +
+                "; use family=80 or unset FLEXJIT_BWD_CONFIG");
+  if (requested != 0) return requested == kSm90FamilyCode;
+  // The default since the H200 run of 2026-12-02 (docs/performance.md): every seed variant it takes matched
+  // the float64 reference, and the backward ran 1.53-1.65x the sm80 family's speed (causal D128: 466
+  // against 282 TFLOP/s). What it can run but has not yet run on a GPU is taken only when asked for.
+  return why.empty() && sm90BackwardUnvalidated(p).empty();
 }
 
 void describeVariant(ForwardProblem& p, const Variant& variant) {

@@ -107,12 +107,15 @@ std::string sm90BackwardUnsupported(const BackwardProblem& problem);
 /// The backward family FLEXJIT_BWD_CONFIG asks for: 0 (the planner decides), 80 or 90.
 int requestedBackwardFamily();
 
-/// Whether the planner takes the sm90 backward by itself where it applies (it does; FLEXJIT_BWD_CONFIG=
-/// family=80 asks for the mma.sync kernels instead).
-bool sm90BackwardByDefault();
 /// Why the planner does not take the sm90 backward by itself for `problem` although it can run it: a
 /// combination whose GPU tests have not run yet (FLEXJIT_BWD_CONFIG=family=90 asks for it); "" otherwise.
 std::string sm90BackwardUnvalidated(const BackwardProblem& problem);
+
+/// The backward's family: true for the sm90 one. FLEXJIT_BWD_CONFIG=family=80|90 decides when given
+/// (family=90 on a problem it cannot run throws flexjit::Error naming why); otherwise the sm90 family
+/// wherever it applies and has run on a GPU (sm90BackwardUnsupported, sm90BackwardUnvalidated).
+bool planSm90Backward(const BackwardProblem& problem);
+
 /// Why the decode family cannot run `problem` ("" when it can).
 std::string decodeForwardUnsupported(const ForwardProblem& problem);
 
