@@ -22,13 +22,23 @@ std::optional<int64_t> parseInteger(const std::string& text, int64_t min, int64_
   return value;
 }
 
-void applyConfigOverrides(const char* envName, const std::map<std::string, int*>& fields) {
+namespace {
+
+/// Calls f(item) for every "key=value" entry of `envName`'s comma-separated list (none when unset or empty).
+template <class F>
+void forEachEntry(const char* envName, F&& f) {
   const char* env = std::getenv(envName);
   if (!env || !*env) return;
+  std::stringstream ss(env);
+  for (std::string item; std::getline(ss, item, ',');) f(item);
+}
+
+}  // namespace
+
+void applyConfigOverrides(const char* envName, const std::map<std::string, int*>& fields) {
   std::string keys;
   for (const auto& [key, field] : fields) keys += (keys.empty() ? "" : ", ") + key;
-  std::stringstream ss(env);
-  for (std::string item; std::getline(ss, item, ',');) {
+  forEachEntry(envName, [&](const std::string& item) {
     const size_t eq = item.find('=');
     auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
     if (it == fields.end())
@@ -38,22 +48,20 @@ void applyConfigOverrides(const char* envName, const std::map<std::string, int*>
       throw Error(fmt::format("{}: bad entry '{}' (expected key=integer with a key among {}; the integer must fit "
                               "in [{}, {}])", envName, item, keys, INT_MIN, INT_MAX));
     *it->second = static_cast<int>(*value);
-  }
+  });
 }
 
 std::optional<int> readConfigKey(const char* envName, const std::string& key) {
-  const char* env = std::getenv(envName);
-  if (!env || !*env) return std::nullopt;
-  std::stringstream ss(env);
-  for (std::string item; std::getline(ss, item, ',');) {
-    if (item.compare(0, key.size() + 1, key + "=") != 0) continue;
+  std::optional<int> found;
+  forEachEntry(envName, [&](const std::string& item) {
+    if (found || item.compare(0, key.size() + 1, key + "=") != 0) return;  // the first entry of the key counts
     std::optional<int64_t> value = parseInteger(item.substr(key.size() + 1), INT_MIN, INT_MAX);
     if (!value)
       throw Error(fmt::format("{}: bad entry '{}' ({} takes an integer in [{}, {}])", envName, item, key, INT_MIN,
                               INT_MAX));
-    return static_cast<int>(*value);
-  }
-  return std::nullopt;
+    found = static_cast<int>(*value);
+  });
+  return found;
 }
 
 }  // namespace flexjit
