@@ -82,12 +82,9 @@ BwdConfigCheck checkSm90BwdConfig(const BwdKernelConfig& c) {
                     std::to_string(c.headDim) + ", Dv=" + std::to_string(c.headDimV) + ")",
                 "; use FLEXJIT_BWD_CONFIG=family=80 (every head dim)");
   if (c.blockM != fjk::kSm90BwdBlockM || c.blockN != fjk::kSm90BwdBlockN || c.numWarps * kWarpSize != kSm90BwdThreads ||
-      c.stages < 1 || c.stages > 3 || c.gradWindows != 0 || (c.dqSplitN != 0 && c.dqSplitN != 1) ||
-      (c.dqSplitN == 1 && (c.headDim != 128 || !c.atomicDq)) || (c.pingpong != 0 && c.pingpong != 1) ||
-      (c.pingpong == 1 && c.dqSplitN == 1))
+      c.stages < 1 || c.stages > 3 || c.gradWindows != 0)
     return fail("flex_attention_backward: the sm90 family runs blockM=64 blockN=128 warps=12, stages 1 to 3, no "
-                "gradient windows, dqSplitN=1 only at D=128 with dQ by reductions, and not with pingpong=1 (got " +
-                describeBwdConfig(c) + ")");
+                "gradient windows (got " + describeBwdConfig(c) + ")");
   // Deterministic mode: the sm80 family's dQ kernel runs after the dK/dV kernel.
   if (!c.atomicDq && (!isPositiveMultiple(kLenPad, c.dqBlockM) || c.dqBlockM < kMinBlock ||
                       !isPositiveMultiple(c.dqBlockM, c.dqNumWarps * kMmaRows) || !isPositiveMultiple(c.dqBlockN, kMmaK)))
@@ -148,8 +145,7 @@ bool BwdKernelConfig::operator==(const BwdKernelConfig& o) const {
          sdpWarpsM == o.sdpWarpsM && dkvWarpsN == o.dkvWarpsN && dqWarpsM == o.dqWarpsM && stages == o.stages &&
          gemmUnroll == o.gemmUnroll && atomicDq == o.atomicDq && dqFirst == o.dqFirst && dqBlockM == o.dqBlockM &&
          dqBlockN == o.dqBlockN && dqNumWarps == o.dqNumWarps && gradWindows == o.gradWindows &&
-         gradWindowFloats == o.gradWindowFloats && sinkGrads == o.sinkGrads && dqSplitN == o.dqSplitN &&
-         pingpong == o.pingpong;
+         gradWindowFloats == o.gradWindowFloats && sinkGrads == o.sinkGrads;
 }
 
 const char* bwdKindName(BwdKernelKind kind) {
@@ -162,7 +158,7 @@ const char* bwdKindName(BwdKernelKind kind) {
 }
 
 int bwdDkDvSharedMemoryBytes(const BwdKernelConfig& c) {
-  if (c.family == KernelFamily::Sm90) return fjk::sm90_bwd_layout(c.headDim, c.headDimV, c.stages, c.dqSplitN != 0, c.atomicDq).bytes;
+  if (c.family == KernelFamily::Sm90) return fjk::sm90_bwd_layout(c.headDim, c.headDimV, c.stages, c.atomicDq).bytes;
   const int qPitch = c.headDim + kRowPadElems, vPitch = c.headDimV + kRowPadElems;
   const int kv = c.blockN * (qPitch + vPitch) * kElemBytes;
   const int qdo = c.stages * c.blockM * (qPitch + vPitch) * kElemBytes;
@@ -313,7 +309,6 @@ std::string describeBwdConfig(const BwdKernelConfig& c) {
       << " unroll=" << c.gemmUnroll << " dqFirst=" << c.dqFirst << " gradWindows=" << c.gradWindows
       << " gradWindowFloats=" << c.gradWindowFloats << " dqBlockM=" << c.dqBlockM << " dqBlockN=" << c.dqBlockN
       << " dqWarps=" << c.dqNumWarps;
-  if (c.family == KernelFamily::Sm90) out << " dqSplitN=" << c.dqSplitN << " pingpong=" << c.pingpong;
   return out.str();
 }
 
@@ -413,8 +408,7 @@ std::string bwdInstantiationSource(const BwdKernelConfig& c, BwdKernelKind kind)
   writeVariantAdapter(s);
   if (kind == BwdKernelKind::DkDv && c.family == KernelFamily::Sm90) {
     s << "using GeneratedBwdTraits = Sm90BwdTraits<" << boolText(bf16) << ", " << c.headDim << ", " << c.headDimV
-      << ", " << c.stages << ", " << boolText(c.dqSplitN != 0) << ", " << boolText(c.atomicDq) << ", "
-      << boolText(c.pingpong != 0) << ">;\n"
+      << ", " << c.stages << ", " << boolText(c.atomicDq) << ">;\n"
       << "}  // namespace fjk\n"
       << "extern \"C\" __global__ void __launch_bounds__(" << kSm90BwdThreads << ", 1)\n"
       << kBwdDkDvKernelName << "(const __grid_constant__ fjk::Sm90BwdParams P) {\n"

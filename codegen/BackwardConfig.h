@@ -24,7 +24,7 @@ struct BwdKernelConfig {
   /// Sm80: the mma.sync kernels below (any GPU from sm_80). Sm90: the dK/dV kernel of
   /// codegen/templates/sm90/attention_bwd_dkdv.cuh (wgmma + TMA, Hopper), whose tiles are fixed (blockM 64,
   /// blockN 128, three warpgroups); of the fields below it reads dtype, the head dims, the arch, stages,
-  /// atomicDq (false: the sm80 dQ kernel's dqBlockM / dqBlockN / dqNumWarps), sinkGrads, dqSplitN and pingpong.
+  /// atomicDq (false: the sm80 dQ kernel's dqBlockM / dqBlockN / dqNumWarps) and sinkGrads.
   KernelFamily family = KernelFamily::Sm80;
   DType dtype = DType::BF16;  ///< of Q, K, V, O, dO and the gradients: F16 or BF16
   int headDim = 128;          ///< D of Q and K; a multiple of 16, at most 256
@@ -51,12 +51,6 @@ struct BwdKernelConfig {
   /// The variant's sink_mod reads a tensor that requires a gradient: the DkDv program also defines the
   /// sink-gradient kernel (common/sink_grad.cuh), launched after the preprocess.
   bool sinkGrads = false;
-  /// sm90 family: dQ split by columns between the consumer warpgroups (1) instead of by kv rows (0); D = 128
-  /// only (codegen/templates/sm90/attention_bwd_dkdv.cuh, Sm90BwdTraits::kDqSplitN).
-  int dqSplitN = 0;
-  /// sm90 family: the consumer warpgroups take turns issuing their products (1; Sm90BwdTraits::kPingPong),
-  /// not with dqSplitN.
-  int pingpong = 0;
 
   // The deterministic dQ kernel (fjk::DqTraits).
   int dqBlockM = 64;   ///< q rows per CTA

@@ -68,10 +68,7 @@ void launch(const CompiledKernel& kernel, const char* name, const BwdLaunch& l, 
 void applyBwdOverrides(BwdKernelConfig& c) {
   int family = 0;  // read by the planner (requestedBackwardFamily)
   if (c.family == KernelFamily::Sm90) {
-    applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family},
-                                                {"stages", &c.stages},
-                                                {"dqSplitN", &c.dqSplitN},
-                                                {"pingpong", &c.pingpong}});
+    applyConfigOverrides("FLEXJIT_BWD_CONFIG", {{"family", &family}, {"stages", &c.stages}});
     return;
   }
   applyConfigOverrides("FLEXJIT_BWD_CONFIG",

@@ -33,11 +33,11 @@ const CompiledKernel& backwardKernel(const Variant* variant, const BwdKernelConf
   const void* owner = kind == BwdKernelKind::Aux ? nullptr : static_cast<const void*>(variant);
   const BwdKernelConfig& c = config;
   std::string key = fmt::format(
-      "{}/{}/{}/{}/{}/{}/{}.{}/{}x{}x{}/{}.{}.{}/{}/{}/{}.{}/{}x{}x{}/{}x{}/{}/{}/{}", owner, bwdKindName(kind),
+      "{}/{}/{}/{}/{}/{}/{}.{}/{}x{}x{}/{}.{}.{}/{}/{}/{}.{}/{}x{}x{}/{}x{}/{}", owner, bwdKindName(kind),
       familyName(c.family),
       static_cast<int>(c.dtype), c.headDim, c.headDimV, c.archMajor, c.archMinor, c.blockM, c.blockN, c.numWarps, c.sdpWarpsM, c.dkvWarpsN,
       c.dqWarpsM, c.stages, c.gemmUnroll, c.atomicDq, c.dqFirst, c.dqBlockM, c.dqBlockN, c.dqNumWarps, c.gradWindows,
-      c.gradWindowFloats, c.sinkGrads, c.dqSplitN, c.pingpong);
+      c.gradWindowFloats, c.sinkGrads);
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = index.find(key);

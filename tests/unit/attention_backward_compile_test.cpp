@@ -87,26 +87,25 @@ TEST_P(BackwardCompileTest, Sm90FamilyCompilesWithoutSpills) {
   Variant variant = generateVariant(v.score, v.mask, {true});
   if (variant.gradSites > 0 && variant.gradSitesMixQAndKv)
     GTEST_SKIP() << "gradients of captured tensors indexed by q and kv together run on the sm80 family";
-  // The third build: dQ split by columns between the warpgroups (FLEXJIT_BWD_CONFIG=family=90,dqSplitN=1);
-  // the fourth: deterministic mode's dK/dV kernel (no dQ: the sm80 dQ kernel runs after it); the fifth: the
-  // warpgroups' ping-pong (pingpong=1).
-  const Target targets[] = {{9, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}, {9, 0, DType::BF16, 128},
-                            {9, 0, DType::BF16, 128}, {9, 0, DType::BF16, 128}};
-  const char* kinds[] = {"", "", " (dqSplitN)", " (deterministic)", " (pingpong)"};
-  for (int i = 0; i < 5; ++i) {
+  // The third build: deterministic mode's dK/dV kernel (no dQ: the sm80 dQ kernel runs after it).
+  const Target targets[] = {{9, 0, DType::BF16, 128}, {9, 0, DType::F16, 64}, {9, 0, DType::BF16, 128}};
+  const char* kinds[] = {"", "", " (deterministic)"};
+  for (int i = 0; i < 3; ++i) {
     const Target& t = targets[i];
-    BwdKernelConfig config = defaultSm90BwdConfig(t.dtype, t.headDim, t.headDim, 9, 0, i == 3);
-    config.dqSplitN = i == 2;
-    config.pingpong = i == 4;
+    BwdKernelConfig config = defaultSm90BwdConfig(t.dtype, t.headDim, t.headDim, 9, 0, i == 2);
     requireBwdSupported(config, 128, 128);
     const std::string what = GetParam() + "/sm90" + kinds[i];
     CompileResult r = compileCuda(backwardSource(&variant, config, BwdKernelKind::DkDv), "bwd_" + what,
                                   CompileOptions{"sm_90a", {}, false});
     ASSERT_FALSE(r.cubin.empty()) << what;
-    for (const char* op : {"wgmma.mma_async", "cp.async.bulk.tensor", "cp.reduce.async.bulk.tensor", "setmaxnreg"})
-      if (i != 3 || std::string(op) != "cp.reduce.async.bulk.tensor")
+    for (const char* op : {"wgmma.mma_async", "cp.async.bulk.tensor", "cp.reduce.async.bulk.tensor", "setmaxnreg"}) {
+      if (i != 2 || std::string(op) != "cp.reduce.async.bulk.tensor") {
         EXPECT_NE(r.ptx.find(op), std::string::npos) << what << ": no " << op;
-    if (i == 3) EXPECT_EQ(r.ptx.find("cp.reduce.async.bulk.tensor"), std::string::npos) << what << ": dQ reductions";
+      }
+    }
+    if (i == 2) {
+      EXPECT_EQ(r.ptx.find("cp.reduce.async.bulk.tensor"), std::string::npos) << what << ": dQ reductions";
+    }
     const ResourceUsage& use = resourceUsage(r, kBwdDkDvKernelName);
     std::printf("[ resources ] %-16s sm_90a %s D%-3d dkdv sm90 family%s: %3lld registers, %4lld B spill stores, smem %d B\n",
                 GetParam().c_str(), dtypeName(t.dtype), t.headDim, kinds[i],

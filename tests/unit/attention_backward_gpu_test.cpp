@@ -233,8 +233,7 @@ INSTANTIATE_TEST_SUITE_P(Seeds, AttentionBackwardGpuSeeds, ::testing::ValuesIn(e
 
 /// Both backward families on the cases above plus a GQA and a multi-tile case, for every seed variant
 /// (FLEXJIT_BWD_CONFIG=family=80 / family=90): the planner's choice is covered by the suite above, this one
-/// keeps the other family tested on the same GPU, and runs what the sm90 family can but the planner does
-/// not yet give it (gated_decay's captured-tensor gradients). family=90 skips where it cannot run (a GPU
+/// keeps the other family tested on the same GPU. family=90 skips where it cannot run (a GPU
 /// other than sm_90; gradient sites indexed by q and kv together, relative_bias's, which need the sm80
 /// family's windows).
 class AttentionBackwardGpuFamily : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
@@ -255,24 +254,16 @@ TEST_P(AttentionBackwardGpuFamily, MatchesTheReference) {
     if (v.gradSites > 0 && v.gradSitesMixQAndKv)
       GTEST_SKIP() << "gradients of captured tensors indexed by q and kv together run on the sm80 family's windows";
   }
-  // sm90split: dQ split by columns between the warpgroups, D = 128 only; sm90pingpong: the warpgroups take
-  // turns issuing their products.
-  const bool split = family == "sm90split";
-  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string(split                     ? "family=90,dqSplitN=1"
-                                                  : family == "sm90pingpong" ? "family=90,pingpong=1"
-                                                  : sm90                     ? "family=90"
-                                                                             : "family=80"));
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string(sm90 ? "family=90" : "family=80"));
   uint32_t seed = 2500;
-  for (const Case& c : kCases)
-    if (!split || c.D == 128) runCase(name, c, seed += 5, false);
+  for (const Case& c : kCases) runCase(name, c, seed += 5, false);
   for (const Case& c : {Case{2, 8, 2, 700, 900, 128, DType::BF16}, Case{1, 4, 4, 1030, 1030, 64, DType::F16}})
-    if (!split || c.D == 128) runCase(name, c, seed += 5, false);
+    runCase(name, c, seed += 5, false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, AttentionBackwardGpuFamily,
                          ::testing::Combine(::testing::ValuesIn(examples::seedVariantNames()),
-                                            ::testing::Values(std::string("sm80"), std::string("sm90"),
-                                                              std::string("sm90split"), std::string("sm90pingpong"))),
+                                            ::testing::Values(std::string("sm80"), std::string("sm90"))),
                          [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 TEST(AttentionBackwardGpuSm90Rows, FullyMaskedRowsGiveZeroGradients) {

@@ -32,37 +32,27 @@
 #include "codegen/templates/common/sink_grad.cuh"
 #include "codegen/templates/sm90/bwd_layout.h"
 #include "codegen/templates/sm90/bwd_params.h"
-#include "codegen/templates/sm90/pingpong.cuh"
 #include "codegen/templates/sm90/ptx.cuh"
 #include "codegen/templates/sm90/wgmma.cuh"
 
 namespace fjk {
 
-template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kDqSplitN_ = false,
-          bool kAtomicDq_ = true, bool kPingPong_ = false>
+template <bool kIsBf16_, int kHeadDim_, int kHeadDimV_, int kStages_, bool kAtomicDq_ = true>
 struct Sm90BwdTraits {
   static constexpr bool kIsBf16 = kIsBf16_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kHeadDimV = kHeadDimV_;
   static constexpr int kStages = kStages_;
-  /// dQ split by columns between the warpgroups (each dS K over all 128 kv rows for D / 2 columns, after
-  /// both have written dS) instead of by kv rows (each its own dS_w K_w, all D columns): half the reduction
-  /// traffic, one rendezvous of the warpgroups per tile. D = 128 only (64 columns per warpgroup).
-  static constexpr bool kDqSplitN = kDqSplitN_;
   /// dQ by TMA reductions here; false (deterministic mode): no dQ here, the sm80 family's dQ kernel runs
   /// after this one.
   static constexpr bool kAtomicDq = kAtomicDq_;
-  /// The consumer warpgroups take turns issuing S / dP and then dV / dK (sm90/pingpong.cuh), instead of
-  /// both issuing at once after the same "full" barrier: one's element-wise work then runs in the other's
-  /// GEMM time. Not with kDqSplitN (its rendezvous on dS would wait on the other's turn).
-  static constexpr bool kPingPong = kPingPong_;
   static constexpr int kBlockM = kSm90BwdBlockM;
   static constexpr int kBlockN = kSm90BwdBlockN;
   static constexpr int kWgKv = kSm90BwdWgKv;
   static constexpr int kConsumers = 2;
   static constexpr int kNThreads = kWarpgroupThreads * (1 + kConsumers);
   static constexpr int kSTiles = kWgKv / kMmaCols;  ///< 8-column tiles of a warp's S / dP (16 x 64)
-  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages, kDqSplitN, kAtomicDq);
+  static constexpr Sm90BwdLayout kLayout = sm90_bwd_layout(kHeadDim, kHeadDimV, kStages, kAtomicDq);
   static constexpr int kSmemBytes = kLayout.bytes;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
@@ -70,9 +60,6 @@ struct Sm90BwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "sm90 backward: D of 64 or 128 (one wgmma N for dK and dQ)");
   static_assert(kHeadDimV == 64 || kHeadDimV == 128, "sm90 backward: Dv of 64 or 128 (one wgmma N for dV)");
   static_assert(kStages >= 1 && kStages <= 3, "a Q / dO ring of one to three stages");
-  static_assert(!kDqSplitN || kHeadDim == 128, "dQ split by columns needs D = 128 (64 columns each)");
-  static_assert(kAtomicDq || !kDqSplitN, "no dQ here, nothing to split");
-  static_assert(!(kPingPong && kDqSplitN), "the ping-pong and dQ split by columns exclude each other");
   static_assert(kBwdLenPad % kBlockM == 0, "the workspace padding must cover whole q tiles");
   static_assert(kProducerRegs * kWarpgroupThreads + kConsumerRegs * kConsumers * kWarpgroupThreads <= 65536,
                 "the register split must fit the register file");
@@ -89,10 +76,8 @@ struct Sm90BwdSmem {
     return base + Tr::kLayout.do_offset + s * Tr::kLayout.do_stage_bytes;
   }
   __device__ __forceinline__ unsigned p(int wg) const { return base + Tr::kLayout.p_offset + wg * Tr::kLayout.ps_chunk_bytes; }
-  /// Warpgroup wg's chunk of dS buffer `buf` (always 0 unless dQ is split by columns).
-  __device__ __forceinline__ unsigned ds(int buf, int wg) const {
-    return base + Tr::kLayout.ds_offset + buf * Tr::kLayout.ds_buffer_bytes + wg * Tr::kLayout.ps_chunk_bytes;
-  }
+  /// Warpgroup wg's chunk of dS.
+  __device__ __forceinline__ unsigned ds(int wg) const { return base + Tr::kLayout.ds_offset + wg * Tr::kLayout.ps_chunk_bytes; }
   __device__ __forceinline__ unsigned dq(int wg) const { return base + Tr::kLayout.dq_offset + wg * Tr::kLayout.dq_wg_bytes; }
   __device__ __forceinline__ unsigned lse2(int s) const {
     return base + Tr::kLayout.stats_offset + s * Tr::kLayout.stats_stage_bytes;
@@ -158,22 +143,8 @@ __device__ __forceinline__ void bwd_produce(const Sm90BwdParams& P, const Sm90Bw
   }
 }
 
-/// Named barrier of consumer warpgroup wg (its four warps only), and the rendezvous of both consumer
-/// warpgroups (dQ split by columns: every dS chunk of the tile is written).
+/// Named barrier of consumer warpgroup wg (its four warps only).
 constexpr int kBwdWgBarrier = 1;
-constexpr int kBwdConsumersBarrier = 3;
-/// The ping-pong's turns (kPingPong): barriers 4 and 5.
-constexpr int kBwdSchedBarrier = 4;
-
-/// A turn of the ping-pong, when the kernel has one.
-template <class Tr>
-__device__ __forceinline__ void bwd_turn_wait(int wg) {
-  if constexpr (Tr::kPingPong) pingpong_wait<kBwdSchedBarrier>(wg);
-}
-template <class Tr>
-__device__ __forceinline__ void bwd_turn_pass(int wg) {
-  if constexpr (Tr::kPingPong) pingpong_pass<kBwdSchedBarrier>(wg);
-}
 
 /// What a consumer thread needs to find its elements: its warpgroup, its first accumulator row inside
 /// the 64 (warp * 16 + g) and column pair (2 t).
@@ -224,35 +195,13 @@ __device__ __forceinline__ void sm90_bwd_dot(float (&acc)[Tr::kWgKv / 2], unsign
   }
 }
 
-/// dQ[:, 64 w ..] = dS K[:, 64 w ..] of one tile into warpgroup w's staging buffer (dQ split by columns,
-/// D = 128): A = both dS chunks K-major (k-step kk in chunk kk / 4, K = all 128 kv rows), B = column chunk w
-/// of K, MN-major. Waits for this warpgroup's products (dV, dK were issued before) and releases the stage.
-template <class Tr>
-__device__ __forceinline__ void sm90_dq_by_columns(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
-                                                   const Sm90BwdSmem<Tr>& sm, const Sm90BwdThread& th, int stage,
-                                                   int buf) {
-  constexpr Sm90BwdLayout L = Tr::kLayout;
-  constexpr int kStepsPerChunk = kSm90ChunkCols / kMmaK;
-  float dq[kSm90ChunkCols / 2];
-#pragma unroll
-  for (int kk = 0; kk < Tr::kBlockN / kMmaK; ++kk)
-    wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
-        dq, desc_k_major(sm.ds(buf, kk / kStepsPerChunk) + (kk % kStepsPerChunk) * kKStepBytesKMajor),
-        desc_mn_major(sm.k() + th.wg * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
-  wgmma_commit();
-  wgmma_wait<0>();
-  wgmma_fence_operands(dq);
-  dkdv_done_release_stage<Tr>(dk, dv, sm, stage);
-  st_acc_swizzled_f32<kSm90ChunkCols / kMmaCols>(sm.dq(th.wg), L.dq_box_bytes, dq, th.row, th.t);
-}
-
-/// dQ_w = dS_w K_w of one tile into warpgroup w's staging buffer (dQ split by kv rows), 64 columns at a time
+/// dQ_w = dS_w K_w of one tile into warpgroup w's staging buffer, 64 columns at a time
 /// (a whole 64 x 128 accumulator beside dK and dV would spill): A = the warpgroup's dS chunk K-major (K =
 /// kv), B = its rows of K (s_k), MN-major (N = d). Waits for this warpgroup's products and releases the stage.
 template <class Tr>
 __device__ __forceinline__ void sm90_dq_by_rows(float (&dk)[Tr::kHeadDim / 2], float (&dv)[Tr::kHeadDimV / 2],
                                                 const Sm90BwdSmem<Tr>& sm, const Sm90BwdThread& th, int stage,
-                                                int buf, unsigned s_k) {
+                                                unsigned s_k) {
   constexpr Sm90BwdLayout L = Tr::kLayout;
   constexpr int kParts = Tr::kHeadDim / kSm90ChunkCols;
 #pragma unroll
@@ -262,7 +211,7 @@ __device__ __forceinline__ void sm90_dq_by_rows(float (&dk)[Tr::kHeadDim / 2], f
 #pragma unroll
     for (int kk = 0; kk < Tr::kWgKv / kMmaK; ++kk)
       wgmma_ss<kSm90ChunkCols, Tr::kIsBf16, 0, 1>(
-          dq, desc_k_major(sm.ds(buf, th.wg) + kk * kKStepBytesKMajor),
+          dq, desc_k_major(sm.ds(th.wg) + kk * kKStepBytesKMajor),
           desc_mn_major(s_k + part * L.k_chunk_bytes + kk * kKStepBytesMnMajor, L.k_chunk_bytes), kk > 0);
     wgmma_commit();
     wgmma_wait<0>();
@@ -283,7 +232,6 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
                                                  const Sm90BwdThread& th, const BwdTile& tile, int it, int b,
                                                  int n0) {
   const int stage = it % Tr::kStages;
-  const int buf = Tr::kDqSplitN ? (it & 1) : 0;  // the dS buffer of this tile
   constexpr Sm90BwdLayout L = Tr::kLayout;
   constexpr int kN = Tr::kSTiles;
   const BwdParams& p = P.p;
@@ -305,7 +253,6 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   read_row_visible<Var>(visible, p, b, tile.h, q_first);
   TileBits<kN * 4> bits;
   const float ones[2] = {1.0f, 1.0f};
-  bwd_turn_wait<Tr>(th.wg);
   wgmma_fence();
   sm90_bwd_dot<Tr, Tr::kHeadDim>(s, s_q, s_k);
   wgmma_commit();
@@ -314,7 +261,6 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
     // products can be in flight at once.
     sm90_bwd_dot<Tr, Tr::kHeadDimV>(dp, s_do, s_v);
     wgmma_commit();
-    bwd_turn_pass<Tr>(th.wg);
     wgmma_wait<1>();
     wgmma_fence_operands(s);
     compute_probs<Var, 1, kN, kMode>(as_tile<kN>(s), as_tile<kN>(s), bits, lse2, visible, p, b, tile.h, q_first,
@@ -325,7 +271,6 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   } else {
     // The raw S must survive until score_mod_grad, and S, P and dP do not fit beside dK and dV: P goes to
     // shared memory before dP is computed, and compute_ds recomputes it from S.
-    bwd_turn_pass<Tr>(th.wg);
     wgmma_wait<0>();
     wgmma_fence_operands(s);
     {
@@ -344,46 +289,31 @@ __device__ __forceinline__ void bwd_consume_tile(float (&dk)[Tr::kHeadDim / 2], 
   // indexed by q and kv together to the sm80 family's windows); a prob_mod's: summed per thread first.
   compute_ds<Var, 1, kN, kMode>(as_tile<kN>(s), as_tile<kN>(dp), bits, lse2, delta, visible, p, p.grads,
                                 prob_grads, b, tile.h, q_first, kv_first);
-  st_acc_swizzled_16<Tr::kIsBf16, kN>(sm.ds(buf, th.wg), L.ps_chunk_bytes, dp, th.row, th.t, ones);
+  st_acc_swizzled_16<Tr::kIsBf16, kN>(sm.ds(th.wg), L.ps_chunk_bytes, dp, th.row, th.t, ones);
   // The staging buffer of dQ is reused below: the previous tile's reduction must have read it.
   if (th.tid == 0) tma_store_wait_read();
   fence_proxy_async_smem();  // P and dS were written by ordinary stores; wgmma reads them asynchronously
-  if constexpr (Tr::kDqSplitN) {
-    // Both warpgroups' dS chunks of this tile are complete. The buffer was last read two tiles ago, by the
-    // other warpgroup's dQ, which it waited for before writing last tile's dS and meeting here.
-    named_barrier_sync(kBwdConsumersBarrier, Tr::kConsumers * kWarpgroupThreads);
-  } else {
-    named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
-  }
+  named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
 
   // dV += P^T dO and dK += dS^T Q.
-  bwd_turn_wait<Tr>(th.wg);
   wgmma_fence();
   sm90_bwd_dot_transposed<Tr, Tr::kHeadDimV>(dv, sm.p(th.wg), s_do);
-  sm90_bwd_dot_transposed<Tr, Tr::kHeadDim>(dk, sm.ds(buf, th.wg), s_q);
+  sm90_bwd_dot_transposed<Tr, Tr::kHeadDim>(dk, sm.ds(th.wg), s_q);
   wgmma_commit();
-  bwd_turn_pass<Tr>(th.wg);
   if constexpr (!Tr::kAtomicDq) {
     // Deterministic mode: dQ is the sm80 family's dQ kernel's (a fixed order), after this kernel.
     wgmma_wait<0>();
     dkdv_done_release_stage<Tr>(dk, dv, sm, stage);
     return;
   } else {
-    if constexpr (Tr::kDqSplitN) {
-      sm90_dq_by_columns<Tr>(dk, dv, sm, th, stage, buf);
-    } else {
-      sm90_dq_by_rows<Tr>(dk, dv, sm, th, stage, buf, s_k);
-    }
+    sm90_dq_by_rows<Tr>(dk, dv, sm, th, stage, s_k);
     fence_proxy_async_smem();
     named_barrier_sync(kBwdWgBarrier + th.wg, kWarpgroupThreads);
     if (th.tid == 0) {
       const int row0 = (b * p.heads_q + tile.h) * p.len_q_pad + tile.start;
-      // This warpgroup's columns: all of them, or (split by columns) its half.
-      constexpr int kCols = Tr::kDqSplitN ? Tr::kHeadDim / 2 : Tr::kHeadDim;
-      const int col0 = Tr::kDqSplitN ? th.wg * kCols : 0;
 #pragma unroll
-      for (int box = 0; box < kCols / kSwizzleRowFloats; ++box)
-        tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, col0 + box * kSwizzleRowFloats, row0);
+      for (int box = 0; box < Tr::kHeadDim / kSwizzleRowFloats; ++box)
+        tma_reduce_add_2d(P.dq_accum, sm.dq(th.wg) + box * L.dq_box_bytes, box * kSwizzleRowFloats, row0);
       tma_store_commit();
     }
   }
@@ -411,7 +341,6 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
   // Columns at or past Lkv hold zero-filled K / V rows; they are masked like mask_mod's (bwd_keep).
   const bool crosses_kv = n0 + (wg + 1) * Tr::kWgKv > p.len_kv;
   mbar_wait(sm.kv_full(), 0);
-  if constexpr (Tr::kPingPong) pingpong_open<kBwdSchedBarrier>(wg);
 #pragma unroll 1
   for (int it = 0;; ++it) {
     const int stage = it % Tr::kStages;
@@ -431,10 +360,6 @@ __device__ __forceinline__ void bwd_consume(const Sm90BwdParams& P, const Sm90Bw
       bwd_consume_tile<Tr, Var, kNoCheck>(dk, dv, prob_grads, P, sm, th, tile, it, b, n0);
     }
   }
-  // Warpgroup 1's last hand-over (or, with no tiles, its opening) is warpgroup 0's last turn: taken here,
-  // so that every arrive has its wait.
-  if constexpr (Tr::kPingPong)
-    if (wg == 0) pingpong_wait<kBwdSchedBarrier>(wg);
   if constexpr (kProbGradSitesOf<Var> > 0) prob_grads.flush_all();  // every lane of every warp is here
   // dK = scale * dS^T Q (s = scale * q.k; the scale is applied once here) and dV into this warpgroup's rows
   // of the K and V regions, which only its own (completed) wgmmas read; TMA stores clip the rows at or

@@ -2,16 +2,13 @@
 // (codegen's checks and launch geometry) and the kernel (NVRTC) both compile, so that the two can never
 // disagree on a size.
 //
-//   [K][V][Q stage 0 .. S-1][dO stage 0 .. S-1][P][dS (x2 when dQ is split by columns)][dQ staging of
-//   consumer 0, 1]
+//   [K][V][Q stage 0 .. S-1][dO stage 0 .. S-1][P][dS][dQ staging of consumer 0, 1]
 //   [LSE2 + Delta per stage][tile of each stage][mbarriers]
 // K and V (kBlockN = 128 rows) stay for the CTA's life and stage dK / dV in the epilogue; Q and dO
 // (kBlockM = 64 rows) stream through an S-stage ring. P and dS are [64 q rows][128 kv] in two 64-column
 // chunks, chunk w written by consumer warpgroup w. The dQ staging holds a warpgroup's float32 dQ
 // contribution of one tile until its TMA reduction has read it: 64 rows x D in boxes of 32 columns (each
-// warpgroup's dS_w K_w over its own kv rows), or 64 rows x D / 2 when dQ is split by columns (warpgroup w's
-// columns of dS K over all 128 kv rows, which reads the other warpgroup's dS chunk too: dS is then double
-// buffered, so that a warpgroup writes tile i + 1's while the other may still read tile i's).
+// warpgroup's dS_w K_w over its own kv rows).
 // Every tile region is 128-byte swizzled (sm90/wgmma.cuh) and 1024-byte aligned.
 #pragma once
 
@@ -38,7 +35,6 @@ struct Sm90BwdLayout {
   int do_stage_bytes;
   int p_offset;
   int ds_offset;
-  int ds_buffer_bytes; ///< one buffer of dS (both warpgroups' chunks)
   int dq_offset;
   int dq_wg_bytes;     ///< one warpgroup's dQ staging
   int stats_offset;    ///< per stage: kSm90BwdBlockM floats of LSE2, then as many of Delta
@@ -52,8 +48,7 @@ constexpr int kSm90BwdTileSlotBytes = 16;
 /// mbarriers: K / V full, and full / empty per stage.
 constexpr int sm90_bwd_barriers(int stages) { return 1 + 2 * stages; }
 
-constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages, bool dq_split_n = false,
-                                        bool dq_here = true) {
+constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages, bool dq_here = true) {
   Sm90BwdLayout l{};
   l.q_chunk_bytes = kSm90BwdBlockM * 128;
   l.k_chunk_bytes = kSm90BwdBlockN * 128;
@@ -67,10 +62,9 @@ constexpr Sm90BwdLayout sm90_bwd_layout(int head_dim, int head_dim_v, int stages
   l.do_stage_bytes = (head_dim_v / kSm90ChunkCols) * l.q_chunk_bytes;
   l.p_offset = l.do_offset + stages * l.do_stage_bytes;
   l.ds_offset = l.p_offset + 2 * l.ps_chunk_bytes;
-  l.ds_buffer_bytes = 2 * l.ps_chunk_bytes;
-  l.dq_offset = l.ds_offset + (dq_split_n ? 2 : 1) * l.ds_buffer_bytes;
+  l.dq_offset = l.ds_offset + 2 * l.ps_chunk_bytes;
   // No staging when dQ is not computed here (deterministic mode: the sm80 dQ kernel).
-  l.dq_wg_bytes = dq_here ? ((dq_split_n ? head_dim / 2 : head_dim) / 32) * l.dq_box_bytes : 0;
+  l.dq_wg_bytes = dq_here ? (head_dim / 32) * l.dq_box_bytes : 0;
   l.stats_offset = l.dq_offset + 2 * l.dq_wg_bytes;
   l.stats_stage_bytes = 2 * kSm90BwdBlockM * 4;
   l.tile_offset = l.stats_offset + stages * l.stats_stage_bytes;
