@@ -21,6 +21,7 @@
 #include "runtime/KernelBuild.h"
 #include "runtime/Module.h"
 #include "runtime/AttentionBackward.h"
+#include "runtime_test_support.h"
 
 using namespace flexjit;
 using namespace flexjit::testing;
@@ -173,11 +174,12 @@ TEST_P(AttentionGpuFamily, SinksAndMaxScoresMatchTheReference) {
   }
 }
 
-TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
-  // ../shared/seeds/lazy_attention_000.txt: a learned relative bias (score_mod), a per-head sink (norm_bias)
-  // and the post-softmax offset with ReLU (prob_mod reading num_visible); causal with the first rows empty,
-  // GQA, odd lengths. Forward (O, LSE, the saved state), then the backward's six gradients, with the saved
-  // state and without it (the backward then recomputes it).
+/// ../shared/seeds/lazy_attention_000.txt: a learned relative bias (score_mod; left out with
+/// relativeBias = false, so that no gradient site mixes q and kv), a per-head sink (norm_bias) and the
+/// post-softmax offset with ReLU (prob_mod reading num_visible); causal with the first rows empty, GQA, odd
+/// lengths. Forward (O, LSE, the saved state), then the backward's gradients, with the saved state and
+/// without it (the backward then recomputes it).
+void checkLazyAttention(const std::string& what, bool relativeBias) {
   constexpr int64_t kBias = 64;
   MaskMod causalLate("causal_late", [](Expr, Expr, Expr q, Expr kv) { return (q >= 2) & (kv <= q); });
   for (int64_t D : {64, 128}) {
@@ -188,7 +190,10 @@ TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
     Tensor biasGpu = biasCpu.to(kGpu), normGpu = normCpu.to(kGpu), offsetGpu = offsetCpu.to(kGpu);
     CapturedTensor bias("bias", biasGpu.view(), true), norm("norm_bias", normGpu.view(), true),
         offset("offset", offsetGpu.view(), true);
-    ScoreMod score("lazy_bias", [&](Expr s, Expr, Expr h, Expr q, Expr kv) { return s + bias[h][clamp(q - kv, 0, kBias - 1)]; });
+    ScoreMod score = relativeBias ? ScoreMod("lazy_bias", [&](Expr s, Expr, Expr h, Expr q, Expr kv) {
+      return s + bias[h][clamp(q - kv, 0, kBias - 1)];
+    })
+                                  : ScoreMod::noop();
     BackwardOptions options;
     options.sink = SinkMod("norm_bias", [&](Expr, Expr h, Expr) { return norm[h]; });
     options.prob = ProbMod("lazy_offset", [&](Expr p, Expr, Expr h, Expr, Expr, Expr n) {
@@ -213,7 +218,7 @@ TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
     AttentionGradients rg = flex_attention_backward(qc.view(), kc.view(), vc.view(), ref.out.view(), ref.lse.view(),
                                                     dc.view(), score, &cpuMask, options);
     bias.bind(biasGpu.view()), norm.bind(normGpu.view()), offset.bind(offsetGpu.view());
-    const std::string at = fmt::format("{} D{}", GetParam(), D);
+    const std::string at = fmt::format("{} D{}", what, D);
     EXPECT_LT(maxError(asDoubles(gpu.out), asDoubles(ref.out)), 2e-2) << at;
     EXPECT_LT(maxError(asDoubles(gpu.lse), asDoubles(ref.lse)), 2e-3) << at;
     EXPECT_LT(maxError(asDoubles(gpu.probDelta), asDoubles(ref.probDelta)), 2e-2) << at;
@@ -230,10 +235,24 @@ TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) {
       EXPECT_LT(relative(g->dq, rg.dq), 2e-2) << at << " dq, " << which;
       EXPECT_LT(relative(g->dk, rg.dk), 2e-2) << at << " dk, " << which;
       EXPECT_LT(relative(g->dv, rg.dv), 2e-2) << at << " dv, " << which;
-      for (const CapturedTensor* t : {&bias, &norm, &offset})
+      for (const CapturedTensor* t : {&bias, &norm, &offset}) {
+        if (t == &bias && !relativeBias) continue;
         EXPECT_LT(relative(*g->gradFor(*t), *rg.gradFor(*t)), 2e-2) << at << " d " << t->name() << ", " << which;
+      }
     }
   }
+}
+
+TEST_P(AttentionGpuFamily, LazyAttentionMatchesTheReference) { checkLazyAttention(GetParam(), true); }
+
+/// The same without the relative bias, whose q - kv gradient site keeps the backward on the sm80 family's
+/// windows: the sm90 backward (FLEXJIT_BWD_CONFIG=family=90) with a prob_mod's and a sink's gradients.
+TEST(AttentionBackwardGpuSm90Rows, LazyAttentionProbModAndSinkGradients) {
+  if (!haveGpu()) GTEST_SKIP() << "no CUDA GPU";
+  const DeviceInfo info = deviceInfo(0);
+  if (info.computeMajor != 9 || info.computeMinor != 0) GTEST_SKIP() << "the sm90 family needs an sm_90 GPU";
+  ScopedEnv env("FLEXJIT_BWD_CONFIG", std::string("family=90"));
+  checkLazyAttention("sm90 backward", false);
 }
 
 TEST(AttentionBackwardGpu, TheLseGradientMatchesTheReference) {
