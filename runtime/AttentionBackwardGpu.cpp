@@ -128,7 +128,6 @@ BwdKernelConfig backwardConfigFor(DType dtype, const AttentionShape& s, const De
   problem.driverHasTensorMaps = driverHasTensorMaps;
   problem.gradSites = variant.gradSites;
   problem.gradSitesMixQAndKv = variant.gradSitesMixQAndKv;
-  problem.hasProb = variant.facts.hasProb;
   problem.accumRows = s.B * s.Hq * bwdPaddedLenQ(static_cast<int>(s.Lq));
   if (planSm90Backward(problem)) {
     BwdKernelConfig config = defaultSm90BwdConfig(dtype, problem.headDim, problem.headDimV, info.computeMajor,

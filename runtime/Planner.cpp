@@ -194,16 +194,6 @@ int requestedBackwardFamily() {
   return family;
 }
 
-std::string sm90BackwardUnvalidated(const BackwardProblem& p) {
-  // Taken by default once its GPU test has passed with FLEXJIT_BWD_CONFIG=family=90. Deterministic mode
-  // (AttentionBackwardGpuSm90Rows.DeterministicModeMatchesAndRepeats) and captured-tensor gradients indexed
-  // by q or by kv alone (Families/AttentionBackwardGpuFamily.gated_decay_sm90) passed on the H200 on
-  // 2026-12-02 (docs/performance.md, fourth session). No GPU test runs a prob_mod on the sm90 family yet
-  // (the Lazy Attention tests' bias[h][q - kv] keeps them on sm80's windows).
-  if (p.hasProb) return "a prob_mod's backward on the sm90 family has not run on a GPU yet";
-  return "";
-}
-
 std::string sm90BackwardUnsupported(const BackwardProblem& p) {
   if (std::string why = sm90Unavailable(p); !why.empty()) return why;
   if (p.gradSites > 0 && p.gradSitesMixQAndKv)
@@ -223,10 +213,11 @@ bool planSm90Backward(const BackwardProblem& p) {
     throw Error("FLEXJIT_BWD_CONFIG: family=90 cannot run this backward: " + why +
                 "; use family=80 or unset FLEXJIT_BWD_CONFIG");
   if (requested != 0) return requested == kSm90FamilyCode;
-  // The default since the H200 run of 2026-12-02 (docs/performance.md): every seed variant it takes matched
-  // the float64 reference, and the backward ran 1.53-1.65x the sm80 family's speed (causal D128: 466
-  // against 282 TFLOP/s). What it can run but has not yet run on a GPU is taken only when asked for.
-  return why.empty() && sm90BackwardUnvalidated(p).empty();
+  // The default wherever it applies since the H200 runs of 2026-12-02 (docs/performance.md): every seed
+  // variant it takes matched the float64 reference, and the backward ran 1.53-1.65x the sm80 family's speed
+  // (causal D128: 466 against 282 TFLOP/s); deterministic mode, gradients of captured tensors indexed by q
+  // or kv alone and a prob_mod's and a sink's gradients (AttentionBackwardGpuSm90Rows.*) passed there too.
+  return why.empty();
 }
 
 void describeVariant(ForwardProblem& p, const Variant& variant) {

@@ -97,7 +97,6 @@ struct BackwardProblem : KernelProblem {
   bool deterministic = false;       ///< a fixed reduction order for dQ (the sm80 family's dQ kernel after either dK/dV)
   int gradSites = 0;                ///< captured-tensor gradient sites of score_mod_grad
   bool gradSitesMixQAndKv = false;  ///< some site is indexed by q and kv together (bias[h][q - kv])
-  bool hasProb = false;             ///< a prob_mod (its gradient sums and delta weights)
   long long accumRows = 0;          ///< B * Hq * len_q_pad: the dQ accumulator's rows (TMA coordinates are int32)
 };
 
@@ -107,13 +106,9 @@ std::string sm90BackwardUnsupported(const BackwardProblem& problem);
 /// The backward family FLEXJIT_BWD_CONFIG asks for: 0 (the planner decides), 80 or 90.
 int requestedBackwardFamily();
 
-/// Why the planner does not take the sm90 backward by itself for `problem` although it can run it: a
-/// combination whose GPU tests have not run yet (FLEXJIT_BWD_CONFIG=family=90 asks for it); "" otherwise.
-std::string sm90BackwardUnvalidated(const BackwardProblem& problem);
-
 /// The backward's family: true for the sm90 one. FLEXJIT_BWD_CONFIG=family=80|90 decides when given
 /// (family=90 on a problem it cannot run throws flexjit::Error naming why); otherwise the sm90 family
-/// wherever it applies and has run on a GPU (sm90BackwardUnsupported, sm90BackwardUnvalidated).
+/// wherever it applies (sm90BackwardUnsupported).
 bool planSm90Backward(const BackwardProblem& problem);
 
 /// Why the decode family cannot run `problem` ("" when it can).
